@@ -1,0 +1,1 @@
+"""The HTTP gateway: app factory, settings, middleware and the gateway subsystems."""

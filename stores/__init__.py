@@ -1,0 +1,1 @@
+"""Storage protocols and their memory, SQLite and PostgreSQL implementations."""
