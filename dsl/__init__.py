@@ -1,0 +1,57 @@
+"""The rule language: parse -> check -> compile.
+
+    node = dsl.parse(dsl.SourceText('is_pep AND context.amount > 10000'))
+    checked = dsl.check(node, source, scope)
+    program = dsl.compile_program([checked], outcomes=[...], default=...)
+
+Errors::
+
+    PolicyError            every diagnostic of a failed load (engine raises it too)
+    ParseFailure           one expression did not parse; `.diagnostic` says why
+"""
+
+from __future__ import annotations
+
+from dsl.ast import Expr, Span
+from dsl.checker import Checked, FactBinding, Scope, check
+from dsl.compiler import Program, Required, compile_expression, compile_program
+from dsl.diagnostics import CODES, Diagnostic, PolicyError, Position, SourceText, scalar_positions
+from dsl.functions import FUNCTIONS, QUANTIFIERS, Function
+from dsl.parser import ParseFailure, parse
+from dsl.runtime import UNDEFINED, Clock, Recorder, type_name, utc_now
+from dsl.types import FACTS, ROOTS, SCHEMA_TYPES, SUBJECT_FIELDS, Fact, Type
+
+__all__ = [
+    "CODES",
+    "FACTS",
+    "FUNCTIONS",
+    "QUANTIFIERS",
+    "ROOTS",
+    "SCHEMA_TYPES",
+    "SUBJECT_FIELDS",
+    "UNDEFINED",
+    "Checked",
+    "Clock",
+    "Diagnostic",
+    "Expr",
+    "Fact",
+    "FactBinding",
+    "Function",
+    "ParseFailure",
+    "PolicyError",
+    "Position",
+    "Program",
+    "Recorder",
+    "Required",
+    "Scope",
+    "SourceText",
+    "Span",
+    "Type",
+    "check",
+    "compile_expression",
+    "compile_program",
+    "parse",
+    "scalar_positions",
+    "type_name",
+    "utc_now",
+]

@@ -1,0 +1,309 @@
+"""Parse stage: expression text -> AST, or a located E101/E106 diagnostic.
+
+The grammar lives in `grammar.lark` and is built once. Lark trees never leave this
+module: the transformer turns them into the frozen nodes of `dsl.ast`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from dsl import ast
+from dsl.diagnostics import Diagnostic, SourceText
+
+#: Limits checked before and after parsing, so evaluation stays bounded.
+MAX_EXPRESSION_LENGTH = 4096
+MAX_NESTING = 32
+MAX_NODES = 1000
+MAX_LIST_LENGTH = 1000
+
+_TOKEN_NAMES = {
+    "_OR": "OR",
+    "_AND": "AND",
+    "_NOT": "NOT",
+    "_IN": "in",
+    "COMP_OP": "a comparison operator",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "PERCENT": "'%'",
+    "NAME": "a name",
+    "INT": "a number",
+    "DECIMAL": "a number",
+    "DQ_STRING": "a string",
+    "SQ_STRING": "a string",
+    "TRUE": "true",
+    "FALSE": "false",
+    "NULL": "null",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "DOT": "'.'",
+    "$END": "the end of the expression",
+}
+
+
+class ParseFailure(Exception):
+    """Raised by `parse` with the diagnostic that explains why."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+@cache
+def _parser() -> Lark:
+    grammar = files("dsl").joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "/": "/", "0": "\0"}
+_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+
+
+def _unescape(body: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code.startswith("u") and len(code) == 5:
+            return chr(int(code[1:], 16))
+        if code in _ESCAPES:
+            return _ESCAPES[code]
+        raise ValueError(f"unknown escape sequence \\{code}")
+
+    return _ESCAPE_RE.sub(replace, body)
+
+
+def _span(meta: Any) -> ast.Span:
+    return ast.Span(meta.start_pos, meta.end_pos)
+
+
+def _tok_span(token: Token) -> ast.Span:
+    start = token.start_pos or 0
+    return ast.Span(start, start + len(token))
+
+
+@v_args(meta=True)
+class _ToAst(Transformer[Token, ast.Expr]):
+    def true(self, meta: Any, _: list[Token]) -> ast.Literal:
+        return ast.Literal(True, _span(meta))
+
+    def false(self, meta: Any, _: list[Token]) -> ast.Literal:
+        return ast.Literal(False, _span(meta))
+
+    def null(self, meta: Any, _: list[Token]) -> ast.Literal:
+        return ast.Literal(None, _span(meta))
+
+    def number(self, meta: Any, children: list[Token]) -> ast.Literal:
+        text = str(children[0])
+        value: int | float = float(text) if ("." in text or "e" in text or "E" in text) else int(text)
+        return ast.Literal(value, _span(meta))
+
+    def string(self, meta: Any, children: list[Token]) -> ast.Literal:
+        return ast.Literal(_unescape(str(children[0])[1:-1]), _span(meta))
+
+    def name(self, meta: Any, children: list[Token]) -> ast.Name:
+        return ast.Name(str(children[0]), _span(meta))
+
+    def list_(self, meta: Any, children: list[ast.Expr]) -> ast.ListExpr:
+        return ast.ListExpr(tuple(c for c in children if c is not None), _span(meta))
+
+    def attr(self, meta: Any, children: list[Any]) -> ast.Attr:
+        return ast.Attr(children[0], str(children[1]), _span(meta))
+
+    def index(self, meta: Any, children: list[ast.Expr]) -> ast.Index:
+        return ast.Index(children[0], children[1], _span(meta))
+
+    def not_(self, meta: Any, children: list[ast.Expr]) -> ast.Not:
+        return ast.Not(children[0], _span(meta))
+
+    def and_(self, meta: Any, children: list[ast.Expr]) -> ast.BoolOp:
+        return ast.BoolOp("and", tuple(children), _span(meta))
+
+    def or_(self, meta: Any, children: list[ast.Expr]) -> ast.BoolOp:
+        return ast.BoolOp("or", tuple(children), _span(meta))
+
+    def compare(self, meta: Any, children: list[Any]) -> ast.Compare:
+        return ast.Compare(str(children[1]), children[0], children[2], _span(meta))  # type: ignore[arg-type]
+
+    def in_(self, meta: Any, children: list[ast.Expr]) -> ast.Compare:
+        return ast.Compare("in", children[0], children[1], _span(meta))
+
+    def not_in(self, meta: Any, children: list[ast.Expr]) -> ast.Compare:
+        return ast.Compare("not in", children[0], children[1], _span(meta))
+
+    def arith(self, meta: Any, children: list[Any]) -> ast.Arith:
+        return ast.Arith(str(children[1]), children[0], children[2], _span(meta))  # type: ignore[arg-type]
+
+    def neg(self, meta: Any, children: list[Any]) -> ast.Expr:
+        operand = children[1]
+        if isinstance(operand, ast.Literal) and isinstance(operand.value, (int, float)) and not isinstance(
+            operand.value, bool
+        ):
+            return ast.Literal(-operand.value, _span(meta))
+        return ast.Neg(operand, _span(meta))
+
+    def call(self, meta: Any, children: list[Any]) -> ast.Expr:
+        name_token: Token = children[0]
+        args = tuple(c for c in children[1:] if c is not None)
+        span = _span(meta)
+        lowered = str(name_token).lower()
+        if lowered in ("any", "all") and len(args) == 2:
+            binding = args[0]
+            if isinstance(binding, ast.Compare) and binding.op == "in" and isinstance(binding.left, ast.Name):
+                return ast.Quantifier(lowered, binding.left.name, binding.right, args[1], span)  # type: ignore[arg-type]
+        return ast.Call(str(name_token), args, span, _tok_span(name_token))
+
+
+def _describe_expected(expected: set[str]) -> str:
+    names = sorted({_TOKEN_NAMES.get(e, e) for e in expected if not e.startswith("__")})
+    if not names:
+        return ""
+    if len(names) > 6:
+        return "an operand or an operator"
+    return ", ".join(names[:-1]) + (" or " if len(names) > 1 else "") + names[-1]
+
+
+def _syntax_diagnostic(source: SourceText, err: UnexpectedInput) -> Diagnostic:
+    text = source.text
+    pos = err.pos_in_stream if err.pos_in_stream is not None else len(text)
+    hint = None
+    if isinstance(err, UnexpectedCharacters):
+        char = text[pos] if pos < len(text) else ""
+        message = f"unexpected character {char!r}"
+        if char == "=":
+            hint = "use '==' to compare"
+        elif char == "&":
+            hint = "use AND"
+        elif char == "|":
+            hint = "use OR"
+        elif char == "!":
+            hint = "use NOT, or '!=' to compare"
+        elif char in "\"'":
+            hint = "a string is not closed on this line"
+        end = pos + 1
+    elif isinstance(err, UnexpectedEOF) or (
+        isinstance(err, UnexpectedToken) and err.token.type == "$END"
+    ):
+        pos = len(text.rstrip())
+        expected = _describe_expected(set(err.expected))
+        message = "unexpected end of expression" + (f", expected {expected}" if expected else "")
+        end = pos + 1
+    elif isinstance(err, UnexpectedToken):
+        token = err.token
+        pos = token.start_pos if token.start_pos is not None else pos
+        expected = _describe_expected(set(err.expected))
+        message = f"unexpected {str(token)!r}" + (f", expected {expected}" if expected else "")
+        if token.type == "COMP_OP" and set(err.expected) & {"_OR", "_AND", "RPAR", "$END"}:
+            hint = "comparisons do not chain: write `a < b AND b < c`"
+        end = pos + len(str(token))
+    else:  # pragma: no cover - lark raises only the subclasses above
+        message = "syntax error"
+        end = pos + 1
+    return source.diagnostic("E101", message, pos, end, hint=hint)
+
+
+def _nesting_depth(text: str) -> tuple[int, int]:
+    """Deepest bracket nesting and the offset where it is reached (strings skipped)."""
+    depth = best = where = 0
+    quote = ""
+    escaped = False
+    for i, ch in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch in "([":
+            depth += 1
+            if depth > best:
+                best, where = depth, i
+        elif ch in ")]":
+            depth -= 1
+    return best, where
+
+
+def _tree_depth(node: ast.Expr) -> int:
+    deepest = 0
+    stack: list[tuple[ast.Expr, int]] = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.children(current))
+    return deepest
+
+
+def parse(source: SourceText | str) -> ast.Expr:
+    """Parse one expression; raise `ParseFailure` with a located diagnostic."""
+    if isinstance(source, str):
+        source = SourceText(source)
+    text = source.text
+    if not text.strip():
+        raise ParseFailure(source.diagnostic("E101", "empty expression", 0))
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ParseFailure(
+            source.diagnostic(
+                "E106", f"expression is {len(text)} characters long; the limit is {MAX_EXPRESSION_LENGTH}", 0
+            )
+        )
+    depth, where = _nesting_depth(text)
+    if depth > MAX_NESTING:
+        raise ParseFailure(
+            source.diagnostic("E106", f"brackets nest {depth} deep; the limit is {MAX_NESTING}", where, where + 1)
+        )
+    try:
+        tree: Tree[Token] = _parser().parse(text)
+        node = _ToAst().transform(tree)
+    except UnexpectedInput as err:
+        raise ParseFailure(_syntax_diagnostic(source, err)) from None
+    except VisitError as err:
+        original = err.orig_exc
+        meta = getattr(err.obj, "meta", None)
+        start = getattr(meta, "start_pos", 0) or 0
+        end = getattr(meta, "end_pos", start + 1) or start + 1
+        raise ParseFailure(source.diagnostic("E101", str(original), start, end)) from None
+    if isinstance(node, Token):  # a bare token only when the grammar inlines; keep total
+        raise ParseFailure(source.diagnostic("E101", "not an expression", 0))
+    nodes = ast.walk(node)
+    if len(nodes) > MAX_NODES:
+        raise ParseFailure(
+            source.diagnostic("E106", f"expression has {len(nodes)} nodes; the limit is {MAX_NODES}", 0)
+        )
+    if _tree_depth(node) > MAX_NESTING * 2:
+        raise ParseFailure(
+            source.diagnostic("E106", f"expression nests deeper than {MAX_NESTING * 2} levels", 0)
+        )
+    for item in nodes:
+        if isinstance(item, ast.ListExpr) and len(item.items) > MAX_LIST_LENGTH:
+            raise ParseFailure(
+                source.diagnostic(
+                    "E106",
+                    f"list has {len(item.items)} items; the limit is {MAX_LIST_LENGTH}",
+                    item.span.start,
+                    item.span.end,
+                )
+            )
+    return node
+
+
+__all__ = [
+    "MAX_EXPRESSION_LENGTH",
+    "MAX_LIST_LENGTH",
+    "MAX_NESTING",
+    "MAX_NODES",
+    "ParseFailure",
+    "parse",
+]
