@@ -1,0 +1,583 @@
+"""Load stage: a policy directory -> a checked, compiled `PolicySet`.
+
+Stages, in order, each collecting diagnostics rather than stopping: discover files,
+read data documents, read and validate policy files (YAML, then structure with
+pydantic), build each purpose (evidence, context schema, rules: parse, check, compile),
+then the checks across files (duplicate purposes, unused data). `build()` returns
+everything it found; `load()` raises `PolicyError` when any of it is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import re2
+import yaml
+from pydantic import ValidationError
+
+import dsl
+from dsl import FACTS, ROOTS, SCHEMA_TYPES, Diagnostic, FactBinding, PolicyError, Required, Scope
+from dsl.runtime import compile_regex, regex_error, utc_now
+from dsl.types import ANY, BOOL, Type, type_of_value
+from engine.model import PolicyFileModel, PurposeModel, RuleModel
+from engine.policyset import (
+    OUTCOMES,
+    RECORDER,
+    ContextField,
+    Decision,
+    EvidenceSpec,
+    PolicySet,
+    Purpose,
+    Rule,
+    conforms,
+)
+from engine.yaml_source import YamlDocument, read_yaml
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+_FACT_NAME = re.compile(r"^(consent\.)?[A-Za-z_][A-Za-z0-9_]*$")
+_DOC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(slots=True)
+class Layout:
+    """The files of a policy directory, by role, as paths relative to `root`."""
+
+    root: Path
+    policies: list[Path] = field(default_factory=list)
+    tests: list[Path] = field(default_factory=list)
+    data: list[Path] = field(default_factory=list)
+
+
+def is_test_file(path: Path) -> bool:
+    return path.stem.endswith("_test") or "tests" in path.parts[:-1]
+
+
+def discover(path: str | Path) -> Layout:
+    """Find policy, test and data files. Hidden files and editor droppings are skipped."""
+    target = Path(path)
+    if target.is_file():
+        layout = Layout(root=target.parent)
+        (layout.tests if is_test_file(target) else layout.policies).append(target)
+        data_dir = target.parent / "data"
+        if data_dir.is_dir():
+            layout.data = sorted(p for p in data_dir.iterdir() if _is_data_file(p))
+        return layout
+    layout = Layout(root=target)
+    if not target.is_dir():
+        return layout
+    for candidate in sorted(target.rglob("*")):
+        relative = candidate.relative_to(target)
+        if any(part.startswith((".", "#", "_")) or part.endswith("~") for part in relative.parts):
+            continue
+        if not candidate.is_file():
+            continue
+        if relative.parts[0] == "data":
+            if _is_data_file(candidate):
+                layout.data.append(candidate)
+        elif candidate.suffix in _YAML_SUFFIXES:
+            (layout.tests if is_test_file(relative) else layout.policies).append(candidate)
+    return layout
+
+
+def _is_data_file(path: Path) -> bool:
+    return path.is_file() and path.suffix in (*_YAML_SUFFIXES, ".json") and not path.name.startswith((".", "#"))
+
+
+def _display(path: Path) -> str:
+    return str(path)
+
+
+def _read_text(path: Path, diagnostics: list[Diagnostic]) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        diagnostics.append(Diagnostic(code="E004", message=f"cannot read file: {err}", file=_display(path)))
+        return None
+
+
+def plain(value: Any) -> Any:
+    """YAML values as JSON-like data: dates become ISO strings, keys become strings."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def revision_of(files: Iterable[tuple[str, bytes]]) -> str:
+    """`sha256:` over (relative path, content) pairs in path order: stable across machines."""
+    digest = hashlib.sha256()
+    for name, content in sorted(files):
+        digest.update(name.encode() + b"\0" + str(len(content)).encode() + b"\0" + content)
+    return "sha256:" + digest.hexdigest()
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """Everything `build()` found: the policy set (when there is no error) and diagnostics."""
+
+    policy_set: PolicySet | None
+    diagnostics: list[Diagnostic]
+    layout: Layout
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+class _Builder:
+    def __init__(self, layout: Layout, clock: dsl.Clock) -> None:
+        self.layout = layout
+        self.clock = clock
+        self.diagnostics: list[Diagnostic] = []
+        self.texts: dict[Path, str] = {}
+        for path in (*layout.data, *layout.policies):
+            text = _read_text(path, self.diagnostics)
+            if text is not None:
+                self.texts[path] = text
+        self.revision = revision_of(
+            (path.relative_to(layout.root).as_posix(), text.encode()) for path, text in self.texts.items()
+        )
+        self.data: dict[str, Any] = {}
+        self.data_nodes: dict[str, tuple[YamlDocument, yaml.Node | None]] = {}
+        self.data_used: set[str] = set()
+        self.purposes: dict[str, Purpose] = {}
+        self.purpose_sites: dict[str, tuple[str, int]] = {}
+
+    # -- stage: data documents -------------------------------------------------------
+    def read_data(self) -> None:
+        for path in self.layout.data:
+            text = self.texts.get(path)
+            if text is None:
+                continue
+            name = path.stem
+            doc = read_yaml(_display(path), text) if path.suffix != ".json" else self._read_json(path, text)
+            self.diagnostics.extend(doc.diagnostics)
+            if doc.diagnostics:
+                continue
+            if not _DOC_NAME.match(name):
+                self.diagnostics.append(
+                    doc.diagnostic("E208", f"data document name `{name}` is not a valid identifier", None)
+                )
+                continue
+            if name in self.data:
+                self.diagnostics.append(doc.diagnostic("E208", f"data document `{name}` is defined twice", None))
+                continue
+            self.data[name] = plain(doc.value)
+            self.data_nodes[name] = (doc, doc.node)
+
+    def _read_json(self, path: Path, text: str) -> YamlDocument:
+        doc = YamlDocument(file=_display(path), text=text, lines=text.splitlines())
+        try:
+            doc.value = json.loads(text)
+        except json.JSONDecodeError as err:
+            doc.diagnostics.append(
+                Diagnostic(
+                    code="E208",
+                    message=f"invalid JSON: {err.msg}",
+                    file=doc.file,
+                    line=err.lineno,
+                    col=err.colno,
+                    source_line=doc.lines[err.lineno - 1] if 0 < err.lineno <= len(doc.lines) else None,
+                )
+            )
+        return doc
+
+    # -- stage: policy files ---------------------------------------------------------
+    def read_policies(self) -> None:
+        for path in self.layout.policies:
+            text = self.texts.get(path)
+            if text is None:
+                continue
+            doc = read_yaml(_display(path), text)
+            self.diagnostics.extend(doc.diagnostics)
+            if any(d.severity == "error" and d.code == "E001" for d in doc.diagnostics):
+                continue
+            if doc.value is None:
+                continue  # an empty file defines nothing
+            try:
+                model = PolicyFileModel.model_validate(doc.value)
+            except ValidationError as err:
+                self._structure_errors(doc, err)
+                continue
+            for name, purpose in model.purposes.items():
+                self.build_purpose(doc, name, purpose)
+
+    def _structure_errors(self, doc: YamlDocument, err: ValidationError) -> None:
+        for error in err.errors():
+            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p in ("str", "dict[str,any]")))
+            kind = error["type"]
+            where = ".".join(str(p) for p in loc) or "file"
+            if kind == "extra_forbidden":
+                node = doc.locate(loc, key=True)
+                parent = ".".join(str(p) for p in loc[:-1]) or "the file"
+                message = f"unknown key `{loc[-1]}` in {parent}"
+                allowed = _allowed_keys(loc)
+                hint = None
+                if allowed:
+                    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+                    hint = f"did you mean `{close[0]}`?" if close else f"allowed keys: {', '.join(allowed)}"
+                self.diagnostics.append(doc.diagnostic("E002", message, node, hint=hint))
+            elif kind == "missing":
+                node = doc.locate(loc[:-1])
+                self.diagnostics.append(doc.diagnostic("E002", f"`{where}` is required", node))
+            else:
+                node = doc.locate(loc)
+                self.diagnostics.append(doc.diagnostic("E002", f"{where}: {error['msg']}", node))
+
+    # -- stage: one purpose ----------------------------------------------------------
+    def build_purpose(self, doc: YamlDocument, name: str, model: PurposeModel) -> None:
+        key_node = doc.locate(("purposes", name), key=True)
+        line = key_node.start_mark.line + 1 if key_node is not None else 1
+        first = self.purpose_sites.get(name)
+        if first is not None:
+            self.diagnostics.append(
+                doc.diagnostic(
+                    "E204", f"purpose `{name}` is already defined at {first[0]}:{first[1]}", key_node
+                )
+            )
+            return
+        self.purpose_sites[name] = (doc.file, line)
+        base = ("purposes", name)
+        errors_before = sum(d.severity == "error" for d in self.diagnostics)
+        evidence = self._evidence(doc, base, model)
+        context = self._context(doc, base, model)
+        scope = Scope(
+            facts={
+                spec.name: FactBinding(spec.type, guaranteed=True) for spec in evidence if "." not in spec.name
+            },
+            context={f.name: f.type for f in context} if context else None,
+            data=self.data,
+        )
+        rules, checked = self._rules(doc, base, name, model.rules, scope)
+        used = set().union(*(c.facts_used for c in checked if c is not None)) if checked else set()
+        for c in checked:
+            if c is not None:
+                self.data_used |= c.data_used
+        for i, spec in enumerate(evidence):
+            if "." not in spec.name and spec.name not in used:
+                node = doc.locate((*base, "evidence", i))
+                self.diagnostics.append(
+                    doc.diagnostic(
+                        "W302", f"evidence `{spec.name}` is declared but no rule uses it", node,
+                        severity="warning",
+                        hint="the gateway still gathers it; remove it to minimise the data processed",
+                    )
+                )
+        if sum(d.severity == "error" for d in self.diagnostics) > errors_before:
+            return
+        outcomes = [
+            Decision(
+                purpose=name, status=r.status, reason=r.reason, conditions=r.conditions,
+                revision=self.revision, rule=r.index, line=r.line,
+            )
+            for r in rules
+        ]
+        default = Decision(purpose=name, status="fail", reason="no_rule_matched", revision=self.revision)
+        required = [Required(spec.name, spec.type) for spec in evidence]
+        conditions = checked[: len(rules)]
+        program = dsl.compile_program(conditions, outcomes, default, required, None, self.data, self.clock)
+        explainer = dsl.compile_program(
+            conditions, outcomes, default, required, None, self.data, self.clock, recorder=RECORDER
+        )
+        self.purposes[name] = Purpose(
+            name=name,
+            description=model.description,
+            file=doc.file,
+            line=line,
+            consent=tuple(model.consent),
+            context=tuple(context),
+            evidence=tuple(evidence),
+            rules=tuple(rules),
+            program=program,
+            explainer=explainer,
+            revision=self.revision,
+        )
+
+    def _evidence(self, doc: YamlDocument, base: tuple[str, ...], model: PurposeModel) -> list[EvidenceSpec]:
+        specs: list[EvidenceSpec] = []
+        seen: set[str] = set()
+        for i, item in enumerate(model.evidence):
+            node = doc.locate((*base, "evidence", i))
+            if isinstance(item, dict):
+                if len(item) != 1:
+                    self.diagnostics.append(
+                        doc.diagnostic("E206", "an evidence entry is a fact name or `name: expected value`", node)
+                    )
+                    continue
+                fact, expected = next(iter(item.items()))
+                expected = plain(expected)
+            else:
+                fact, expected = item, dsl.UNDEFINED
+            fact = str(fact)
+            if not _FACT_NAME.match(fact) or fact in ROOTS:
+                self.diagnostics.append(doc.diagnostic("E206", f"`{fact}` cannot name an evidence fact", node))
+                continue
+            if fact in seen:
+                self.diagnostics.append(doc.diagnostic("E206", f"evidence `{fact}` is declared twice", node))
+                continue
+            seen.add(fact)
+            if fact.startswith("consent."):
+                fact_type = BOOL
+            elif fact in FACTS:
+                fact_type = FACTS[fact].type
+            else:
+                fact_type = type_of_value(expected) if expected is not dsl.UNDEFINED else ANY
+                hint = difflib.get_close_matches(fact, list(FACTS), n=1)
+                self.diagnostics.append(
+                    doc.diagnostic(
+                        "W306",
+                        f"`{fact}` is not a fact the gateway provides; only the data API can supply it",
+                        node,
+                        severity="warning",
+                        hint=f"did you mean `{hint[0]}`?" if hint else None,
+                    )
+                )
+            if expected is not dsl.UNDEFINED and fact_type.known and not conforms(expected, fact_type):
+                self.diagnostics.append(
+                    doc.diagnostic("E206", f"`{fact}` is a {fact_type}; expected value {expected!r} is not", node)
+                )
+                continue
+            specs.append(EvidenceSpec(fact, fact_type, expected))
+        return specs
+
+    def _context(self, doc: YamlDocument, base: tuple[str, ...], model: PurposeModel) -> list[ContextField]:
+        fields: list[ContextField] = []
+        for name, spec in model.context.items():
+            node = doc.locate((*base, "context", name), key=True)
+            if not _DOC_NAME.match(name):
+                self.diagnostics.append(doc.diagnostic("E207", f"context field `{name}` is not an identifier", node))
+                continue
+            field_type = SCHEMA_TYPES.get(spec.type)
+            if field_type is None:
+                self.diagnostics.append(
+                    doc.diagnostic(
+                        "E207", f"unknown context type `{spec.type}`",
+                        doc.locate((*base, "context", name, "type")),
+                        hint=f"one of: {', '.join(sorted(SCHEMA_TYPES))}",
+                    )
+                )
+                continue
+            if spec.pattern is not None:
+                try:
+                    compile_regex(spec.pattern)
+                except re2.error as err:
+                    self.diagnostics.append(
+                        doc.diagnostic(
+                            "E207", f"invalid pattern: {regex_error(err)}",
+                            doc.locate((*base, "context", name, "pattern")),
+                        )
+                    )
+                    continue
+            fields.append(
+                ContextField(
+                    name=name,
+                    type=field_type,
+                    required=spec.required,
+                    pattern=spec.pattern,
+                    enum=tuple(spec.enum) if spec.enum is not None else None,
+                    minimum=spec.minimum,
+                    maximum=spec.maximum,
+                    max_length=spec.max_length,
+                )
+            )
+        return fields
+
+    def _rules(
+        self, doc: YamlDocument, base: tuple[str, ...], purpose: str, models: list[RuleModel], scope: Scope
+    ) -> tuple[list[Rule], list[dsl.Checked | None]]:
+        rules: list[Rule] = []
+        checked_all: list[dsl.Checked | None] = []
+        closed_by: Rule | None = None
+        reported = False
+        for i, model in enumerate(models):
+            rule_base = (*base, "rules", i)
+            rule_node = doc.locate(rule_base)
+            line = rule_node.start_mark.line + 1 if rule_node is not None else 1
+            column = rule_node.start_mark.column + 1 if rule_node is not None else 1
+            reachable = closed_by is None
+            if closed_by is not None and not reported:
+                what = "an `else`" if closed_by.condition is None else "a rule that always matches"
+                self.diagnostics.append(
+                    doc.diagnostic(
+                        "E203",
+                        f"rule {i + 1} is never reached: rule {closed_by.index + 1} (line {closed_by.line}) is {what}",
+                        rule_node,
+                    )
+                )
+                reported = True
+            has_if = "if_" in model.model_fields_set
+            if has_if == (model.else_ is not None) or (model.else_ is not None and model.then is not None):
+                message = (
+                    "a rule has either `if` with `then`, or `else`"
+                    if has_if or model.else_ is not None
+                    else "a rule needs `if` (with `then`) or `else`"
+                )
+                self.diagnostics.append(doc.diagnostic("E205", message, rule_node))
+                continue
+            outcome = model.then if has_if else model.else_
+            outcome_key = "then" if has_if else "else"
+            if outcome is None:
+                self.diagnostics.append(doc.diagnostic("E201", "`if` needs a `then` outcome", rule_node))
+                continue
+            if outcome not in OUTCOMES:
+                close = difflib.get_close_matches(outcome, OUTCOMES, n=1)
+                self.diagnostics.append(
+                    doc.diagnostic(
+                        "E201",
+                        f"invalid outcome `{outcome}`",
+                        doc.locate((*rule_base, outcome_key)),
+                        hint=f"did you mean `{close[0]}`?" if close else f"one of: {', '.join(OUTCOMES)}",
+                    )
+                )
+                continue
+            if not model.reason:
+                self.diagnostics.append(
+                    doc.diagnostic("E202", "rule has no `reason`", rule_node, hint="every decision must say why")
+                )
+            if model.conditions and outcome != "pass_with_conditions":
+                self.diagnostics.append(
+                    doc.diagnostic(
+                        "W304", f"`conditions` on a `{outcome}` rule are ignored",
+                        doc.locate((*rule_base, "conditions"), key=True), severity="warning",
+                    )
+                )
+            checked: dsl.Checked | None = None
+            text: str | None = None
+            if has_if:
+                checked, text = self._condition(doc, (*rule_base, "if"), scope)
+                if checked is None:
+                    continue
+            rule = Rule(
+                index=i,
+                line=line,
+                column=column,
+                condition=text,
+                status=outcome,  # type: ignore[arg-type]
+                reason=model.reason or "",
+                conditions=tuple(model.conditions) if outcome == "pass_with_conditions" else (),
+            )
+            if not reachable:
+                continue
+            rules.append(rule)
+            checked_all.append(checked)
+            if checked is None:
+                closed_by = rule
+            elif checked.constant and checked.ok:
+                value = dsl.compile_expression(checked, self.data, self.clock)({})
+                self.diagnostics.append(
+                    doc.diagnostic(
+                        "W301",
+                        f"condition is always {'true' if value is True else 'false'}",
+                        doc.locate((*rule_base, "if")),
+                        severity="warning",
+                    )
+                )
+                if value is True:
+                    closed_by = rule
+        return rules, checked_all
+
+    def _condition(
+        self, doc: YamlDocument, loc: tuple[str | int, ...], scope: Scope
+    ) -> tuple[dsl.Checked | None, str | None]:
+        node = doc.locate(loc)
+        if not isinstance(node, yaml.ScalarNode):
+            self.diagnostics.append(doc.diagnostic("E002", "`if` must be an expression (a string)", node))
+            return None, None
+        source = doc.source_text(node)
+        try:
+            tree = dsl.parse(source)
+        except dsl.ParseFailure as failure:
+            self.diagnostics.append(failure.diagnostic)
+            return None, None
+        checked = dsl.check(tree, source, scope)
+        self.diagnostics.extend(checked.diagnostics)
+        return (checked if checked.ok else None), source.text
+
+    # -- stage: across files ---------------------------------------------------------
+    def finish(self) -> None:
+        for name, (doc, node) in self.data_nodes.items():
+            if name not in self.data_used:
+                self.diagnostics.append(
+                    Diagnostic(
+                        code="W305",
+                        message=f"data document `{name}` is never referenced",
+                        file=doc.file,
+                        severity="warning",
+                        line=1,
+                        col=1,
+                    )
+                )
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    depth = len(loc)
+    if depth == 1:
+        return ["purposes"]
+    if depth == 3:
+        return [f.alias or n for n, f in PurposeModel.model_fields.items()]
+    if depth == 5 and loc[2] == "rules":
+        return [f.alias or n for n, f in RuleModel.model_fields.items()]
+    if depth == 5 and loc[2] == "context":
+        return ["type", "description", "pattern", "enum", "required", "minimum", "maximum", "max_length"]
+    return []
+
+
+def build(path: str | Path, clock: dsl.Clock | None = None) -> LoadResult:
+    """Run every load stage; return the policy set (if error-free) and all diagnostics."""
+    layout = discover(path)
+    builder = _Builder(layout, clock or utc_now)
+    if not Path(path).exists():
+        builder.diagnostics.append(Diagnostic(code="E209", message="no such file or directory", file=str(path)))
+        return LoadResult(None, builder.diagnostics, layout)
+    if not layout.policies:
+        builder.diagnostics.append(
+            Diagnostic(code="E209", message="no policy files (*.yaml) found", file=str(path))
+        )
+    builder.read_data()
+    builder.read_policies()
+    builder.finish()
+    diagnostics = sorted(builder.diagnostics, key=lambda d: d.sort_key)
+    if any(d.severity == "error" for d in diagnostics):
+        return LoadResult(None, diagnostics, layout)
+    policy_set = PolicySet(
+        purposes=builder.purposes,
+        revision=builder.revision,
+        files=[_display(p) for p in layout.policies],
+        data=builder.data,
+        warnings=[d for d in diagnostics if d.severity == "warning"],
+        root=str(layout.root),
+        tests=[_display(p) for p in layout.tests],
+    )
+    return LoadResult(policy_set, diagnostics, layout)
+
+
+def load(path: str | Path, clock: dsl.Clock | None = None) -> PolicySet:
+    """Load, check and compile a policy directory (or one file).
+
+    Raises `PolicyError` holding every diagnostic (errors and warnings) when any error
+    is found.
+    """
+    result = build(path, clock)
+    if result.policy_set is None:
+        raise PolicyError(result.diagnostics)
+    return result.policy_set
+
+
+__all__ = ["Layout", "LoadResult", "build", "discover", "is_test_file", "load", "plain", "revision_of"]
