@@ -1,0 +1,806 @@
+"""The SQL implementation of every store protocol, shared by SQLite and PostgreSQL.
+
+The queries use only SQL both dialects accept (``ON CONFLICT``, ``RETURNING``,
+``LIMIT``) with ``%(name)s`` parameters; what differs between the dialects (value
+encodings, driver errors, the thread or pool underneath) lives in the
+:class:`~stores._database.Database` they run on. Every value is a bound parameter;
+the only SQL assembled at run time is from the constant fragments in this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from stores._database import Codec, Database, Executor, Params, Row
+from stores._errors import Conflict, NotFound
+from stores._records import (
+    AuditEvent,
+    Consent,
+    Credential,
+    DeadLetter,
+    RefreshToken,
+    Session,
+    SigningKey,
+    TokenRevocation,
+    User,
+    check_limit,
+)
+
+__all__ = [
+    "SqlAuditDeadLetterStore",
+    "SqlAuditEventStore",
+    "SqlConsentStore",
+    "SqlCredentialStore",
+    "SqlRefreshTokenStore",
+    "SqlRevocationStore",
+    "SqlSessionStore",
+    "SqlSigningKeyStore",
+    "SqlUserStore",
+]
+
+
+def _optional_time(codec: Codec, value: Any) -> datetime | None:
+    return None if value is None else codec.read_time(value)
+
+
+async def _fetch_existing(executor: Executor, sql: str, params: Params, missing: str) -> Row:
+    row = await executor.fetch_one(sql, params)
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
+# -- users ------------------------------------------------------------------------------
+
+_USER_COLUMNS = "id, email, first_name, last_name, verified, created_at, updated_at"
+
+# Children first, the user last: explicit deletes give exact counts per table; the
+# ON DELETE CASCADE foreign keys are the schema's own guarantee behind them.
+_ERASE_STATEMENTS = (
+    ("refresh_tokens", "DELETE FROM refresh_tokens WHERE user_id = %(user_id)s"),
+    ("sessions", "DELETE FROM sessions WHERE user_id = %(user_id)s"),
+    ("consent_records", "DELETE FROM consent_records WHERE user_id = %(user_id)s"),
+    ("verifiable_credentials", "DELETE FROM verifiable_credentials WHERE user_id = %(user_id)s"),
+    ("users", "DELETE FROM users WHERE id = %(user_id)s"),
+)
+
+
+class SqlUserStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _params(self, user: User) -> Params:
+        time = self._db.codec.time
+        return {
+            "id": user.id,
+            "email": user.email,
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "verified": user.verified,
+            "created_at": time(user.created_at),
+            "updated_at": time(user.updated_at),
+        }
+
+    def _record(self, row: Row) -> User:
+        codec = self._db.codec
+        return User(
+            id=row["id"],
+            email=row["email"],
+            first_name=row["first_name"],
+            last_name=row["last_name"],
+            verified=bool(row["verified"]),
+            created_at=codec.read_time(row["created_at"]),
+            updated_at=codec.read_time(row["updated_at"]),
+        )
+
+    async def create(self, user: User) -> User:
+        await self._db.execute(
+            f"INSERT INTO users ({_USER_COLUMNS}) VALUES (%(id)s, %(email)s, %(first_name)s,"
+            " %(last_name)s, %(verified)s, %(created_at)s, %(updated_at)s)",
+            self._params(user),
+        )
+        return user
+
+    async def get(self, user_id: str) -> User:
+        row = await _fetch_existing(
+            self._db,
+            f"SELECT {_USER_COLUMNS} FROM users WHERE id = %(id)s",
+            {"id": user_id},
+            f"user {user_id!r} not found",
+        )
+        return self._record(row)
+
+    async def get_by_email(self, email: str) -> User:
+        row = await _fetch_existing(
+            self._db,
+            f"SELECT {_USER_COLUMNS} FROM users WHERE email = %(email)s",
+            {"email": email},
+            "no user has this email",  # no address in messages: they end up in logs
+        )
+        return self._record(row)
+
+    async def update(self, user: User) -> User:
+        row = await _fetch_existing(
+            self._db,
+            "UPDATE users SET email = %(email)s, first_name = %(first_name)s,"
+            " last_name = %(last_name)s, verified = %(verified)s, updated_at = %(updated_at)s"
+            f" WHERE id = %(id)s RETURNING {_USER_COLUMNS}",
+            self._params(user),
+            f"user {user.id!r} not found",
+        )
+        return self._record(row)
+
+    async def erase(self, user_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        async with self._db.transaction() as tx:
+            for table, statement in _ERASE_STATEMENTS:
+                counts[table] = await tx.execute(statement, {"user_id": user_id})
+            if counts["users"] == 0:
+                raise NotFound(f"user {user_id!r} not found")
+        return counts
+
+
+# -- sessions ---------------------------------------------------------------------------
+
+_SESSION_COLUMNS = "id, user_id, client_id, requested_scope, status, created_at, expires_at"
+
+
+class SqlSessionStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _record(self, row: Row) -> Session:
+        codec = self._db.codec
+        return Session(
+            id=row["id"],
+            user_id=row["user_id"],
+            client_id=row["client_id"],
+            requested_scope=codec.read_texts(row["requested_scope"]),
+            status=row["status"],
+            created_at=codec.read_time(row["created_at"]),
+            expires_at=codec.read_time(row["expires_at"]),
+        )
+
+    async def create(self, session: Session) -> Session:
+        codec = self._db.codec
+        await self._db.execute(
+            f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (%(id)s, %(user_id)s,"
+            " %(client_id)s, %(requested_scope)s, %(status)s, %(created_at)s, %(expires_at)s)",
+            {
+                "id": session.id,
+                "user_id": session.user_id,
+                "client_id": session.client_id,
+                "requested_scope": codec.texts(session.requested_scope),
+                "status": session.status,
+                "created_at": codec.time(session.created_at),
+                "expires_at": codec.time(session.expires_at),
+            },
+        )
+        return session
+
+    async def get(self, session_id: str) -> Session:
+        row = await _fetch_existing(
+            self._db,
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = %(id)s",
+            {"id": session_id},
+            f"session {session_id!r} not found",
+        )
+        return self._record(row)
+
+    async def set_status(self, session_id: str, status: str) -> Session:
+        row = await _fetch_existing(
+            self._db,
+            f"UPDATE sessions SET status = %(status)s WHERE id = %(id)s RETURNING {_SESSION_COLUMNS}",
+            {"id": session_id, "status": status},
+            f"session {session_id!r} not found",
+        )
+        return self._record(row)
+
+    async def set_status_for_user(self, user_id: str, status: str) -> int:
+        return await self._db.execute(
+            "UPDATE sessions SET status = %(status)s"
+            " WHERE user_id = %(user_id)s AND status <> %(status)s",
+            {"user_id": user_id, "status": status},
+        )
+
+    async def list_for_user(self, user_id: str) -> list[Session]:
+        rows = await self._db.fetch_all(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = %(user_id)s"
+            " ORDER BY created_at, id",
+            {"user_id": user_id},
+        )
+        return [self._record(row) for row in rows]
+
+    async def purge_expired(self, now: datetime) -> int:
+        return await self._db.execute(
+            "DELETE FROM sessions WHERE expires_at <= %(now)s", {"now": self._db.codec.time(now)}
+        )
+
+
+# -- refresh tokens ---------------------------------------------------------------------
+
+_TOKEN_COLUMNS = (
+    "token_hash, family_id, user_id, session_id, client_id, scope,"
+    " created_at, expires_at, used_at, revoked_at"
+)
+_INSERT_TOKEN = (
+    f"INSERT INTO refresh_tokens ({_TOKEN_COLUMNS}) VALUES (%(token_hash)s, %(family_id)s,"
+    " %(user_id)s, %(session_id)s, %(client_id)s, %(scope)s, %(created_at)s, %(expires_at)s,"
+    " %(used_at)s, %(revoked_at)s)"
+)
+_REVOKE_TOKENS_BY = {
+    column: f"UPDATE refresh_tokens SET revoked_at = %(now)s"
+    f" WHERE {column} = %(value)s AND revoked_at IS NULL"
+    for column in ("family_id", "session_id", "user_id")
+}
+
+
+class SqlRefreshTokenStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _params(self, token: RefreshToken) -> Params:
+        codec = self._db.codec
+        return {
+            "token_hash": token.token_hash,
+            "family_id": token.family_id,
+            "user_id": token.user_id,
+            "session_id": token.session_id,
+            "client_id": token.client_id,
+            "scope": codec.texts(token.scope),
+            "created_at": codec.time(token.created_at),
+            "expires_at": codec.time(token.expires_at),
+            "used_at": codec.time(token.used_at),
+            "revoked_at": codec.time(token.revoked_at),
+        }
+
+    def _record(self, row: Row) -> RefreshToken:
+        codec = self._db.codec
+        return RefreshToken(
+            token_hash=row["token_hash"],
+            family_id=row["family_id"],
+            user_id=row["user_id"],
+            session_id=row["session_id"],
+            client_id=row["client_id"],
+            scope=codec.read_texts(row["scope"]),
+            created_at=codec.read_time(row["created_at"]),
+            expires_at=codec.read_time(row["expires_at"]),
+            used_at=_optional_time(codec, row["used_at"]),
+            revoked_at=_optional_time(codec, row["revoked_at"]),
+        )
+
+    async def create(self, token: RefreshToken) -> RefreshToken:
+        await self._db.execute(_INSERT_TOKEN, self._params(token))
+        return token
+
+    async def get(self, token_hash: str) -> RefreshToken:
+        row = await _fetch_existing(
+            self._db,
+            f"SELECT {_TOKEN_COLUMNS} FROM refresh_tokens WHERE token_hash = %(token_hash)s",
+            {"token_hash": token_hash},
+            "refresh token not found",
+        )
+        return self._record(row)
+
+    async def rotate(
+        self, token_hash: str, *, new_token_hash: str, now: datetime, expires_at: datetime
+    ) -> RefreshToken:
+        async with self._db.transaction() as tx:
+            # The conditions make the update the arbiter: of two concurrent rotations of
+            # one token only one finds it unused.
+            row = await tx.fetch_one(
+                "UPDATE refresh_tokens SET used_at = %(now)s WHERE token_hash = %(token_hash)s"
+                f" AND used_at IS NULL AND revoked_at IS NULL RETURNING {_TOKEN_COLUMNS}",
+                {"token_hash": token_hash, "now": self._db.codec.time(now)},
+            )
+            if row is None:
+                exists = await tx.fetch_one(
+                    "SELECT 1 AS found FROM refresh_tokens WHERE token_hash = %(token_hash)s",
+                    {"token_hash": token_hash},
+                )
+                if exists is None:
+                    raise NotFound("refresh token not found")
+                raise Conflict("refresh token already used or revoked")
+            old = self._record(row)
+            new = RefreshToken(
+                token_hash=new_token_hash,
+                family_id=old.family_id,
+                user_id=old.user_id,
+                session_id=old.session_id,
+                client_id=old.client_id,
+                scope=old.scope,
+                created_at=now,
+                expires_at=expires_at,
+            )
+            await tx.execute(_INSERT_TOKEN, self._params(new))
+        return new
+
+    async def _revoke_by(self, column: str, value: str, now: datetime) -> int:
+        return await self._db.execute(
+            _REVOKE_TOKENS_BY[column], {"value": value, "now": self._db.codec.time(now)}
+        )
+
+    async def revoke_family(self, family_id: str, now: datetime) -> int:
+        return await self._revoke_by("family_id", family_id, now)
+
+    async def revoke_for_session(self, session_id: str, now: datetime) -> int:
+        return await self._revoke_by("session_id", session_id, now)
+
+    async def revoke_for_user(self, user_id: str, now: datetime) -> int:
+        return await self._revoke_by("user_id", user_id, now)
+
+    async def purge_expired(self, now: datetime) -> int:
+        return await self._db.execute(
+            "DELETE FROM refresh_tokens WHERE expires_at <= %(now)s",
+            {"now": self._db.codec.time(now)},
+        )
+
+
+# -- token revocations ------------------------------------------------------------------
+
+_REVOCATION_COLUMNS = "kind, key, not_before, expires_at, created_at"
+
+
+class SqlRevocationStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _record(self, row: Row) -> TokenRevocation:
+        codec = self._db.codec
+        return TokenRevocation(
+            kind=row["kind"],
+            key=row["key"],
+            not_before=_optional_time(codec, row["not_before"]),
+            expires_at=codec.read_time(row["expires_at"]),
+            created_at=codec.read_time(row["created_at"]),
+        )
+
+    async def revoke(self, revocation: TokenRevocation) -> None:
+        time = self._db.codec.time
+        await self._db.execute(
+            f"INSERT INTO token_revocations AS r ({_REVOCATION_COLUMNS}) VALUES (%(kind)s,"
+            " %(key)s, %(not_before)s, %(expires_at)s, %(created_at)s)"
+            " ON CONFLICT (kind, key) DO UPDATE SET"
+            " not_before = CASE WHEN excluded.not_before > r.not_before"
+            " THEN excluded.not_before ELSE r.not_before END,"
+            " expires_at = CASE WHEN excluded.expires_at > r.expires_at"
+            " THEN excluded.expires_at ELSE r.expires_at END",
+            {
+                "kind": revocation.kind,
+                "key": revocation.key,
+                "not_before": time(revocation.not_before),
+                "expires_at": time(revocation.expires_at),
+                "created_at": time(revocation.created_at),
+            },
+        )
+
+    async def is_revoked(
+        self,
+        *,
+        jti: str | None,
+        session_id: str | None,
+        user_id: str | None,
+        issued_at: datetime,
+        now: datetime,
+    ) -> bool:
+        time = self._db.codec.time
+        row = await self._db.fetch_one(
+            "SELECT 1 AS revoked FROM token_revocations WHERE expires_at > %(now)s AND ("
+            " (kind = 'jti' AND key = %(jti)s)"
+            " OR (kind = 'session' AND key = %(session_id)s)"
+            " OR (kind = 'user' AND key = %(user_id)s AND not_before > %(issued_at)s))"
+            " LIMIT 1",
+            {
+                "jti": jti,
+                "session_id": session_id,
+                "user_id": user_id,
+                "issued_at": time(issued_at),
+                "now": time(now),
+            },
+        )
+        return row is not None
+
+    async def list_active(self, now: datetime) -> list[TokenRevocation]:
+        rows = await self._db.fetch_all(
+            f"SELECT {_REVOCATION_COLUMNS} FROM token_revocations WHERE expires_at > %(now)s"
+            " ORDER BY kind, key",
+            {"now": self._db.codec.time(now)},
+        )
+        return [self._record(row) for row in rows]
+
+    async def purge_expired(self, now: datetime) -> int:
+        return await self._db.execute(
+            "DELETE FROM token_revocations WHERE expires_at <= %(now)s",
+            {"now": self._db.codec.time(now)},
+        )
+
+
+# -- consents ---------------------------------------------------------------------------
+
+_CONSENT_COLUMNS = "id, user_id, purpose, granted_at, expires_at, revoked_at"
+
+
+class SqlConsentStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _record(self, row: Row) -> Consent:
+        codec = self._db.codec
+        return Consent(
+            id=row["id"],
+            user_id=row["user_id"],
+            purpose=row["purpose"],
+            granted_at=codec.read_time(row["granted_at"]),
+            expires_at=_optional_time(codec, row["expires_at"]),
+            revoked_at=_optional_time(codec, row["revoked_at"]),
+        )
+
+    async def grant(self, consent: Consent) -> Consent:
+        time = self._db.codec.time
+        row = await _fetch_existing(
+            self._db,
+            f"INSERT INTO consent_records ({_CONSENT_COLUMNS}) VALUES (%(id)s, %(user_id)s,"
+            " %(purpose)s, %(granted_at)s, %(expires_at)s, NULL)"
+            " ON CONFLICT (user_id, purpose) DO UPDATE SET granted_at = excluded.granted_at,"
+            f" expires_at = excluded.expires_at, revoked_at = NULL RETURNING {_CONSENT_COLUMNS}",
+            {
+                "id": consent.id,
+                "user_id": consent.user_id,
+                "purpose": consent.purpose,
+                "granted_at": time(consent.granted_at),
+                "expires_at": time(consent.expires_at),
+            },
+            "the consent upsert returned no row",  # cannot happen: an upsert returns its row
+        )
+        return self._record(row)
+
+    async def revoke(self, user_id: str, purposes: Sequence[str], now: datetime) -> list[Consent]:
+        revoked: list[Consent] = []
+        async with self._db.transaction() as tx:
+            # One statement per purpose: "IN (list)" has no spelling both dialects share.
+            for purpose in sorted(set(purposes)):
+                row = await tx.fetch_one(
+                    "UPDATE consent_records SET revoked_at = %(now)s WHERE user_id = %(user_id)s"
+                    " AND purpose = %(purpose)s AND revoked_at IS NULL"
+                    f" RETURNING {_CONSENT_COLUMNS}",
+                    {"user_id": user_id, "purpose": purpose, "now": self._db.codec.time(now)},
+                )
+                if row is not None:
+                    revoked.append(self._record(row))
+        return revoked
+
+    async def find(self, user_id: str, purpose: str) -> Consent | None:
+        row = await self._db.fetch_one(
+            f"SELECT {_CONSENT_COLUMNS} FROM consent_records"
+            " WHERE user_id = %(user_id)s AND purpose = %(purpose)s",
+            {"user_id": user_id, "purpose": purpose},
+        )
+        return None if row is None else self._record(row)
+
+    async def list_for_user(self, user_id: str) -> list[Consent]:
+        rows = await self._db.fetch_all(
+            f"SELECT {_CONSENT_COLUMNS} FROM consent_records WHERE user_id = %(user_id)s"
+            " ORDER BY purpose",
+            {"user_id": user_id},
+        )
+        return [self._record(row) for row in rows]
+
+
+# -- credentials ------------------------------------------------------------------------
+
+_CREDENTIAL_COLUMNS = "id, type, user_id, issuer, issued_at, claims, revoked_at"
+
+
+class SqlCredentialStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _record(self, row: Row) -> Credential:
+        codec = self._db.codec
+        return Credential(
+            id=row["id"],
+            type=row["type"],
+            user_id=row["user_id"],
+            issuer=row["issuer"],
+            issued_at=codec.read_time(row["issued_at"]),
+            claims=codec.read_json(row["claims"]),
+            revoked_at=_optional_time(codec, row["revoked_at"]),
+        )
+
+    async def add(self, credential: Credential) -> Credential:
+        codec = self._db.codec
+        await self._db.execute(
+            f"INSERT INTO verifiable_credentials ({_CREDENTIAL_COLUMNS}) VALUES (%(id)s,"
+            " %(type)s, %(user_id)s, %(issuer)s, %(issued_at)s, %(claims)s, %(revoked_at)s)",
+            {
+                "id": credential.id,
+                "type": credential.type,
+                "user_id": credential.user_id,
+                "issuer": credential.issuer,
+                "issued_at": codec.time(credential.issued_at),
+                "claims": codec.json(credential.claims),
+                "revoked_at": codec.time(credential.revoked_at),
+            },
+        )
+        return credential
+
+    async def get(self, credential_id: str) -> Credential:
+        row = await _fetch_existing(
+            self._db,
+            f"SELECT {_CREDENTIAL_COLUMNS} FROM verifiable_credentials WHERE id = %(id)s",
+            {"id": credential_id},
+            f"credential {credential_id!r} not found",
+        )
+        return self._record(row)
+
+    async def list_for_user(self, user_id: str) -> list[Credential]:
+        rows = await self._db.fetch_all(
+            f"SELECT {_CREDENTIAL_COLUMNS} FROM verifiable_credentials"
+            " WHERE user_id = %(user_id)s ORDER BY issued_at, id",
+            {"user_id": user_id},
+        )
+        return [self._record(row) for row in rows]
+
+    async def revoke(self, credential_id: str, now: datetime) -> Credential:
+        row = await _fetch_existing(
+            self._db,
+            "UPDATE verifiable_credentials SET revoked_at = COALESCE(revoked_at, %(now)s)"
+            f" WHERE id = %(id)s RETURNING {_CREDENTIAL_COLUMNS}",
+            {"id": credential_id, "now": self._db.codec.time(now)},
+            f"credential {credential_id!r} not found",
+        )
+        return self._record(row)
+
+
+# -- audit events -----------------------------------------------------------------------
+
+_EVENT_FIELDS = (
+    "id",
+    "timestamp",
+    "subject_ref",
+    "action",
+    "purpose",
+    "decision",
+    "reason",
+    "request_id",
+    "decision_id",
+    "policy_revision",
+    "stream_id",
+    "prev_hash",
+    "hash",
+)
+_EVENT_COLUMNS = ", ".join(_EVENT_FIELDS)
+_INSERT_EVENT = (
+    f"INSERT INTO audit_events ({_EVENT_COLUMNS})"
+    f" VALUES ({', '.join(f'%({name})s' for name in _EVENT_FIELDS)})"
+    " ON CONFLICT (id) DO NOTHING"
+)
+_EVENT_FILTERS = {
+    "subject_ref": "subject_ref = %(subject_ref)s",
+    "action": "action = %(action)s",
+    "since": "timestamp >= %(since)s",
+    "until": "timestamp < %(until)s",
+    "stream_id": "stream_id = %(stream_id)s",
+    "after_seq": "seq > %(after_seq)s",
+}
+
+
+class SqlAuditEventStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _params(self, event: AuditEvent) -> Params:
+        params = {name: getattr(event, name) for name in _EVENT_FIELDS}
+        params["timestamp"] = self._db.codec.time(event.timestamp)
+        return params
+
+    def _record(self, row: Row) -> AuditEvent:
+        values = {name: row[name] for name in _EVENT_FIELDS}
+        values["timestamp"] = self._db.codec.read_time(row["timestamp"])
+        return AuditEvent(seq=row["seq"], **values)
+
+    async def append(self, events: Sequence[AuditEvent]) -> int:
+        if not events:
+            return 0
+        return await self._db.execute_many(_INSERT_EVENT, [self._params(e) for e in events])
+
+    async def get(self, event_id: str) -> AuditEvent:
+        row = await _fetch_existing(
+            self._db,
+            f"SELECT seq, {_EVENT_COLUMNS} FROM audit_events WHERE id = %(id)s",
+            {"id": event_id},
+            f"audit event {event_id!r} not found",
+        )
+        return self._record(row)
+
+    async def query(
+        self,
+        *,
+        subject_ref: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        stream_id: str | None = None,
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
+        check_limit(limit)
+        time = self._db.codec.time
+        given: dict[str, Any] = {
+            "subject_ref": subject_ref,
+            "action": action,
+            "since": time(since),
+            "until": time(until),
+            "stream_id": stream_id,
+            "after_seq": after_seq,
+        }
+        params = {name: value for name, value in given.items() if value is not None}
+        sql = f"SELECT seq, {_EVENT_COLUMNS} FROM audit_events"
+        if params:
+            sql += " WHERE " + " AND ".join(_EVENT_FILTERS[name] for name in params)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT %(limit)s"
+            params["limit"] = limit
+        return [self._record(row) for row in await self._db.fetch_all(sql, params)]
+
+    async def last_in_stream(self, stream_id: str) -> AuditEvent | None:
+        row = await self._db.fetch_one(
+            f"SELECT seq, {_EVENT_COLUMNS} FROM audit_events WHERE stream_id = %(stream_id)s"
+            " ORDER BY seq DESC LIMIT 1",
+            {"stream_id": stream_id},
+        )
+        return None if row is None else self._record(row)
+
+    async def count(self) -> int:
+        row = await self._db.fetch_one("SELECT count(*) AS n FROM audit_events")
+        return int(row["n"]) if row else 0
+
+
+# -- audit dead letters -----------------------------------------------------------------
+
+_DEAD_LETTER_COLUMNS = "id, event_id, payload, error, failed_at"
+
+
+class SqlAuditDeadLetterStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _record(self, row: Row) -> DeadLetter:
+        codec = self._db.codec
+        return DeadLetter(
+            id=row["id"],
+            event_id=row["event_id"],
+            payload=codec.read_json(row["payload"]),
+            error=row["error"],
+            failed_at=codec.read_time(row["failed_at"]),
+        )
+
+    async def add(self, dead_letter: DeadLetter) -> DeadLetter:
+        codec = self._db.codec
+        row = await _fetch_existing(
+            self._db,
+            "INSERT INTO audit_dead_letters (event_id, payload, error, failed_at)"
+            " VALUES (%(event_id)s, %(payload)s, %(error)s, %(failed_at)s)"
+            f" RETURNING {_DEAD_LETTER_COLUMNS}",
+            {
+                "event_id": dead_letter.event_id,
+                "payload": codec.json(dead_letter.payload),
+                "error": dead_letter.error,
+                "failed_at": codec.time(dead_letter.failed_at),
+            },
+            "the dead letter insert returned no row",  # cannot happen: RETURNING of an insert
+        )
+        return self._record(row)
+
+    async def get(self, dead_letter_id: int) -> DeadLetter:
+        row = await _fetch_existing(
+            self._db,
+            f"SELECT {_DEAD_LETTER_COLUMNS} FROM audit_dead_letters WHERE id = %(id)s",
+            {"id": dead_letter_id},
+            f"dead letter {dead_letter_id} not found",
+        )
+        return self._record(row)
+
+    async def list_letters(
+        self, *, pending_only: bool = False, limit: int | None = None
+    ) -> list[DeadLetter]:
+        check_limit(limit)
+        sql = f"SELECT {_DEAD_LETTER_COLUMNS} FROM audit_dead_letters AS d"
+        params: dict[str, Any] = {}
+        if pending_only:
+            sql += " WHERE NOT EXISTS (SELECT 1 FROM audit_events AS e WHERE e.id = d.event_id)"
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT %(limit)s"
+            params["limit"] = limit
+        return [self._record(row) for row in await self._db.fetch_all(sql, params)]
+
+    async def count(self) -> int:
+        row = await self._db.fetch_one("SELECT count(*) AS n FROM audit_dead_letters")
+        return int(row["n"]) if row else 0
+
+
+# -- signing keys -----------------------------------------------------------------------
+
+_KEY_COLUMNS = "kid, alg, private_key_pem, public_jwk, created_at, retired_at, not_after"
+
+
+class SqlSigningKeyStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _record(self, row: Row) -> SigningKey:
+        codec = self._db.codec
+        return SigningKey(
+            kid=row["kid"],
+            alg=row["alg"],
+            private_key_pem=row["private_key_pem"],
+            public_jwk=codec.read_json(row["public_jwk"]),
+            created_at=codec.read_time(row["created_at"]),
+            retired_at=_optional_time(codec, row["retired_at"]),
+            not_after=_optional_time(codec, row["not_after"]),
+        )
+
+    async def add(self, key: SigningKey) -> SigningKey:
+        codec = self._db.codec
+        await self._db.execute(
+            f"INSERT INTO signing_keys ({_KEY_COLUMNS}) VALUES (%(kid)s, %(alg)s,"
+            " %(private_key_pem)s, %(public_jwk)s, %(created_at)s, %(retired_at)s, %(not_after)s)",
+            {
+                "kid": key.kid,
+                "alg": key.alg,
+                "private_key_pem": key.private_key_pem,
+                "public_jwk": codec.json(key.public_jwk),
+                "created_at": codec.time(key.created_at),
+                "retired_at": codec.time(key.retired_at),
+                "not_after": codec.time(key.not_after),
+            },
+        )
+        return key
+
+    async def get(self, kid: str) -> SigningKey:
+        row = await _fetch_existing(
+            self._db,
+            f"SELECT {_KEY_COLUMNS} FROM signing_keys WHERE kid = %(kid)s",
+            {"kid": kid},
+            f"signing key {kid!r} not found",
+        )
+        return self._record(row)
+
+    async def current(self) -> SigningKey | None:
+        row = await self._db.fetch_one(
+            f"SELECT {_KEY_COLUMNS} FROM signing_keys WHERE retired_at IS NULL"
+            " ORDER BY created_at DESC, kid DESC LIMIT 1"
+        )
+        return None if row is None else self._record(row)
+
+    async def list_keys(self, *, published_at: datetime | None = None) -> list[SigningKey]:
+        sql = f"SELECT {_KEY_COLUMNS} FROM signing_keys"
+        params: dict[str, Any] = {}
+        if published_at is not None:
+            sql += " WHERE not_after IS NULL OR not_after > %(at)s"
+            params["at"] = self._db.codec.time(published_at)
+        rows = await self._db.fetch_all(sql + " ORDER BY created_at DESC, kid DESC", params)
+        return [self._record(row) for row in rows]
+
+    async def retire(
+        self, kid: str, *, retired_at: datetime, not_after: datetime | None
+    ) -> SigningKey:
+        time = self._db.codec.time
+        row = await _fetch_existing(
+            self._db,
+            "UPDATE signing_keys SET retired_at = %(retired_at)s, not_after = %(not_after)s"
+            f" WHERE kid = %(kid)s RETURNING {_KEY_COLUMNS}",
+            {"kid": kid, "retired_at": time(retired_at), "not_after": time(not_after)},
+            f"signing key {kid!r} not found",
+        )
+        return self._record(row)
+
+    async def purge_expired(self, now: datetime) -> int:
+        return await self._db.execute(
+            "DELETE FROM signing_keys WHERE not_after <= %(now)s",
+            {"now": self._db.codec.time(now)},
+        )

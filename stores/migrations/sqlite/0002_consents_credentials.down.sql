@@ -1,0 +1,2 @@
+DROP TABLE verifiable_credentials;
+DROP TABLE consent_records;
