@@ -16,7 +16,7 @@ import re2
 from dsl import ast
 from dsl.diagnostics import Diagnostic, SourceText
 from dsl.functions import FUNCTIONS, QUANTIFIERS
-from dsl.runtime import compile_regex, regex_error
+from dsl.runtime import UNDEFINED, compile_regex, regex_error
 from dsl.types import (
     ANY,
     BOOL,
@@ -71,6 +71,36 @@ class Checked:
     @property
     def ok(self) -> bool:
         return not any(d.severity == "error" for d in self.diagnostics)
+
+
+def _step(value: object, step: object) -> object:
+    if isinstance(value, dict) and isinstance(step, str):
+        return value.get(step, UNDEFINED)
+    if isinstance(value, list) and type(step) is int and 0 <= step < len(value):
+        return value[step]
+    return UNDEFINED
+
+
+def data_value(node: ast.Expr, data: Mapping[str, object]) -> object:
+    """The load-time value of a `data.` path with literal steps, or UNDEFINED."""
+    steps: list[object] = []
+    current = node
+    while isinstance(current, (ast.Attr, ast.Index)):
+        if isinstance(current, ast.Attr):
+            steps.append(current.name)
+        elif isinstance(current.index, ast.Literal):
+            steps.append(current.index.value)
+        else:
+            return UNDEFINED
+        current = current.obj
+    if not (isinstance(current, ast.Name) and current.name == "data"):
+        return UNDEFINED
+    value: object = dict(data)
+    for step in reversed(steps):
+        value = _step(value, step)
+        if value is UNDEFINED:
+            break
+    return value
 
 
 def _suggest(name: str, options: list[str]) -> str | None:
@@ -149,7 +179,7 @@ class _Checker:
                 for side, t in ((left, lt), (right, rt)):
                     if t.known and t != NUMBER:
                         self.error("E105", f"`{op}` needs numbers, got {t}", side.span)
-                if op in "/%" and isinstance(right, ast.Literal) and right.value == 0:
+                if op in "/%" and isinstance(right, ast.Literal) and right.value == 0 and right.value is not False:
                     self.error("E108", "division by zero", right.span)
                 if op == "+" and not (lt.known and rt.known):
                     return ANY
@@ -252,27 +282,10 @@ class _Checker:
 
     def _data_value_type(self, node: ast.Attr | ast.Index) -> Type:
         """Inside a data document the value is known at load time: use its type."""
-        steps: list[object] = []
-        current: ast.Expr = node
-        while isinstance(current, (ast.Attr, ast.Index)):
-            if isinstance(current, ast.Attr):
-                steps.append(current.name)
-            elif isinstance(current.index, ast.Literal):
-                steps.append(current.index.value)
-            else:
-                return ANY
-            current = current.obj
-        if not (isinstance(current, ast.Name) and current.name == "data" and "data" not in self.bound):
+        if "data" in self.bound:
             return ANY
-        value: object = self.scope.data
-        for step in reversed(steps):
-            if isinstance(value, dict) and isinstance(step, str) and step in value:
-                value = value[step]
-            elif isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value):
-                value = value[step]
-            else:
-                return ANY
-        return type_of_value(value)
+        value = data_value(node, self.scope.data)
+        return ANY if value is UNDEFINED else type_of_value(value)
 
     def _compare(self, node: ast.Compare) -> None:
         op = node.op
@@ -362,4 +375,4 @@ def check(node: ast.Expr, source: SourceText, scope: Scope | None = None) -> Che
     )
 
 
-__all__ = ["Checked", "FactBinding", "Scope", "check"]
+__all__ = ["Checked", "FactBinding", "Scope", "check", "data_value"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsl import ast
-from dsl.checker import Checked
+from dsl.checker import Checked, data_value
 from dsl.functions import FUNCTIONS
 from dsl.runtime import UNDEFINED, Clock, Recorder, namespace, utc_now
 from dsl.types import Type
@@ -81,7 +81,7 @@ class _Codegen:
             case ast.ListExpr(items=items):
                 if all(isinstance(item, ast.Literal) for item in items):
                     return self.const([item.value for item in items if isinstance(item, ast.Literal)]), "value"
-                return "[" + ", ".join(self.expr(item)[0] for item in items) + "]", "value"
+                return "_mklist(" + ", ".join(self.expr(item)[0] for item in items) + ")", "value"
             case ast.Name(name=name):
                 if name in self.bound:
                     return f"v_{name}", "value"
@@ -123,13 +123,13 @@ class _Codegen:
                 code = f"{function.helper}(" + ", ".join(self.expr(a)[0] for a in args) + ")"
                 return code, "bool" if function.predicate else ("num" if name == "now" else "value")
             case ast.Quantifier(kind=kind, var=var, iterable=iterable, body=body):
-                items, _ = self.expr(iterable)
+                sequence, _ = self.expr(iterable)
                 self.bound.append(var)
                 try:
                     condition = self.cond(body)
                 finally:
                     self.bound.pop()
-                return f"_{kind}({items}, lambda v_{var}: {condition})", "bool"
+                return f"_{kind}({sequence}, lambda v_{var}: {condition})", "bool"
         raise TypeError(f"unknown node {node!r}")  # pragma: no cover
 
     def _type(self, node: ast.Expr) -> Type:
@@ -137,27 +137,7 @@ class _Codegen:
 
     def _data_constant(self, node: ast.Attr | ast.Index) -> object:
         """The value of a `data.` path with literal steps, resolved at compile time."""
-        steps: list[object] = []
-        current: ast.Expr = node
-        while isinstance(current, (ast.Attr, ast.Index)):
-            if isinstance(current, ast.Attr):
-                steps.append(current.name)
-            elif isinstance(current.index, ast.Literal):
-                steps.append(current.index.value)
-            else:
-                return UNDEFINED
-            current = current.obj
-        if not (isinstance(current, ast.Name) and current.name == "data" and "data" not in self.bound):
-            return UNDEFINED
-        value: object = self.data
-        for step in reversed(steps):
-            if isinstance(value, dict) and isinstance(step, str) and step in value:
-                value = value[step]
-            elif isinstance(value, list) and type(step) is int and 0 <= step < len(value):
-                value = value[step]
-            else:
-                return UNDEFINED
-        return value
+        return UNDEFINED if "data" in self.bound else data_value(node, self.data)
 
     def _compare(self, node: ast.Compare) -> str:
         op = node.op

@@ -77,7 +77,7 @@ class Diagnostic:
 
     def render(self, color: bool = False) -> str:
         """`file:line:col: severity: CODE message`, then the source line and a caret."""
-        sev = self.severity
+        sev: str = self.severity
         if color:
             sev = f"\x1b[1;31m{sev}\x1b[0m" if sev == "error" else f"\x1b[1;33m{sev}\x1b[0m"
         head = f"{self.file}:{self.line}:{self.col}: {sev}: {self.code} {self.message}"
@@ -142,8 +142,14 @@ class SourceText:
     file: str = "<input>"
     positions: Sequence[Position] | None = None
     file_lines: Sequence[str] = field(default_factory=tuple)
+    #: The raw file text of the scalar and where it starts: `positions` is computed from
+    #: them only when a diagnostic needs it (most expressions never do).
+    raw: str | None = None
+    start: Position | None = None
 
     def position(self, offset: int) -> Position:
+        if self.positions is None and self.raw is not None and self.start is not None:
+            self.positions = scalar_positions(self.raw, self.text, self.start)
         if self.positions:
             if offset < len(self.positions):
                 return self.positions[max(offset, 0)]
@@ -156,7 +162,7 @@ class SourceText:
     def line_text(self, line: int) -> str | None:
         if self.file_lines:
             return self.file_lines[line - 1] if 0 < line <= len(self.file_lines) else None
-        if self.positions:
+        if self.positions or self.raw is not None:
             return None
         lines = self.text.split("\n")
         return lines[line - 1] if 0 < line <= len(lines) else None
@@ -208,6 +214,12 @@ def scalar_positions(raw: str, value: str, start: Position) -> list[Position]:
         else:
             col += 1
     j = 0
+    if raw[:1] in ("'", '"'):
+        j = 1  # the opening quote is not part of the value
+    elif raw[:1] in ("|", ">"):
+        # A block scalar's header line (indicators, a comment) holds none of its value.
+        newline = raw.find("\n")
+        j = newline + 1 if newline >= 0 else len(raw)
     last = start
     for ch in value:
         k = j

@@ -4,7 +4,7 @@ Generated code calls only what `namespace()` returns; nothing else is reachable 
 (no builtins). The semantics, shared by every helper:
 
 - a missing path is `UNDEFINED`; any comparison or predicate with an undefined operand
-  is false, any value function or arithmetic with one is undefined;
+  is false, any value function, arithmetic or list literal with one is undefined;
 - values of different types are never equal (`1 == "1"` and `true == 1` are false),
   integers and decimals compare as numbers;
 - a type mismatch (`"a" > 5`) is false / undefined, and is reported to the recorder
@@ -85,7 +85,8 @@ def same(a: object, b: object) -> bool:
     ta, tb = a.__class__, b.__class__
     if ta is tb:
         if ta is list:
-            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=False))  # type: ignore[arg-type]
+            pairs = zip(a, b, strict=False)  # type: ignore[call-overload]
+            return len(a) == len(b) and all(same(x, y) for x, y in pairs)  # type: ignore[arg-type]
         if ta is dict:
             return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)  # type: ignore[attr-defined,index]
         return a == b
@@ -94,8 +95,8 @@ def same(a: object, b: object) -> bool:
 
 def to_datetime(value: object) -> datetime | None:
     """An ISO-8601 date/datetime string or a Unix timestamp in seconds, as aware UTC."""
-    if value.__class__ in _NUMBERS and math.isfinite(value):  # type: ignore[arg-type]
-        try:
+    if value.__class__ in _NUMBERS:
+        try:  # also rejects NaN, infinities and ints too large for a float
             return datetime.fromtimestamp(value, UTC)  # type: ignore[arg-type]
         except (OverflowError, OSError, ValueError):
             return None
@@ -158,7 +159,7 @@ def namespace(clock: Clock = utc_now, recorder: Recorder | None = None) -> dict[
             return U
         if cls is list:
             if k.__class__ is int:
-                return obj[k] if 0 <= k < len(obj) else U  # type: ignore[index,operator]
+                return obj[k] if 0 <= k < len(obj) else U  # type: ignore[index,operator,arg-type]
             if k is not U:
                 mismatch("[]", obj, k)
             return U
@@ -213,6 +214,10 @@ def namespace(clock: Clock = utc_now, recorder: Recorder | None = None) -> dict[
     def not_in(a: object, b: object) -> bool:
         return member(a, b) is False
 
+    def make_list(*items: object) -> object:
+        """A list literal; undefined if an item is, so undefined never hides inside a value."""
+        return U if any(item is U for item in items) else list(items)
+
     def arith(op: str, a: object, b: object) -> object:
         if a is U or b is U:
             return U
@@ -221,7 +226,11 @@ def namespace(clock: Clock = utc_now, recorder: Recorder | None = None) -> dict[
             if op in "/%" and b == 0:
                 note(f"division by zero in {op}")
                 return U
-            result = _ARITH[op](a, b)
+            try:
+                result = _ARITH[op](a, b)
+            except OverflowError:  # a huge int meeting a float: `10**400 * 1.5`
+                note(f"arithmetic overflow in {op}")
+                return U
             if result.__class__ is float and not math.isfinite(result):
                 note(f"arithmetic overflow in {op}")
                 return U
@@ -352,6 +361,7 @@ def namespace(clock: Clock = utc_now, recorder: Recorder | None = None) -> dict[
         "__builtins__": {},
         "_U": U,
         "_rd": read,
+        "_mklist": make_list,
         "_key": key,
         "_eq": eq,
         "_ne": ne,

@@ -10,10 +10,11 @@ everything it found; `load()` raises `PolicyError` when any of it is an error.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 import dsl
 from dsl import FACTS, ROOTS, SCHEMA_TYPES, Diagnostic, FactBinding, PolicyError, Required, Scope
 from dsl.runtime import compile_regex, regex_error, utc_now
-from dsl.types import ANY, BOOL, Type, type_of_value
+from dsl.types import ANY, BOOL, type_of_value
 from engine.model import PolicyFileModel, PurposeModel, RuleModel
 from engine.policyset import (
     OUTCOMES,
@@ -155,7 +156,7 @@ class _Builder:
             (path.relative_to(layout.root).as_posix(), text.encode()) for path, text in self.texts.items()
         )
         self.data: dict[str, Any] = {}
-        self.data_nodes: dict[str, tuple[YamlDocument, yaml.Node | None]] = {}
+        self.data_files: dict[str, str] = {}
         self.data_used: set[str] = set()
         self.purposes: dict[str, Purpose] = {}
         self.purpose_sites: dict[str, tuple[str, int]] = {}
@@ -180,7 +181,7 @@ class _Builder:
                 self.diagnostics.append(doc.diagnostic("E208", f"data document `{name}` is defined twice", None))
                 continue
             self.data[name] = plain(doc.value)
-            self.data_nodes[name] = (doc, doc.node)
+            self.data_files[name] = doc.file
 
     def _read_json(self, path: Path, text: str) -> YamlDocument:
         doc = YamlDocument(file=_display(path), text=text, lines=text.splitlines())
@@ -254,7 +255,7 @@ class _Builder:
             )
             return
         self.purpose_sites[name] = (doc.file, line)
-        base = ("purposes", name)
+        base: tuple[str | int, ...] = ("purposes", name)
         errors_before = sum(d.severity == "error" for d in self.diagnostics)
         evidence = self._evidence(doc, base, model)
         context = self._context(doc, base, model)
@@ -293,9 +294,13 @@ class _Builder:
         required = [Required(spec.name, spec.type) for spec in evidence]
         conditions = checked[: len(rules)]
         program = dsl.compile_program(conditions, outcomes, default, required, None, self.data, self.clock)
-        explainer = dsl.compile_program(
-            conditions, outcomes, default, required, None, self.data, self.clock, recorder=RECORDER
-        )
+        data, clock = self.data, self.clock
+
+        @functools.cache
+        def explainer() -> dsl.Program:
+            # Compiled on first use: most deployments never explain most purposes.
+            return dsl.compile_program(conditions, outcomes, default, required, None, data, clock, recorder=RECORDER)
+
         self.purposes[name] = Purpose(
             name=name,
             description=model.description,
@@ -310,7 +315,7 @@ class _Builder:
             revision=self.revision,
         )
 
-    def _evidence(self, doc: YamlDocument, base: tuple[str, ...], model: PurposeModel) -> list[EvidenceSpec]:
+    def _evidence(self, doc: YamlDocument, base: tuple[str | int, ...], model: PurposeModel) -> list[EvidenceSpec]:
         specs: list[EvidenceSpec] = []
         seen: set[str] = set()
         for i, item in enumerate(model.evidence):
@@ -357,7 +362,7 @@ class _Builder:
             specs.append(EvidenceSpec(fact, fact_type, expected))
         return specs
 
-    def _context(self, doc: YamlDocument, base: tuple[str, ...], model: PurposeModel) -> list[ContextField]:
+    def _context(self, doc: YamlDocument, base: tuple[str | int, ...], model: PurposeModel) -> list[ContextField]:
         fields: list[ContextField] = []
         for name, spec in model.context.items():
             node = doc.locate((*base, "context", name), key=True)
@@ -400,7 +405,7 @@ class _Builder:
         return fields
 
     def _rules(
-        self, doc: YamlDocument, base: tuple[str, ...], purpose: str, models: list[RuleModel], scope: Scope
+        self, doc: YamlDocument, base: tuple[str | int, ...], purpose: str, models: list[RuleModel], scope: Scope
     ) -> tuple[list[Rule], list[dsl.Checked | None]]:
         rules: list[Rule] = []
         checked_all: list[dsl.Checked | None] = []
@@ -512,13 +517,13 @@ class _Builder:
 
     # -- stage: across files ---------------------------------------------------------
     def finish(self) -> None:
-        for name, (doc, node) in self.data_nodes.items():
+        for name, file in self.data_files.items():
             if name not in self.data_used:
                 self.diagnostics.append(
                     Diagnostic(
                         code="W305",
                         message=f"data document `{name}` is never referenced",
-                        file=doc.file,
+                        file=file,
                         severity="warning",
                         line=1,
                         col=1,

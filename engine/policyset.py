@@ -10,7 +10,7 @@ mismatch).
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -118,7 +118,8 @@ class Purpose:
     evidence: tuple[EvidenceSpec, ...]
     rules: tuple[Rule, ...]
     program: Program = field(repr=False)
-    explainer: Program = field(repr=False)
+    #: Compiles (once, on first use) the explaining variant of `program`.
+    explainer: Callable[[], Program] = field(repr=False)
     revision: str = ""
 
     @property
@@ -292,7 +293,7 @@ class PolicySet:
         trace = _Trace()
         RECORDER.trace = trace
         try:
-            result: Decision = purpose.explainer.run(facts)
+            result: Decision = purpose.explainer().run(facts)
         finally:
             RECORDER.trace = None
         for record in trace.rules:

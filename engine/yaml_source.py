@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from dsl import Diagnostic, Position, SourceText, scalar_positions
+from dsl import Diagnostic, Position, SourceText
 
 try:  # libyaml is several times faster on large policy sets
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[attr-defined,unused-ignore]
+    _Loader: type[Any] = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
@@ -58,9 +58,9 @@ class YamlDocument:
     def source_text(self, node: yaml.ScalarNode) -> SourceText:
         """The scalar's text with the file position of each of its characters."""
         start, end = node.start_mark.index, node.end_mark.index
-        raw = self.text[start:end]
-        positions = scalar_positions(raw, node.value, self.position(node))
-        return SourceText(text=node.value, file=self.file, positions=positions, file_lines=self.lines)
+        return SourceText(
+            text=node.value, file=self.file, file_lines=self.lines, raw=self.text[start:end], start=self.position(node)
+        )
 
     def locate(self, loc: Sequence[int | str], key: bool = False) -> yaml.Node | None:
         """The node at a pydantic-style location path; the key node when `key`."""
