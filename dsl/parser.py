@@ -79,7 +79,11 @@ def _parser() -> Lark:
         plugins = lark_cython.plugins
     except ImportError:  # pragma: no cover - pure-Python Lark is the fallback
         pass
-    return Lark(grammar, parser="lalr", transformer=_ToAst(), maybe_placeholders=False, _plugins=plugins)
+    # The basic lexer keeps keywords keywords: `is_pep AND AND x` is an error at the
+    # second AND, not a fact named AND.
+    return Lark(
+        grammar, parser="lalr", lexer="basic", transformer=_ToAst(), maybe_placeholders=False, _plugins=plugins
+    )
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "/": "/", "0": "\0"}

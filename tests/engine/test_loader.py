@@ -1,0 +1,246 @@
+"""engine.load / engine.build: diagnostics with exact positions in the YAML file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import engine
+from dsl import Diagnostic
+
+HEADER = """purposes:
+  p:
+    evidence: [is_pep]
+    rules:
+"""
+
+
+def diagnostics(policy_dir: Callable[..., Path], files: dict[str, str]) -> list[Diagnostic]:
+    return engine.build(policy_dir(files)).diagnostics
+
+
+def only(found: list[Diagnostic], code: str) -> Diagnostic:
+    matching = [d for d in found if d.code == code]
+    assert len(matching) == 1, [d.render() for d in found]
+    return matching[0]
+
+
+def test_syntax_error_in_plain_scalar_points_into_the_file(policy_dir: Callable[..., Path]) -> None:
+    text = HEADER + "      - if: is_pep AND AND is_pep\n        then: fail\n        reason: r\n"
+    d = only(diagnostics(policy_dir, {"p.yaml": text}), "E101")
+    assert (d.line, d.col) == (5, 24)
+    assert d.file.endswith("p.yaml")
+    rendered = d.render()
+    assert "      - if: is_pep AND AND is_pep" in rendered
+    assert rendered.splitlines()[2] == "    " + " " * 23 + "^^^"
+
+
+def test_error_in_double_quoted_scalar(policy_dir: Callable[..., Path]) -> None:
+    text = HEADER + '      - if: "is_pep AND \\"x\\" > lenn(1)"\n        then: fail\n        reason: r\n'
+    d = only(diagnostics(policy_dir, {"p.yaml": text}), "E103")
+    # `lenn` sits at column 33 of the file line, after the two escaped quotes
+    assert (d.line, d.col) == (5, 33)
+
+
+def test_error_in_single_quoted_scalar(policy_dir: Callable[..., Path]) -> None:
+    text = HEADER + "      - if: 'is_pep == ''yes'''\n        then: fail\n        reason: r\n"
+    d = only(diagnostics(policy_dir, {"p.yaml": text}), "E105")
+    assert (d.line, d.col) == (5, 14)
+
+
+def test_error_on_second_line_of_block_scalar(policy_dir: Callable[..., Path]) -> None:
+    text = HEADER + "      - if: |\n          is_pep AND\n            is_ppe\n        then: fail\n        reason: r\n"
+    d = only(diagnostics(policy_dir, {"p.yaml": text}), "E102")
+    assert (d.line, d.col) == (7, 13)
+    assert d.hint == "did you mean `is_pep`?"
+
+
+def test_error_in_folded_scalar(policy_dir: Callable[..., Path]) -> None:
+    text = HEADER + "      - if: >\n          is_pep AND\n          context.x ==\n        then: fail\n        reason: r\n"
+    d = only(diagnostics(policy_dir, {"p.yaml": text}), "E101")
+    assert d.line == 7
+
+
+def test_yaml_syntax_error(policy_dir: Callable[..., Path]) -> None:
+    d = only(diagnostics(policy_dir, {"p.yaml": "purposes:\n  p: [unclosed\n"}), "E001")
+    assert d.line == 3
+
+
+def test_structure_error_points_at_the_unknown_key(policy_dir: Callable[..., Path]) -> None:
+    text = HEADER + "      - if: is_pep\n        then: fail\n        reasn: r\n"
+    found = diagnostics(policy_dir, {"p.yaml": text})
+    d = only(found, "E002")
+    assert (d.line, d.col) == (7, 9)
+    assert d.hint == "did you mean `reason`?"
+
+
+def test_every_problem_is_reported_in_one_run(policy_dir: Callable[..., Path]) -> None:
+    text = (
+        HEADER
+        + "      - if: is_pep\n        then: deny\n        reason: r\n"
+        + "      - if: is_pep\n        then: fail\n"
+        + "      - if: lenn(1)\n        then: fail\n        reason: r\n"
+    )
+    found = diagnostics(policy_dir, {"p.yaml": text})
+    codes = [(d.code, d.line) for d in found]
+    assert ("E201", 6) in codes
+    assert ("E202", 8) in codes
+    assert ("E103", 10) in codes
+    with pytest.raises(engine.PolicyError) as err:
+        engine.load(policy_dir({}))
+    assert len(err.value.errors) == 3
+
+
+def test_unreachable_after_else_and_after_always_true(policy_dir: Callable[..., Path]) -> None:
+    text = (
+        HEADER
+        + "      - else: pass\n        reason: a\n"
+        + "      - if: is_pep\n        then: fail\n        reason: b\n"
+    )
+    d = only(diagnostics(policy_dir, {"p.yaml": text}), "E203")
+    assert d.line == 7
+    text = (
+        HEADER
+        + "      - if: 1 < 2\n        then: pass\n        reason: a\n"
+        + "      - if: is_pep\n        then: fail\n        reason: b\n"
+    )
+    found = diagnostics(policy_dir, {"p.yaml": text})
+    assert only(found, "W301").message == "condition is always true"
+    assert only(found, "E203").line == 8
+
+
+def test_duplicate_purpose_across_files(policy_dir: Callable[..., Path]) -> None:
+    body = HEADER + "      - else: pass\n        reason: ok\n"
+    d = only(diagnostics(policy_dir, {"a.yaml": body, "b.yaml": body}), "E204")
+    assert d.file.endswith("b.yaml")
+    assert "a.yaml:2" in d.message
+
+
+def test_duplicate_key_in_one_file(policy_dir: Callable[..., Path]) -> None:
+    body = "purposes:\n  p:\n    rules: [{else: pass, reason: a}]\n  p:\n    rules: [{else: pass, reason: b}]\n"
+    d = only(diagnostics(policy_dir, {"a.yaml": body}), "E003")
+    assert (d.line, d.col) == (4, 3)
+
+
+def test_warnings_do_not_stop_loading(policy_dir: Callable[..., Path]) -> None:
+    text = """purposes:
+  p:
+    evidence: [is_pep, sanctions_listed]
+    rules:
+      - if: is_pep AND citizen_valid
+        then: fail
+        reason: r
+        conditions: [x]
+      - else: pass
+        reason: ok
+"""
+    root = policy_dir({"p.yaml": text, "data/unused.yaml": "[1, 2]\n"})
+    policies = engine.load(root)
+    codes = sorted(d.code for d in policies.warnings)
+    assert codes == ["W302", "W303", "W304", "W305"]
+
+
+def test_data_documents_are_readable_from_rules(policy_dir: Callable[..., Path]) -> None:
+    text = """purposes:
+  p:
+    context:
+      country: {type: string}
+    rules:
+      - if: context.country in data.high_risk_countries
+        then: fail
+        reason: high_risk
+      - if: data.limits.max > 5
+        then: pass
+        reason: ok
+"""
+    root = policy_dir(
+        {
+            "p.yaml": text,
+            "data/high_risk_countries.yaml": "- IR\n- KP\n",
+            "data/limits.json": '{"max": 10}',
+        }
+    )
+    policies = engine.load(root)
+    assert policies.decide("p", {"context": {"country": "KP"}}).reason == "high_risk"
+    assert policies.decide("p", {"context": {"country": "GB"}}).reason == "ok"
+    assert policies.decide("p", {"context": {"country": 7}}).reason == "ok"
+
+
+def test_unknown_data_document_and_context_field(policy_dir: Callable[..., Path]) -> None:
+    text = """purposes:
+  p:
+    context:
+      amount: {type: number}
+    rules:
+      - if: data.nope == 1 OR context.amout > 1
+        then: fail
+        reason: r
+"""
+    found = diagnostics(policy_dir, {"p.yaml": text})
+    messages = sorted((d.code, d.col, d.hint or "") for d in found if d.code == "E102")
+    assert messages == [("E102", 13, "data documents live in the `data/` folder"), ("E102", 31, "did you mean `amount`?")]
+
+
+def test_context_schema_types_are_checked(policy_dir: Callable[..., Path]) -> None:
+    text = """purposes:
+  p:
+    context:
+      amount: {type: number}
+    rules:
+      - if: context.amount == "big"
+        then: fail
+        reason: r
+"""
+    d = only(diagnostics(policy_dir, {"p.yaml": text}), "E105")
+    assert (d.line, d.col) == (6, 13)
+
+
+def test_revision_depends_on_content_not_location(policy_dir: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> None:
+    body = HEADER + "      - else: pass\n        reason: ok\n"
+    first = engine.load(policy_dir({"a.yaml": body}))
+    other = tmp_path_factory.mktemp("elsewhere")
+    (other / "a.yaml").write_text(body)
+    assert engine.load(other).revision == first.revision
+    assert first.revision.startswith("sha256:") and len(first.revision) == 71
+    (other / "a.yaml").write_text(body.replace("reason: ok", "reason: fine"))
+    assert engine.load(other).revision != first.revision
+    assert engine.load(other).decide("p", {"is_pep": True}).revision == engine.load(other).revision
+
+
+def test_test_files_and_hidden_files_are_not_policies(policy_dir: Callable[..., Path]) -> None:
+    body = HEADER + "      - else: pass\n        reason: ok\n"
+    root = policy_dir(
+        {
+            "a.yaml": body,
+            "a_test.yaml": "purpose: p\ncases: []\n",
+            "tests/more.yaml": "purpose: p\ncases: []\n",
+            ".#a.yaml": "garbage: [",
+            "sub/b.yml": body.replace("  p:", "  q:"),
+        }
+    )
+    policies = engine.load(root)
+    assert sorted(policies.purposes) == ["p", "q"]
+    assert sorted(Path(f).name for f in policies.test_files) == ["a_test.yaml", "more.yaml"]
+
+
+def test_empty_directory_is_an_error(policy_dir: Callable[..., Path]) -> None:
+    d = only(diagnostics(policy_dir, {}), "E209")
+    assert "no policy files" in d.message
+
+
+def test_policy_text_is_never_executed(policy_dir: Callable[..., Path]) -> None:
+    text = HEADER + "      - if: __import__('os')\n        then: fail\n        reason: r\n"
+    found = diagnostics(policy_dir, {"p.yaml": text})
+    assert {d.code for d in found if d.severity == "error"} == {"E103"}
+    text = HEADER + "      - if: __import__('os').system('false')\n        then: fail\n        reason: r\n"
+    found = diagnostics(policy_dir, {"p.yaml": text})
+    assert {d.code for d in found if d.severity == "error"} == {"E101"}
+
+
+def test_expression_limits(policy_dir: Callable[..., Path]) -> None:
+    deep = "(" * 40 + "is_pep" + ")" * 40
+    text = HEADER + f"      - if: {deep}\n        then: fail\n        reason: r\n"
+    d = only(diagnostics(policy_dir, {"p.yaml": text}), "E106")
+    assert d.line == 5
