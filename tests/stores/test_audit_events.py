@@ -1,0 +1,114 @@
+"""Contract of AuditEventStore, on every backend."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from stores import AuditEvent, NotFound, Stores
+
+
+def ids(events: Sequence[AuditEvent]) -> list[str]:
+    return [event.id for event in events]
+
+
+def _event(n: int, now: datetime, **fields: Any) -> AuditEvent:
+    event = AuditEvent(id=f"evt-{n}", timestamp=now + timedelta(seconds=n), action="decision_made")
+    return dataclasses.replace(event, **fields)
+
+
+async def test_append_is_idempotent_by_event_id(stores: Stores, now: datetime) -> None:
+    first = [_event(n, now) for n in range(3)]
+
+    assert await stores.audit_events.append(first) == 3
+    assert await stores.audit_events.append(first) == 0
+    batch = [_event(2, now), _event(3, now), _event(4, now), _event(3, now)]
+    assert await stores.audit_events.append(batch) == 2
+    assert await stores.audit_events.append([]) == 0
+    assert await stores.audit_events.count() == 5
+
+
+async def test_get_returns_every_field_and_a_sequence_number(stores: Stores, now: datetime) -> None:
+    event = AuditEvent(
+        id="evt-full",
+        timestamp=now,
+        action="decision_made",
+        subject_ref="hmac:abc",
+        purpose="age_verification",
+        decision="pass",
+        reason="all_checks_passed",
+        request_id="req-1",
+        decision_id="dec-1",
+        policy_revision="sha256:0123",
+        stream_id="writer-1",
+        prev_hash="00" * 32,
+        hash="ff" * 32,
+    )
+    await stores.audit_events.append([event])
+
+    stored = await stores.audit_events.get("evt-full")
+
+    assert isinstance(stored.seq, int)
+    assert stored == dataclasses.replace(event, seq=stored.seq)
+    with pytest.raises(NotFound):
+        await stores.audit_events.get("evt-missing")
+
+
+async def test_query_filters_in_insertion_order(stores: Stores, now: datetime) -> None:
+    events = [
+        _event(5, now, subject_ref="alice", action="token_issued"),
+        _event(1, now, subject_ref="alice"),
+        _event(3, now, subject_ref="bob"),
+        _event(2, now, subject_ref="alice"),
+    ]
+    await stores.audit_events.append(events)
+
+    assert ids(await stores.audit_events.query()) == ["evt-5", "evt-1", "evt-3", "evt-2"]
+    assert ids(await stores.audit_events.query(subject_ref="alice")) == ["evt-5", "evt-1", "evt-2"]
+    assert ids(await stores.audit_events.query(subject_ref="alice", action="decision_made")) == [
+        "evt-1",
+        "evt-2",
+    ]
+    window = await stores.audit_events.query(
+        since=now + timedelta(seconds=2), until=now + timedelta(seconds=5)
+    )
+    assert ids(window) == ["evt-3", "evt-2"]  # since inclusive, until exclusive
+    assert ids(await stores.audit_events.query(limit=2)) == ["evt-5", "evt-1"]
+    assert await stores.audit_events.query(limit=0) == []
+    assert await stores.audit_events.query(subject_ref="carol") == []
+
+
+async def test_after_seq_pages_through_the_trail(stores: Stores, now: datetime) -> None:
+    await stores.audit_events.append([_event(n, now) for n in range(5)])
+
+    pages: list[list[str]] = []
+    after: int | None = None
+    while page := await stores.audit_events.query(after_seq=after, limit=2):
+        pages.append([e.id for e in page])
+        after = page[-1].seq
+
+    assert pages == [["evt-0", "evt-1"], ["evt-2", "evt-3"], ["evt-4"]]
+
+
+async def test_last_in_stream_is_the_chain_head(stores: Stores, now: datetime) -> None:
+    await stores.audit_events.append([_event(1, now, stream_id="a"), _event(0, now, stream_id="b")])
+    await stores.audit_events.append([_event(3, now, stream_id="a"), _event(2, now, stream_id="a")])
+
+    head = await stores.audit_events.last_in_stream("a")
+
+    assert head is not None and head.id == "evt-2"
+    assert [e.id for e in await stores.audit_events.query(stream_id="a")] == [
+        "evt-1",
+        "evt-3",
+        "evt-2",
+    ]
+    assert await stores.audit_events.last_in_stream("c") is None
+
+
+async def test_a_negative_limit_is_refused(stores: Stores) -> None:
+    with pytest.raises(ValueError):
+        await stores.audit_events.query(limit=-1)

@@ -1,0 +1,43 @@
+"""The record dataclasses: timestamps are aware and UTC, records are immutable."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from stores import AuditEvent, User, audit_event_from_json, audit_event_to_json
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"User\.created_at must be timezone-aware"):
+        User(id="u", email="e", created_at=datetime(2026, 1, 1), updated_at=datetime.now(UTC))
+
+
+def test_aware_datetimes_are_normalised_to_utc() -> None:
+    tokyo = timezone(timedelta(hours=9))
+    user = User(
+        id="u",
+        email="e",
+        created_at=datetime(2026, 1, 1, 9, tzinfo=tokyo),
+        updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert user.created_at == datetime(2026, 1, 1, tzinfo=UTC)
+    assert user.created_at.tzinfo is UTC
+
+
+def test_records_are_frozen() -> None:
+    event = AuditEvent(id="e", timestamp=datetime.now(UTC), action="a")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.action = "b"  # type: ignore[misc]
+
+
+def test_audit_events_round_trip_through_json() -> None:
+    event = AuditEvent(
+        id="e", timestamp=datetime(2026, 1, 1, tzinfo=UTC), action="a", subject_ref="s", seq=7
+    )
+    payload = audit_event_to_json(event)
+    assert payload["timestamp"] == "2026-01-01T00:00:00+00:00"
+    assert "seq" not in payload  # the sequence belongs to the store that assigned it
+    assert audit_event_from_json(payload) == dataclasses.replace(event, seq=None)
