@@ -212,17 +212,34 @@ class _Builder:
                 continue
             if doc.value is None:
                 continue  # an empty file defines nothing
+            raw = doc.value.get("purposes") if isinstance(doc.value, dict) else None
+            if not isinstance(raw, dict):
+                try:
+                    PolicyFileModel.model_validate(doc.value)
+                except ValidationError as err:
+                    self._structure_errors(doc, err)
+                continue
+            # Each purpose is validated on its own so that one malformed purpose does not
+            # hide the problems of the others: every problem is reported in one run.
             try:
-                model = PolicyFileModel.model_validate(doc.value)
+                PolicyFileModel.model_validate({**doc.value, "purposes": {}})
             except ValidationError as err:
                 self._structure_errors(doc, err)
-                continue
-            for name, purpose in model.purposes.items():
-                self.build_purpose(doc, name, purpose)
+            for name, value in raw.items():
+                try:
+                    purpose = PurposeModel.model_validate(value)
+                except ValidationError as err:
+                    self._structure_errors(doc, err, prefix=("purposes", str(name)))
+                    continue
+                self.build_purpose(doc, str(name), purpose)
 
-    def _structure_errors(self, doc: YamlDocument, err: ValidationError) -> None:
+    def _structure_errors(
+        self, doc: YamlDocument, err: ValidationError, prefix: tuple[str | int, ...] = ()
+    ) -> None:
         for error in err.errors():
-            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p in ("str", "dict[str,any]")))
+            loc = prefix + tuple(
+                p for p in error["loc"] if not (isinstance(p, str) and p in ("str", "dict[str,any]"))
+            )
             kind = error["type"]
             where = ".".join(str(p) for p in loc) or "file"
             if kind == "extra_forbidden":
@@ -271,8 +288,10 @@ class _Builder:
         for c in checked:
             if c is not None:
                 self.data_used |= c.data_used
+        # With errors in its rules, a purpose's fact usage is unknown: no W302 guesses.
+        purpose_ok = sum(d.severity == "error" for d in self.diagnostics) == errors_before
         for i, spec in enumerate(evidence):
-            if "." not in spec.name and spec.name not in used:
+            if purpose_ok and "." not in spec.name and spec.name not in used:
                 node = doc.locate((*base, "evidence", i))
                 self.diagnostics.append(
                     doc.diagnostic(
@@ -435,13 +454,18 @@ class _Builder:
                     else "a rule needs `if` (with `then`) or `else`"
                 )
                 self.diagnostics.append(doc.diagnostic("E205", message, rule_node))
+                if has_if:
+                    self._condition(doc, (*rule_base, "if"), scope)  # its own problems still count
                 continue
             outcome = model.then if has_if else model.else_
             outcome_key = "then" if has_if else "else"
             if outcome is None:
                 self.diagnostics.append(doc.diagnostic("E201", "`if` needs a `then` outcome", rule_node))
+                self._condition(doc, (*rule_base, "if"), scope)
                 continue
             if outcome not in OUTCOMES:
+                if has_if:
+                    self._condition(doc, (*rule_base, "if"), scope)
                 close = difflib.get_close_matches(outcome, OUTCOMES, n=1)
                 self.diagnostics.append(
                     doc.diagnostic(
