@@ -20,3 +20,85 @@ def main() -> None:
 
 
 main.add_command(policy)
+
+
+# -- idgw migrate -----------------------------------------------------------------------
+# The stores package is imported inside the commands so that `idgw policy ...` never
+# loads the database drivers.
+
+_database_url_option = click.option(
+    "--database-url",
+    envvar="IDGW_DATABASE_URL",
+    default="sqlite:///./idgw.db",
+    show_default=True,
+    help="Database to migrate (env IDGW_DATABASE_URL): sqlite:///PATH or postgresql://...",
+)
+
+
+def _report(verb: str, migrations: list[tuple[int, str]]) -> None:
+    if not migrations:
+        click.echo(f"no migration {verb}")
+    for version, name in migrations:
+        click.echo(f"{verb} {version:04d}_{name}")
+
+
+@main.group()
+def migrate() -> None:
+    """Schema migrations of the configured database.
+
+    \b
+    Examples:
+      idgw migrate status
+      idgw migrate up
+      idgw migrate down 1
+    """
+
+
+@migrate.command("up")
+@click.argument("steps", type=click.IntRange(min=1), required=False)
+@_database_url_option
+def migrate_up_command(steps: int | None, database_url: str) -> None:
+    """Apply pending migrations: all of them, or the next STEPS."""
+    from stores import StoreError, migrate_up
+
+    try:
+        applied = migrate_up(database_url, steps=steps)
+        _report("applied", [(m.version, m.name) for m in applied])
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@migrate.command("down")
+@click.argument("steps", type=click.IntRange(min=1), default=1)
+@click.option("--all", "revert_all", is_flag=True, help="Revert every migration.")
+@_database_url_option
+def migrate_down_command(steps: int, revert_all: bool, database_url: str) -> None:
+    """Revert the last STEPS applied migrations (default 1; --all for every one)."""
+    from stores import StoreError, migrate_down
+
+    try:
+        reverted = migrate_down(database_url, steps=None if revert_all else steps)
+        _report("reverted", [(m.version, m.name) for m in reverted])
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@migrate.command("status")
+@_database_url_option
+def migrate_status_command(database_url: str) -> None:
+    """List every migration, applied (with its time) or pending."""
+    from stores import StoreError, migration_status, redact_database_url
+
+    try:
+        states = migration_status(database_url)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"database: {redact_database_url(database_url)}")
+    for state in states:
+        when = (
+            "pending"
+            if state.applied_at is None
+            else f"applied {state.applied_at:%Y-%m-%dT%H:%M:%SZ}"
+        )
+        unknown = "" if state.known else " (unknown to this release)"
+        click.echo(f"{state.version:04d}_{state.name:<24} {when}{unknown}")
