@@ -1,0 +1,151 @@
+"""The one JSON error shape of SPEC section 7, and the handlers that produce it.
+
+Every 4xx/5xx the gateway answers looks like::
+
+    {"error": "not_found", "error_description": "...", "status_code": 404, "request_id": "..."}
+
+Handlers raise `ApiError`; Starlette's own `HTTPException` (404, 405, ...) and anything
+unexpected are converted here, so no response ever carries a stack trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
+
+logger = structlog.get_logger("idgw.errors")
+
+#: Default `error` codes by status, for errors raised without an explicit code.
+ERROR_CODES: dict[int, str] = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    408: "request_timeout",
+    409: "conflict",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+    504: "timeout",
+}
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: str = Field(description="stable machine-readable code, e.g. `not_found`")
+    error_description: str = Field(description="what went wrong, for a human")
+    status_code: int
+    request_id: str | None = Field(description="the request's X-Request-ID")
+
+
+class ApiError(Exception):
+    """An error answer: status, stable `error` code, human description, optional extras."""
+
+    def __init__(
+        self,
+        status_code: int,
+        description: str,
+        error: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.error = error or ERROR_CODES.get(status_code, "error")
+        self.description = description
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        super().__init__(f"{status_code} {self.error}: {description}")
+
+
+def request_id_of(scope: Scope) -> str | None:
+    """The id the request-id middleware assigned (None outside a request)."""
+    state = scope.get("state")
+    return state.get("request_id") if isinstance(state, dict) else None
+
+
+def error_response(
+    scope: Scope,
+    status_code: int,
+    error: str,
+    description: str,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    request_id = request_id_of(scope)
+    body: dict[str, Any] = {
+        "error": error,
+        "error_description": description,
+        "status_code": status_code,
+        "request_id": request_id,
+    }
+    if extra:
+        body.update(extra)
+    all_headers = dict(headers or {})
+    if request_id:
+        all_headers["X-Request-ID"] = request_id
+    return JSONResponse(body, status_code=status_code, headers=all_headers)
+
+
+async def api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(request.scope, exc.status_code, exc.error, exc.description, exc.headers, exc.extra)
+
+
+_DESCRIPTIONS: dict[int, str] = {
+    404: "no such endpoint: {method} {path}",
+    405: "method {method} is not allowed on {path}",
+}
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    template = _DESCRIPTIONS.get(exc.status_code)
+    if template is not None:
+        description = template.format(method=request.method, path=request.url.path)
+    else:
+        description = str(exc.detail)
+    return error_response(
+        request.scope, exc.status_code, ERROR_CODES.get(exc.status_code, "error"), description,
+        headers=exc.headers,
+    )
+
+
+def internal_error_response(scope: Scope) -> JSONResponse:
+    return error_response(scope, 500, "internal_error", "the server could not answer this request")
+
+
+async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
+    # Normally the observability middleware answers first; this covers a failure in it.
+    logger.error("unhandled_error", exc_info=exc)
+    return internal_error_response(request.scope)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ApiError: api_error_handler,
+    HTTPException: http_error_handler,
+    Exception: unhandled_error_handler,
+}
+
+__all__ = [
+    "ERROR_CODES",
+    "EXCEPTION_HANDLERS",
+    "ApiError",
+    "ErrorBody",
+    "error_response",
+    "internal_error_response",
+    "request_id_of",
+]
