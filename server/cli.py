@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from engine.cli import policy
+from server.serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +21,7 @@ def main() -> None:
 
 
 main.add_command(policy)
+main.add_command(serve)
 
 
 # -- idgw migrate -----------------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""The application factory: `create_app(settings)` composes the gateway.
+
+Each subsystem exports `routes`; this module joins them with the middleware, the error
+handlers and a lifespan that starts and stops the policy watcher. The policy set is
+loaded when the app is created, so a broken directory fails before serving (the CLI
+checks it first to print the diagnostics without a traceback).
+
+Later subsystems plug in through `app.state`:
+    policies            LivePolicies: the live set (swap by reload) and its status
+    events              the audit publisher (`emit(event)`), in-memory until replaced
+    data_api_auth       async callable: request -> Principal | None, or raises 401
+    readiness_checks    name -> async () -> (ok, detail), run by /health/ready
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import IO
+
+import structlog
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from server import decisions, health, metrics, openapi
+from server.errors import EXCEPTION_HANDLERS
+from server.events import RecentEvents
+from server.logging import configure_logging
+from server.middleware import BodyLimitMiddleware, RequestContextMiddleware, RouteTemplates
+from server.reload import LivePolicies, PolicyWatcher
+from server.security import data_api_authenticator
+from server.settings import Settings, load_settings, unknown_variables
+
+logger = structlog.get_logger("idgw.app")
+
+
+def create_app(settings: Settings | None = None, *, log_stream: IO[str] | None = None) -> Starlette:
+    """Build the gateway for `settings` (read from the environment when omitted)."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_as_json, log_stream)
+    policies = LivePolicies(settings.policy_dir)
+    policies.load_initial()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        watcher = None
+        if settings.policy_reload:
+            watcher = PolicyWatcher(policies, debounce=settings.reload_debounce_ms / 1000)
+            watcher.start()
+        logger.info("started", policy_dir=str(settings.policy_dir), revision=_revision(policies),
+                    watching=watcher is not None, data_api_auth=settings.data_api_auth)
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            metrics.mark_worker_stopped()
+            logger.info("stopped")
+
+    routes: list[BaseRoute] = [
+        *decisions.routes,
+        *health.routes,
+        *metrics.routes,
+        *openapi.routes,
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(RequestContextMiddleware, templates=RouteTemplates(routes)),
+            Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.policies = policies
+    app.state.events = RecentEvents()
+    app.state.data_api_auth = data_api_authenticator(settings.data_api_auth)
+    app.state.readiness_checks = {}
+    return app
+
+
+def _revision(policies: LivePolicies) -> str | None:
+    return policies.current.revision if policies.current else None
+
+
+def create_app_from_env() -> Starlette:
+    """The uvicorn factory (`server.app:create_app_from_env`): settings from the environment."""
+    app = create_app(load_settings())
+    unknown = unknown_variables()
+    if unknown:
+        logger.warning("unknown_settings_ignored", variables=unknown)
+    return app
+
+
+__all__ = ["create_app", "create_app_from_env"]

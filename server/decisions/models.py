@@ -1,0 +1,85 @@
+"""Request and response models of the decision endpoints (validation and OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DataRequest(BaseModel):
+    """`POST /v1/data/{purpose}` body: facts at the top level of `input`, context under it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "input": {
+                        "sanctions_listed": False, "citizen_valid": True, "is_over_18": True,
+                        "has_credential": False, "context": {"national_id": "AB123456"},
+                    }
+                }
+            ]
+        },
+    )
+
+    input: dict[str, Any] = Field(
+        description="the facts the purpose declares, plus `context` (the request context object)"
+    )
+
+
+class DecisionBody(BaseModel):
+    """The decision JSON of SPEC section 7."""
+
+    decision_id: str = Field(pattern=r"^dec_[A-Za-z0-9_-]+$")
+    purpose: str
+    status: Literal["pass", "pass_with_conditions", "fail"]
+    reason: str
+    conditions: list[str]
+    evidence: dict[str, Any] = Field(description="the declared facts as supplied")
+    policy_revision: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    evaluated_at: str = Field(description="UTC, RFC 3339")
+    explanation: list[dict[str, Any]] | None = Field(
+        None, description="with `?explain=true`: each rule tried, its line, whether it matched, the facts read"
+    )
+
+
+class DataResponse(BaseModel):
+    result: DecisionBody
+    decision_id: str
+
+
+class PurposeSummary(BaseModel):
+    name: str
+    description: str
+    file: str
+    consent: list[str]
+    evidence: list[str]
+    context: list[str]
+    rules: int
+
+
+class ReloadBody(BaseModel):
+    result: Literal["success", "rejected", "unchanged"]
+    at: str
+    revision: str | None = Field(description="the candidate's revision (None when it did not load)")
+    error: str | None
+    diagnostics: list[dict[str, Any]] = Field(description="load errors: file, line, col, code, message")
+    tests: dict[str, int] | None = Field(description="passed / failed / errors of the test gate")
+    failures: list[str]
+
+
+class PoliciesResponse(BaseModel):
+    """The live policy set of the answering worker process and its last reload."""
+
+    revision: str | None
+    loaded_at: str | None
+    policy_dir: str
+    purposes: list[PurposeSummary]
+    last_reload: ReloadBody | None
+    reloads: dict[str, int]
+    pid: int
+
+
+__all__ = ["DataRequest", "DataResponse", "DecisionBody", "PoliciesResponse", "PurposeSummary", "ReloadBody"]

@@ -1,0 +1,69 @@
+"""HTTP endpoints of the decision subsystem: the OPA-style data API and the policy listing.
+
+Thin handlers: authenticate, parse, call the service, shape the response.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from server.decisions.models import DataRequest, DataResponse, PoliciesResponse
+from server.decisions.service import decide
+from server.errors import ApiError, request_id_of
+from server.openapi import QueryParameter, document
+from server.parsing import query_flag, read_json
+from server.reload import LivePolicies
+
+_EXPLAIN = QueryParameter(
+    "explain", "add the explanation: each rule tried, its line, whether it matched, the facts read",
+    {"type": "boolean", "default": False},
+)
+
+
+@document(
+    "Decide a purpose on caller-supplied facts (OPA-style data API)",
+    tags=["decisions"], request=DataRequest, response=DataResponse, errors=(404,), query=(_EXPLAIN,),
+    auth=True,
+)
+async def data_api(request: Request) -> JSONResponse:
+    """Evaluates the purpose named in the path on `input` as given: nothing is gathered.
+
+    An unknown purpose is a 404 whose body lists the known purposes; a `context` that
+    does not match the purpose's schema is a 400 naming the field.
+    """
+    principal = await request.app.state.data_api_auth(request)
+    explain = query_flag(request, "explain")
+    body = await read_json(request, DataRequest)
+    live: LivePolicies = request.app.state.policies
+    policy_set = live.current  # read once: this request uses this set throughout
+    if policy_set is None:
+        raise ApiError(503, "no policy set is loaded", error="not_ready")
+    decision = decide(
+        policy_set,
+        request.path_params["purpose"],
+        body.input,
+        explain,
+        request.app.state.events,
+        request_id_of(request.scope),
+        principal.sub if principal is not None else None,
+    )
+    return JSONResponse({"result": decision, "decision_id": decision["decision_id"]})
+
+
+@document("The live policy set and the last reload", tags=["decisions"], response=PoliciesResponse, auth=True)
+async def list_policies(request: Request) -> JSONResponse:
+    """Revision, purposes and load time of the answering worker's live set, and the
+    result of its last reload attempt (with the diagnostics when it was rejected)."""
+    await request.app.state.data_api_auth(request)
+    live: LivePolicies = request.app.state.policies
+    return JSONResponse(live.status())
+
+
+routes = [
+    Route("/v1/data/{purpose}", data_api, methods=["POST"]),
+    Route("/v1/policies", list_policies, methods=["GET"]),
+]
+
+__all__ = ["routes"]
