@@ -1,0 +1,143 @@
+"""`POST /v1/data/{purpose}` and `GET /v1/policies` through the ASGI transport."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from server.decisions.models import DataResponse, PoliciesResponse
+from server.security import Principal
+from tests.server.conftest import ADULT_WITHOUT_CREDENTIAL, assert_error_shape
+
+DATA = "/v1/data/age_verification"
+
+
+async def decide(client: httpx.AsyncClient, facts: dict[str, Any], url: str = DATA) -> dict[str, Any]:
+    response = await client.post(url, json={"input": facts})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    DataResponse.model_validate(body)  # the documented shape is the real one
+    return body
+
+
+async def test_decision_json_follows_the_spec(client: httpx.AsyncClient, app: Starlette) -> None:
+    body = await decide(client, ADULT_WITHOUT_CREDENTIAL)
+    result = body["result"]
+    assert body["decision_id"] == result["decision_id"]
+    assert re.fullmatch(r"dec_[A-Za-z0-9_-]{16,}", result["decision_id"])
+    assert result["purpose"] == "age_verification"
+    assert result["status"] == "pass_with_conditions"
+    assert result["reason"] == "missing_credential"
+    assert result["conditions"] == ["obtain_age_credential"]
+    assert result["evidence"] == {
+        "sanctions_listed": False, "citizen_valid": True, "is_over_18": True, "has_credential": False,
+    }
+    assert result["policy_revision"] == app.state.policies.current.revision
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", result["evaluated_at"])
+    assert "explanation" not in result
+
+
+async def test_decision_ids_are_unique(client: httpx.AsyncClient) -> None:
+    ids = {(await decide(client, ADULT_WITHOUT_CREDENTIAL))["decision_id"] for _ in range(20)}
+    assert len(ids) == 20
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "reason"),
+    [
+        ({"sanctions_listed": True}, "fail", "sanctioned"),
+        ({"is_over_18": False}, "fail", "underage"),
+        ({"has_credential": True}, "pass", "all_checks_passed"),
+    ],
+)
+async def test_outcomes_follow_the_policy(
+    client: httpx.AsyncClient, change: dict[str, Any], status: str, reason: str
+) -> None:
+    result = (await decide(client, {**ADULT_WITHOUT_CREDENTIAL, **change}))["result"]
+    assert (result["status"], result["reason"]) == (status, reason)
+
+
+async def test_missing_evidence_fails_closed(client: httpx.AsyncClient) -> None:
+    result = (await decide(client, {"sanctions_listed": False, "context": {"national_id": "AB123456"}}))["result"]
+    assert (result["status"], result["reason"]) == ("fail", "missing_evidence")
+    assert result["evidence"] == {"sanctions_listed": False}
+
+
+async def test_explain_adds_the_rules_tried(client: httpx.AsyncClient) -> None:
+    response = await client.post(DATA + "?explain=true", json={"input": ADULT_WITHOUT_CREDENTIAL})
+    assert response.status_code == 200
+    explanation = response.json()["result"]["explanation"]
+    rules = [entry for entry in explanation if entry["kind"] == "rule"]
+    assert [r["matched"] for r in rules] == [False, False, False, False, True]
+    assert rules[0]["reads"] == {"sanctions_listed": False}
+    assert all(isinstance(r["line"], int) for r in rules)
+
+
+async def test_unknown_purpose_is_404_listing_known_ones(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/data/age_verfication", json={"input": {}})
+    body = assert_error_shape(response, 404, "unknown_purpose")
+    assert body["known_purposes"] == ["age_verification", "high_value_transfer", "sanctions_screening"]
+    assert "age_verification" in body["error_description"]
+
+
+async def test_each_decision_is_emitted_for_the_audit(client: httpx.AsyncClient, app: Starlette) -> None:
+    response = await client.post(DATA, json={"input": ADULT_WITHOUT_CREDENTIAL}, headers={"X-Request-ID": "r-42"})
+    body = response.json()
+    event = app.state.events.events[-1]
+    assert event.action == "decision_made"
+    assert event.decision_id == body["decision_id"]
+    assert event.policy_revision == body["result"]["policy_revision"]
+    assert (event.purpose, event.decision, event.reason) == ("age_verification", "pass_with_conditions",
+                                                             "missing_credential")
+    assert event.request_id == "r-42"
+    assert event.subject is None
+
+
+async def test_bearer_mode_rejects_until_tokens_exist(make_settings, log_stream) -> None:  # type: ignore[no-untyped-def]
+    from server.app import create_app
+
+    app = create_app(make_settings(data_api_auth="bearer"), log_stream=log_stream)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post(DATA, json={"input": ADULT_WITHOUT_CREDENTIAL})
+        assert_error_shape(response, 401, "unauthorized")
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        response = await client.post(
+            DATA, json={"input": ADULT_WITHOUT_CREDENTIAL}, headers={"Authorization": "Bearer abc"}
+        )
+        assert_error_shape(response, 401, "invalid_token")
+        assert_error_shape(await client.get("/v1/policies"), 401)
+        # Probes stay open.
+        assert (await client.get("/health/live")).status_code == 200
+
+
+async def test_the_authenticator_is_pluggable(make_settings, log_stream) -> None:  # type: ignore[no-untyped-def]
+    from server.app import create_app
+
+    app = create_app(make_settings(data_api_auth="bearer"), log_stream=log_stream)
+
+    async def accept(request):  # type: ignore[no-untyped-def]
+        return Principal(sub="user-7")
+
+    app.state.data_api_auth = accept
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post(DATA, json={"input": ADULT_WITHOUT_CREDENTIAL})
+    assert response.status_code == 200
+    assert app.state.events.events[-1].subject == "user-7"
+
+
+async def test_policies_listing(client: httpx.AsyncClient, app: Starlette) -> None:
+    response = await client.get("/v1/policies")
+    assert response.status_code == 200
+    body = response.json()
+    PoliciesResponse.model_validate(body)
+    assert body["revision"] == app.state.policies.current.revision
+    names = [p["name"] for p in body["purposes"]]
+    assert set(names) == {"age_verification", "high_value_transfer", "sanctions_screening"}
+    age = next(p for p in body["purposes"] if p["name"] == "age_verification")
+    assert age["evidence"] == ["sanctions_listed", "citizen_valid", "is_over_18", "has_credential"]
+    assert age["consent"] == ["decision_evaluation"]
+    assert body["last_reload"] is None

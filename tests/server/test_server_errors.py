@@ -1,0 +1,120 @@
+"""Every error answer has the JSON shape of SPEC section 7, and none is a 500."""
+
+from __future__ import annotations
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.server.conftest import ADULT_WITHOUT_CREDENTIAL, assert_error_shape
+
+DATA = "/v1/data/age_verification"
+
+
+async def test_unknown_path_is_404(client: httpx.AsyncClient) -> None:
+    body = assert_error_shape(await client.get("/no/such/thing"), 404, "not_found")
+    assert "/no/such/thing" in body["error_description"]
+
+
+async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.get(DATA)
+    assert_error_shape(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+
+
+async def test_body_over_the_limit_is_413(make_settings, log_stream) -> None:  # type: ignore[no-untyped-def]
+    from server.app import create_app
+
+    app = create_app(make_settings(max_body_bytes=64), log_stream=log_stream)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        big = {"input": {**ADULT_WITHOUT_CREDENTIAL, "padding": "x" * 100}}
+        body = assert_error_shape(await client.post(DATA, json=big), 413, "payload_too_large")
+        assert "64 bytes" in body["error_description"]
+
+
+async def test_streamed_body_over_the_limit_is_413(make_settings, log_stream) -> None:  # type: ignore[no-untyped-def]
+    from server.app import create_app
+
+    app = create_app(make_settings(max_body_bytes=64), log_stream=log_stream)
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(10):
+            yield b'{"input": {"padding": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}'
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post(DATA, content=chunks(), headers={"content-type": "application/json"})
+        assert "content-length" not in {k.lower() for k in response.request.headers}
+        assert_error_shape(response, 413, "payload_too_large")
+
+
+async def test_non_json_content_type_is_415(client: httpx.AsyncClient) -> None:
+    response = await client.post(DATA, content=b"input=1", headers={"content-type": "text/plain"})
+    body = assert_error_shape(response, 415, "unsupported_media_type")
+    assert "application/json" in body["error_description"]
+
+
+async def test_missing_content_type_is_415(client: httpx.AsyncClient) -> None:
+    assert_error_shape(await client.post(DATA, content=b'{"input": {}}'), 415)
+
+
+async def test_json_with_charset_and_suffix_types_are_accepted(client: httpx.AsyncClient) -> None:
+    body = b'{"input": {"context": {"national_id": "AB123456"}}}'
+    for content_type in ("application/json; charset=utf-8", "application/vnd.idgw+json"):
+        response = await client.post(DATA, content=body, headers={"content-type": content_type})
+        assert response.status_code == 200, response.text
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
+    for raw in (b"{", b'{"input": }', b'{"input": {}} trailing', b"\xff\xfe"):
+        response = await client.post(DATA, content=raw, headers={"content-type": "application/json"})
+        body = assert_error_shape(response, 400, "invalid_json")
+        assert body["error_description"].startswith("malformed JSON")
+
+
+async def test_empty_body_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(DATA, content=b"", headers={"content-type": "application/json"})
+    assert_error_shape(response, 400, "invalid_json")
+
+
+async def test_validation_errors_name_the_field(client: httpx.AsyncClient) -> None:
+    body = assert_error_shape(await client.post(DATA, json={"input": 3}), 400, "invalid_request")
+    assert body["error_description"].startswith("input:")
+
+    body = assert_error_shape(await client.post(DATA, json={"inputs": {}}), 400, "invalid_request")
+    assert "input: Field required" in body["error_description"]
+    assert "inputs: unknown field" in body["error_description"]
+
+    body = assert_error_shape(await client.post(DATA, json=[1, 2]), 400, "invalid_request")
+
+
+async def test_context_against_the_schema_names_the_field(client: httpx.AsyncClient) -> None:
+    facts = {**ADULT_WITHOUT_CREDENTIAL, "context": {"national_id": "lower-case!"}}
+    body = assert_error_shape(await client.post(DATA, json={"input": facts}), 400, "invalid_context")
+    assert "input.context.national_id" in body["error_description"]
+
+    facts = {**ADULT_WITHOUT_CREDENTIAL, "context": "not an object"}
+    body = assert_error_shape(await client.post(DATA, json={"input": facts}), 400, "invalid_context")
+    assert "context must be an object" in body["error_description"]
+
+
+async def test_bad_explain_flag_is_400_naming_it(client: httpx.AsyncClient) -> None:
+    response = await client.post(DATA + "?explain=perhaps", json={"input": ADULT_WITHOUT_CREDENTIAL})
+    body = assert_error_shape(response, 400, "invalid_request")
+    assert body["error_description"].startswith("explain:")
+
+
+async def test_unhandled_exception_is_a_json_500_without_trace(app: Starlette, log_stream) -> None:  # type: ignore[no-untyped-def]
+    async def explode(request: Request) -> Response:
+        raise RuntimeError("secret internal detail")
+
+    app.router.routes.append(Route("/explode", explode))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.get("/explode", headers={"X-Request-ID": "boom-1"})
+    body = assert_error_shape(response, 500, "internal_error")
+    assert body["request_id"] == "boom-1"
+    assert "secret internal detail" not in response.text
+    # The trace goes to the log, with the request id, not to the client.
+    assert "secret internal detail" in log_stream.getvalue()
+    assert '"request_id": "boom-1"' in log_stream.getvalue()

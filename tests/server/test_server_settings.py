@@ -1,0 +1,117 @@
+"""Configuration: every SPEC section 14 variable, `.env`, and errors naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from server.settings import ConfigError, Settings, load_settings, unknown_variables
+from tests.server.conftest import IDGW, free_port
+
+SPEC_VARIABLES = [
+    "HOST", "PORT", "POLICY_DIR", "DATABASE_URL", "REGULATED_MODE", "SIGNING_ALG", "ISSUER", "KEY_DIR",
+    "AUTH_MODE", "OIDC_ISSUER", "OIDC_JWKS_URL", "OIDC_AUDIENCE", "DATA_API_AUTH", "REDIS_URL",
+    "AUDIT_QUEUE", "NATS_URL", "REGISTRY_LATENCY_MS", "REGISTRY_TIMEOUT_MS", "LOG_FORMAT", "LOG_LEVEL",
+    "MAX_BODY_BYTES",
+]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith("IDGW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+def test_every_spec_variable_is_a_setting() -> None:
+    fields = {name.upper() for name in Settings.model_fields}
+    assert set(SPEC_VARIABLES) <= fields
+
+
+def test_embedded_defaults(clean_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.policy_dir == Path("policies")
+    assert settings.database_url == "sqlite:///./idgw.db"
+    assert settings.signing_alg == "RS256"
+    assert settings.auth_mode == "local"
+    assert settings.data_api_auth == "bearer"
+    assert settings.audit_queue == "memory"
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.regulated_mode is False
+
+
+def test_environment_and_dotenv(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("IDGW_PORT=9100\nIDGW_LOG_LEVEL=debug\nIDGW_REGULATED_MODE=true\n")
+    clean_env.setenv("IDGW_PORT", "9200")  # the environment wins over .env
+    settings = load_settings()
+    assert settings.port == 9200
+    assert settings.log_level == "DEBUG"
+    assert settings.regulated_mode is True
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("IDGW_PORT", "eighty"),
+        ("IDGW_PORT", "70000"),
+        ("IDGW_REGULATED_MODE", "perhaps"),
+        ("IDGW_SIGNING_ALG", "HS256"),
+        ("IDGW_DATA_API_AUTH", "basic"),
+        ("IDGW_DATABASE_URL", "mysql://x"),
+        ("IDGW_LOG_FORMAT", "xml"),
+        ("IDGW_MAX_BODY_BYTES", "0"),
+        ("IDGW_REGISTRY_TIMEOUT_MS", "-5"),
+    ],
+)
+def test_invalid_values_name_the_variable(clean_env: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    clean_env.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.problems[0].startswith(f"{variable}: ")
+
+
+def test_dependent_settings_name_the_missing_variable(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("IDGW_AUTH_MODE", "external_oidc")
+    with pytest.raises(ConfigError, match="IDGW_OIDC_ISSUER: required"):
+        load_settings()
+    clean_env.delenv("IDGW_AUTH_MODE")
+    clean_env.setenv("IDGW_AUDIT_QUEUE", "nats")
+    with pytest.raises(ConfigError, match="IDGW_NATS_URL: required"):
+        load_settings()
+
+
+def test_unknown_variables_are_reported() -> None:
+    assert unknown_variables({"IDGW_PROT": "1", "IDGW_PORT": "2", "IDGW_TEST_DATABASE_URL": "x"}) == ["IDGW_PROT"]
+
+
+def _serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IDGW_")}
+    environment.update(env)
+    return subprocess.run(
+        [str(IDGW), "serve", "--port", str(free_port()), *args],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_serve_refuses_bad_configuration_without_traceback(tmp_path: Path) -> None:
+    result = _serve(tmp_path, IDGW_LOG_LEVEL="loud")
+    assert result.returncode == 2
+    assert "IDGW_LOG_LEVEL: " in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_serve_refuses_broken_policies_with_diagnostics(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "broken.yaml").write_text(
+        "purposes:\n  p:\n    evidence: [is_pep]\n    rules:\n      - if: is_pep AND\n        then: fail\n        reason: r\n"
+    )
+    result = _serve(tmp_path, "--policy-dir", str(policies))
+    assert result.returncode == 1
+    assert "broken.yaml:5:" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
