@@ -174,8 +174,13 @@ class _Checker:
                 return BOOL
             case ast.Arith(op=op, left=left, right=right):
                 lt, rt = self.check(left), self.check(right)
-                if op == "+" and lt.known and rt.known and lt.kind == rt.kind and lt.kind in ("string", "list"):
-                    return lt if lt.kind == "string" else LIST
+                if op == "+" and {lt.kind, rt.kind} & {"string", "list"}:
+                    # concatenation: fine when the other side is the same kind or unknown
+                    other = rt if lt.kind in ("string", "list") else lt
+                    kind = lt.kind if lt.kind in ("string", "list") else rt.kind
+                    if other.known and other.kind != kind:
+                        self.error("E105", f"`+` cannot join a {lt} and a {rt}", node.span)
+                    return STRING if kind == "string" else LIST
                 for side, t in ((left, lt), (right, rt)):
                     if t.known and t != NUMBER:
                         self.error("E105", f"`{op}` needs numbers, got {t}", side.span)

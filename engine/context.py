@@ -38,6 +38,9 @@ def validate_context(fields: Sequence[ContextField], context: object) -> list[st
         if spec.type.known and not conforms(value, spec.type):
             problems.append(f"{where}: expected {spec.type}, got {type_name(value)}")
             continue
+        if spec.integer and not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            problems.append(f"{where}: expected an integer, got {value!r}")
+            continue
         if spec.enum is not None and value not in spec.enum:
             problems.append(f"{where}: must be one of {list(spec.enum)}")
         if isinstance(value, str):

@@ -159,6 +159,8 @@ class _Builder:
         self.data_files: dict[str, str] = {}
         self.data_used: set[str] = set()
         self.purposes: dict[str, Purpose] = {}
+        #: Facts read by the conditions of the purpose being built, errors or not.
+        self.facts_seen: set[str] = set()
         self.purpose_sites: dict[str, tuple[str, int]] = {}
 
     # -- stage: data documents -------------------------------------------------------
@@ -283,8 +285,9 @@ class _Builder:
             context={f.name: f.type for f in context} if context else None,
             data=self.data,
         )
+        self.facts_seen = set()
         rules, checked = self._rules(doc, base, name, model.rules, scope)
-        used = set().union(*(c.facts_used for c in checked if c is not None)) if checked else set()
+        used = self.facts_seen
         for c in checked:
             if c is not None:
                 self.data_used |= c.data_used
@@ -413,6 +416,7 @@ class _Builder:
                 ContextField(
                     name=name,
                     type=field_type,
+                    integer=spec.type == "integer",
                     required=spec.required,
                     pattern=spec.pattern,
                     enum=tuple(spec.enum) if spec.enum is not None else None,
@@ -537,6 +541,15 @@ class _Builder:
             return None, None
         checked = dsl.check(tree, source, scope)
         self.diagnostics.extend(checked.diagnostics)
+        self.facts_seen |= checked.facts_used
+        if checked.ok and checked.type.known and checked.type != BOOL:
+            self.diagnostics.append(
+                source.diagnostic(
+                    "E105", f"a condition must be a bool, this is a {checked.type}", tree.span.start, tree.span.end,
+                    hint="compare it, e.g. `context.amount > 0`, or test it with exists()",
+                )
+            )
+            return None, source.text
         return (checked if checked.ok else None), source.text
 
     # -- stage: across files ---------------------------------------------------------

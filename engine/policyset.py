@@ -97,6 +97,7 @@ class Rule:
 class ContextField:
     name: str
     type: Type
+    integer: bool = False
     required: bool = False
     pattern: str | None = None
     enum: tuple[Any, ...] | None = None

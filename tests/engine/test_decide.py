@@ -163,3 +163,26 @@ def test_generated_code_is_the_hand_written_form(policies: engine.PolicySet) -> 
     source = policies.purposes["age_verification"].program.source
     assert "    if f_sanctions_listed:\n        return _o0\n" in source
     assert "    if (not f_citizen_valid):\n        return _o1\n" in source
+
+
+def test_context_validation_against_the_schema(policy_dir: Callable[..., Path]) -> None:
+    text = """purposes:
+  p:
+    context:
+      national_id: {type: string, pattern: "^[A-Z0-9]{6,20}$", required: true}
+      count: {type: integer, minimum: 1}
+      tier: {type: string, enum: [gold, silver]}
+    rules:
+      - else: pass
+        reason: ok
+"""
+    purpose = engine.load(policy_dir({"p.yaml": text})).purposes["p"]
+    assert purpose.validate_context({"national_id": "AB123456", "count": 2, "tier": "gold"}) == []
+    assert purpose.validate_context({}) == ["context.national_id: required"]
+    assert purpose.validate_context({"national_id": "ab", "count": 1.5, "tier": "bronze", "x": 1}) == [
+        "context.x: unknown field (expected one of: count, national_id, tier)",
+        "context.national_id: does not match ^[A-Z0-9]{6,20}$",
+        "context.count: expected an integer, got 1.5",
+        "context.tier: must be one of ['gold', 'silver']",
+    ]
+    assert purpose.validate_context([1]) == ["context must be an object, got list"]

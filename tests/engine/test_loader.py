@@ -244,3 +244,49 @@ def test_expression_limits(policy_dir: Callable[..., Path]) -> None:
     text = HEADER + f"      - if: {deep}\n        then: fail\n        reason: r\n"
     d = only(diagnostics(policy_dir, {"p.yaml": text}), "E106")
     assert d.line == 5
+
+
+def test_a_condition_must_be_a_bool(policy_dir: Callable[..., Path]) -> None:
+    text = """purposes:
+  p:
+    context:
+      amount: {type: number}
+    rules:
+      - if: context.amount
+        then: fail
+        reason: r
+"""
+    d = only(diagnostics(policy_dir, {"p.yaml": text}), "E105")
+    assert (d.line, d.col, d.message) == (6, 13, "a condition must be a bool, this is a number")
+
+
+def test_facts_of_a_broken_rule_still_count_as_used(policy_dir: Callable[..., Path]) -> None:
+    text = HEADER + "      - if: is_pep AND lenn(1)\n        then: fail\n        reason: r\n"
+    codes = {d.code for d in diagnostics(policy_dir, {"p.yaml": text})}
+    assert codes == {"E103"}
+
+
+def test_string_concatenation_with_an_untyped_field(policy_dir: Callable[..., Path]) -> None:
+    text = """purposes:
+  p:
+    rules:
+      - if: '"GB" + context.id == "GB123"'
+        then: pass
+        reason: ok
+"""
+    policies = engine.load(policy_dir({"p.yaml": text}))
+    assert policies.decide("p", {"context": {"id": "123"}}).status == "pass"
+    assert policies.decide("p", {"context": {"id": 123}}).status == "fail"
+
+
+def test_regular_expression_escapes_are_kept(policy_dir: Callable[..., Path]) -> None:
+    text = """purposes:
+  p:
+    rules:
+      - if: 'matches(context.id, "^\\d{3}$")'
+        then: pass
+        reason: ok
+"""
+    policies = engine.load(policy_dir({"p.yaml": text}))
+    assert policies.decide("p", {"context": {"id": "123"}}).status == "pass"
+    assert policies.decide("p", {"context": {"id": "12a"}}).status == "fail"
