@@ -212,13 +212,14 @@ class SqliteDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
         async with self._lock:
-            await self._call(self._begin)
             try:
+                await self._call(self._begin)
                 yield _SqliteTransaction(self)
                 await self._call(self._commit)
             except BaseException:
-                # The worker thread runs calls in order, so this rollback follows the
-                # failed statement even when the awaiting task is being cancelled.
+                # The worker thread runs calls in the order they were submitted, so this
+                # rollback follows the statement that was running even when the awaiting
+                # task was cancelled (and is a no-op when BEGIN itself failed).
                 await self._call(self._rollback)
                 raise
 
