@@ -115,15 +115,20 @@ class _SqliteSession:
 
     def run_script(self, sql: str) -> None:
         # executescript() would COMMIT first; split into statements to stay in the
-        # transaction (complete_statement knows a trigger body's inner semicolons).
+        # transaction. complete_statement() tells a terminating semicolon from one in a
+        # string, a comment or a trigger body.
+        *pieces, tail = sql.split(";")
         statement = ""
-        for line in sql.splitlines(keepends=True):
-            statement += line
+        for piece in pieces:
+            statement += piece + ";"
             if sqlite3.complete_statement(statement):
                 self._conn.execute(statement)
                 statement = ""
-        if statement.strip() and not statement.strip().startswith("--"):
-            raise MigrationError(f"unterminated SQL statement: {statement.strip()[:80]!r}")
+        leftover = "\n".join(
+            line for line in (statement + tail).splitlines() if not line.strip().startswith("--")
+        )
+        if leftover.strip():
+            raise MigrationError(f"unterminated SQL statement: {leftover.strip()[:80]!r}")
 
     def record(self, migration: Migration, now: datetime) -> None:
         self._conn.execute(
@@ -144,7 +149,9 @@ class _PostgresSession:
         return {v: (name, at.astimezone(UTC)) for v, name, at in rows.fetchall()}
 
     def run_script(self, sql: str) -> None:
-        self._conn.execute(sql.encode())  # no parameters: several statements may go at once
+        # Bytes without parameters go verbatim (the % of RAISE formats included), and
+        # several statements may go at once.
+        self._conn.execute(sql.encode())
 
     def record(self, migration: Migration, now: datetime) -> None:
         self._conn.execute(
