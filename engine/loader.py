@@ -66,7 +66,8 @@ def discover(path: str | Path) -> Layout:
     target = Path(path)
     if target.is_file():
         layout = Layout(root=target.parent)
-        (layout.tests if is_test_file(target) else layout.policies).append(target)
+        # Only the file's own folder counts: a file under some `tests/` further up is not a test.
+        (layout.tests if is_test_file(Path(target.parent.name, target.name)) else layout.policies).append(target)
         data_dir = target.parent / "data"
         if data_dir.is_dir():
             layout.data = sorted(p for p in data_dir.iterdir() if _is_data_file(p))
