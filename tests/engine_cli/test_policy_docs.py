@@ -1,0 +1,47 @@
+"""The documentation and help texts promise things; check that they hold."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+import yaml
+from policy_cli_helpers import ROOT, idgw
+
+from dsl import CODES
+
+DIAGNOSTICS = (ROOT / "docs" / "diagnostics.md").read_text()
+AUTHORING = (ROOT / "docs" / "policy-authoring.md").read_text()
+
+
+def test_every_code_has_a_section_with_an_example_and_a_fix() -> None:
+    sections = dict(re.findall(r"^### ([EW]\d{3}) .*?\n(.*?)(?=^##)", DIAGNOSTICS + "\n##", re.S | re.M))
+    assert sorted(sections) == sorted(CODES)
+    for code, body in sections.items():
+        assert "```" in body, f"{code} has no example"
+        assert "**Fix:**" in body, f"{code} has no fix"
+
+
+@pytest.mark.parametrize("command", ["lint", "test", "eval", "repl", "fmt"])
+def test_help_of_every_command_shows_an_example(command: str) -> None:
+    result = idgw("policy", command, "--help")
+    assert result.exit_code == 0
+    example = result.stdout.split("Example:\n", 1)[1]
+    assert example.lstrip().startswith(("idgw policy", "$ idgw policy", "echo "))
+
+
+def workflow() -> dict[str, object]:
+    block = AUTHORING.split("```yaml\nname: policies\n", 1)[1].split("```", 1)[0]
+    loaded: dict[str, object] = yaml.safe_load("name: policies\n" + block)
+    return loaded
+
+
+def test_the_ci_example_runs_the_commands_as_documented() -> None:
+    steps = workflow()["jobs"]["check"]["steps"]  # type: ignore[index]
+    commands = [step["run"] for step in steps if str(step.get("run", "")).startswith("idgw policy")]
+    assert len(commands) == 4
+    for command in commands:
+        args = shlex.split(command.split(">")[0])
+        result = idgw(*args[1:])
+        assert result.exit_code == 0, f"{command}: {result.output}"
