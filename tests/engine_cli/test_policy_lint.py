@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
 
+import pexpect
 import pytest
 from policy_cli_helpers import IDGW, ROOT, fixture, idgw
 
@@ -162,3 +164,17 @@ def test_real_console_script_in_a_subprocess() -> None:
         "E101 unexpected 'AND', expected an operand"
     )
     assert re.search(r"^::error .*line=59,col=9::E203 ", completed.stdout, re.MULTILINE)
+
+
+def test_colour_on_a_terminal_only() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    output = pexpect.run(
+        f"{IDGW} policy lint {fixture('duplicate_purpose')}", cwd=str(ROOT), env=env, encoding="utf-8", timeout=60
+    )
+    assert "\x1b[1;31merror\x1b[0m: E204 purpose `screening`" in output
+    piped = subprocess.run(
+        [str(IDGW), "policy", "lint", fixture("duplicate_purpose")], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert ": error: E204 purpose `screening`" in piped.stdout
+    assert "\x1b[" not in piped.stdout

@@ -135,6 +135,13 @@ def test_in_a_terminal_with_prompt_toolkit(tmp_path: Path, copy_fixture: Callabl
         child.expect("idgw>")
         run(':facts {"sanctions_listed": false, "is_pep": false}', "2 fact\\(s\\) set")
         run('"ab" + "cd"', '"abcd"')
+        child.send("sanctions_li\t")  # Tab completes fact names...
+        child.expect("sanctions_listed")
+        run("", "false")
+        child.send(":deci\t")  # ...commands...
+        child.expect(":decide")
+        child.send(" scr\t")  # ...and purposes
+        run("", "screening: pass \\(not_listed\\)")
         run("is_pep AND )", "E101 unexpected '\\)'", "\\^")
         child.sendline("(is_pep")  # an open bracket: Enter continues the input
         run("OR true)", "true")
