@@ -366,8 +366,13 @@ class MemoryAuditEventStore:
     def __init__(self, state: MemoryState) -> None:
         self._state = state
 
-    async def append(self, events: Sequence[AuditEvent]) -> int:
+    async def append(self, events: Sequence[AuditEvent], *, all_or_nothing: bool = False) -> int:
         stored = self._state.audit_events
+        if all_or_nothing:
+            taken = [e.id for e in events if e.id in stored]
+            repeated = len({e.id for e in events}) != len(events)
+            if taken or repeated:
+                raise Conflict(f"{len(taken)} of {len(events)} audit events already stored")
         new = 0
         for event in events:
             if event.id not in stored:
@@ -407,6 +412,9 @@ class MemoryAuditEventStore:
             and (after_seq is None or (e.seq or 0) > after_seq)
         ]
         return found if limit is None else found[:limit]
+
+    async def stored_ids(self, event_ids: Sequence[str]) -> set[str]:
+        return {event_id for event_id in event_ids if event_id in self._state.audit_events}
 
     async def last_in_stream(self, stream_id: str) -> AuditEvent | None:
         in_stream = [e for e in self._state.audit_events.values() if e.stream_id == stream_id]

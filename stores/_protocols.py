@@ -187,9 +187,17 @@ class CredentialStore(Protocol):
 class AuditEventStore(Protocol):
     """The append-only audit trail: no method changes or deletes an event."""
 
-    async def append(self, events: Sequence[AuditEvent]) -> int:
+    async def append(self, events: Sequence[AuditEvent], *, all_or_nothing: bool = False) -> int:
         """Insert a batch in one round trip and one transaction; events whose id is
-        already stored are skipped (idempotent retries). Returns how many were new."""
+        already stored are skipped (idempotent retries). Returns how many were new.
+
+        With ``all_or_nothing`` a batch in which any event is already stored is rolled
+        back whole and raises ``Conflict``: the chained audit writer then leaves those
+        out and links the rest again, so no stored hash points at a skipped event."""
+        ...
+
+    async def stored_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` are stored (one query)."""
         ...
 
     async def get(self, event_id: str) -> AuditEvent: ...

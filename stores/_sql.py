@@ -577,6 +577,7 @@ _INSERT_EVENT = (
     f" VALUES ({', '.join(f'%({name})s' for name in _EVENT_FIELDS)})"
     " ON CONFLICT (id) DO NOTHING"
 )
+_IDS_PER_QUERY = 500  # below SQLite's limit of bound parameters per statement
 _EVENT_FILTERS = {
     "subject_ref": "subject_ref = %(subject_ref)s",
     "action": "action = %(action)s",
@@ -601,10 +602,31 @@ class SqlAuditEventStore:
         values["timestamp"] = self._db.codec.read_time(row["timestamp"])
         return AuditEvent(seq=row["seq"], **values)
 
-    async def append(self, events: Sequence[AuditEvent]) -> int:
+    async def append(self, events: Sequence[AuditEvent], *, all_or_nothing: bool = False) -> int:
         if not events:
             return 0
-        return await self._db.execute_many(_INSERT_EVENT, [self._params(e) for e in events])
+        params = [self._params(e) for e in events]
+        if not all_or_nothing:
+            return await self._db.execute_many(_INSERT_EVENT, params)
+        async with self._db.transaction() as tx:
+            new = await tx.execute_many(_INSERT_EVENT, params)
+            if new != len(events):  # raising rolls the whole batch back
+                raise Conflict(f"{len(events) - new} of {len(events)} audit events already stored")
+        return new
+
+    async def stored_ids(self, event_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        unique = sorted(set(event_ids))
+        for start in range(0, len(unique), _IDS_PER_QUERY):
+            chunk = unique[start : start + _IDS_PER_QUERY]
+            # "IN (list)" with one named parameter per id: both dialects accept it.
+            params = {f"id{n}": event_id for n, event_id in enumerate(chunk)}
+            placeholders = ", ".join(f"%({name})s" for name in params)
+            rows = await self._db.fetch_all(
+                f"SELECT id FROM audit_events WHERE id IN ({placeholders})", params
+            )
+            found.update(row["id"] for row in rows)
+        return found
 
     async def get(self, event_id: str) -> AuditEvent:
         row = await _fetch_existing(

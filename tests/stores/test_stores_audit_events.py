@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stores import AuditEvent, NotFound, Stores
+from stores import AuditEvent, Conflict, NotFound, Stores
 
 
 def ids(events: Sequence[AuditEvent]) -> list[str]:
@@ -112,3 +112,30 @@ async def test_last_in_stream_is_the_chain_head(stores: Stores, now: datetime) -
 async def test_a_negative_limit_is_refused(stores: Stores) -> None:
     with pytest.raises(ValueError):
         await stores.audit_events.query(limit=-1)
+
+
+async def test_all_or_nothing_rolls_back_a_batch_that_meets_a_stored_event(
+    stores: Stores, now: datetime
+) -> None:
+    await stores.audit_events.append([_event(1, now)])
+
+    with pytest.raises(Conflict):
+        await stores.audit_events.append(
+            [_event(0, now), _event(1, now), _event(2, now)], all_or_nothing=True
+        )
+    with pytest.raises(Conflict):  # the same id twice in one batch
+        await stores.audit_events.append([_event(3, now), _event(3, now)], all_or_nothing=True)
+
+    assert ids(await stores.audit_events.query()) == ["evt-1"]
+    assert await stores.audit_events.append([_event(0, now), _event(2, now)], all_or_nothing=True) == 2
+    assert ids(await stores.audit_events.query()) == ["evt-1", "evt-0", "evt-2"]
+
+
+async def test_stored_ids_names_the_stored_ones(stores: Stores, now: datetime) -> None:
+    await stores.audit_events.append([_event(n, now) for n in range(0, 1200, 2)])
+
+    asked = [f"evt-{n}" for n in range(1200)] + ["evt-4", "unknown"]
+    found = await stores.audit_events.stored_ids(asked)
+
+    assert found == {f"evt-{n}" for n in range(0, 1200, 2)}
+    assert await stores.audit_events.stored_ids([]) == set()
