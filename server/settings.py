@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     audit_queue: Literal["memory", "nats"] = "memory"
     nats_url: str | None = None
+    audit_batch_size: int = Field(100, ge=1, le=10_000)
+    audit_flush_ms: int = Field(1000, ge=1, le=600_000)
+    audit_queue_capacity: int = Field(10_000, ge=1, le=10_000_000)
+    audit_ready_max_depth: int | None = Field(None, ge=0)  # default: 80% of the capacity
+    audit_drain_timeout_ms: int = Field(10_000, ge=0, le=600_000)
+    audit_spill_dir: Path = Path("./.idgw/audit-spill")
+    audit_nats_stream: str = Field("IDGW_AUDIT", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     registry_latency_ms: int = Field(0, ge=0, le=60_000)
     registry_timeout_ms: int = Field(2000, ge=1, le=600_000)
 
