@@ -54,6 +54,8 @@ class _Codegen:
         return f"_k{len(self.constants) - 1}"
 
     def cond(self, node: ast.Expr) -> str:
+        if isinstance(node, ast.Literal):  # `(0 is True)` compiles, but with a SyntaxWarning
+            return repr(node.value is True)
         code, kind = self.expr(node)
         return code if kind == "bool" else f"({code} is True)"
 
