@@ -95,9 +95,9 @@ def _unescape(body: str) -> str:
         code = match.group(1)
         if code.startswith("u") and len(code) == 5:
             return chr(int(code[1:], 16))
-        if code in _ESCAPES:
-            return _ESCAPES[code]
-        raise ValueError(f"unknown escape sequence \\{code}")
+        # An unknown escape stays as written, so regular expressions such as "\d+"
+        # mean what their authors expect.
+        return _ESCAPES.get(code, match.group(0))
 
     return _ESCAPE_RE.sub(replace, body)
 
