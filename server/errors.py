@@ -17,8 +17,10 @@ import structlog
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import Scope
+
+from server.responses import JSONResponse
 
 logger = structlog.get_logger("idgw.errors")
 

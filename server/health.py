@@ -13,12 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from server.errors import error_response
 from server.openapi import document
 from server.reload import LivePolicies
+from server.responses import JSONResponse
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str | None]]]
 

@@ -12,6 +12,7 @@ in files there and `/metrics` (answered by any worker) aggregates all of them.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -77,6 +78,25 @@ AUDIT_EVENTS_DEAD_LETTERED = Counter(
 )
 
 
+class LabelCache:
+    """Labelled children of metrics, looked up once per label tuple.
+
+    `metric.labels(...)` costs a few microseconds (validation, a lock); on the request
+    path that adds up. Label values are bounded (route templates, purposes, outcomes),
+    so the cache is too.
+    """
+
+    def __init__(self, *metrics: Counter | Histogram) -> None:
+        self.metrics = metrics
+        self.children: dict[tuple[str, ...], tuple[Any, ...]] = {}
+
+    def __call__(self, *labels: str) -> tuple[Any, ...]:
+        children = self.children.get(labels)
+        if children is None:
+            children = self.children[labels] = tuple(m.labels(*labels) for m in self.metrics)
+        return children
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
@@ -117,6 +137,7 @@ __all__ = [
     "REGISTRY",
     "REGISTRY_CALL_DURATION",
     "REGISTRY_CALL_ERRORS",
+    "LabelCache",
     "exposition",
     "mark_worker_stopped",
     "multiprocess_dir",

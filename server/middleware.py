@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import error_response, internal_error_response
-from server.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
+from server.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, LabelCache
 from server.openapi import walk_routes
 
 access_log = structlog.get_logger("idgw.access")
@@ -61,6 +61,7 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, templates: Callable[[Scope], str]) -> None:
         self.app = app
         self.templates = templates
+        self.http_metrics = LabelCache(HTTP_REQUESTS, HTTP_REQUEST_DURATION)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,9 +102,9 @@ class RequestContextMiddleware:
             duration = time.perf_counter() - started
             endpoint = self.templates(scope)
             method = scope["method"]
-            status_label = str(status)
-            HTTP_REQUESTS.labels(method, endpoint, status_label).inc()
-            HTTP_REQUEST_DURATION.labels(method, endpoint, status_label).observe(duration)
+            requests, durations = self.http_metrics(method, endpoint, str(status))
+            requests.inc()
+            durations.observe(duration)
             access_log.info(
                 "request", method=method, endpoint=endpoint, status=status,
                 duration_ms=round(duration * 1000, 3),

@@ -15,10 +15,10 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 from server.errors import ErrorBody
+from server.responses import JSONResponse
 
 F = TypeVar("F", bound=Callable[..., Any])
 

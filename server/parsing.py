@@ -6,15 +6,19 @@ that is not JSON) instead of an exception that could surface as a 500.
 
 from __future__ import annotations
 
+import math
+import re
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from server.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
+#: What a body must contain to hold a non-finite number once parsed (a cheap pre-check).
+_MAYBE_NON_FINITE = re.compile(rb"NaN|Infinity|[eE]\+?[0-9]{3}|[0-9]{300}")
 _TRUE = frozenset({"true", "1", "yes", "on", ""})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -44,28 +48,76 @@ def validation_problems(err: ValidationError) -> list[str]:
     return problems
 
 
+async def read_body(request: Request) -> bytes:
+    """The whole request body (at most IDGW_MAX_BODY_BYTES: the middleware enforces it).
+
+    Reads the ASGI messages directly: Starlette's `request.body()` goes through an async
+    generator, a measurable cost on the decision path. The body can be read once.
+    """
+    chunks: list[bytes] = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
 async def read_json(request: Request, model: type[M]) -> M:
     """The request body parsed and validated as `model`."""
-    if not is_json_media_type(request.headers.get("content-type")):
-        raise ApiError(
-            415,
-            f"expected Content-Type: application/json, got {request.headers.get('content-type') or 'none'}",
-        )
-    body = await request.body()
+    content_type = _header(request, b"content-type")
+    if not is_json_media_type(content_type):
+        raise ApiError(415, f"expected Content-Type: application/json, got {content_type or 'none'}")
+    body = await read_body(request)
     if not body.strip():
         raise ApiError(400, "the request body is empty; a JSON object is expected", error="invalid_json")
     try:
-        return model.model_validate_json(body)
+        parsed = model.model_validate_json(body)
     except ValidationError as err:
         json_errors = [e for e in err.errors(include_url=False) if e["type"] == "json_invalid"]
         if json_errors:
             detail = (json_errors[0].get("ctx") or {}).get("error", json_errors[0]["msg"])
             raise ApiError(400, f"malformed JSON: {detail}", error="invalid_json") from None
         raise ApiError(400, "; ".join(validation_problems(err))) from None
+    if _MAYBE_NON_FINITE.search(body):
+        # The parser turns NaN, Infinity and 1e999 into floats that no JSON can carry back.
+        where = _non_finite(parsed.__dict__, ())
+        if where is not None:
+            raise ApiError(400, f"{field_path(where)}: numbers must be finite")
+    return parsed
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _non_finite(value: object, path: tuple[int | str, ...]) -> tuple[int | str, ...] | None:
+    """The path of the first NaN or infinite number in parsed JSON (depth is bounded by
+    the parser's own nesting limit)."""
+    if value.__class__ is float:
+        return None if math.isfinite(value) else path  # type: ignore[arg-type]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _non_finite(item, (*path, key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _non_finite(item, (*path, index))
+            if found is not None:
+                return found
+    return None
 
 
 def query_flag(request: Request, name: str) -> bool:
     """A boolean query parameter (`?explain`, `?explain=true`, `?explain=0`)."""
+    if not request.scope["query_string"]:
+        return False
     value = request.query_params.get(name)
     if value is None:
         return False
@@ -77,4 +129,4 @@ def query_flag(request: Request, name: str) -> bool:
     raise ApiError(400, f"{name}: expected true or false, got {value!r}")
 
 
-__all__ = ["field_path", "is_json_media_type", "query_flag", "read_json", "validation_problems"]
+__all__ = ["field_path", "is_json_media_type", "query_flag", "read_body", "read_json", "validation_problems"]

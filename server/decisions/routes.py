@@ -6,7 +6,6 @@ Thin handlers: authenticate, parse, call the service, shape the response.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from server.decisions.models import DataRequest, DataResponse, PoliciesResponse
@@ -15,6 +14,7 @@ from server.errors import ApiError, request_id_of
 from server.openapi import QueryParameter, document
 from server.parsing import query_flag, read_json
 from server.reload import LivePolicies
+from server.responses import JSONResponse
 
 _EXPLAIN = QueryParameter(
     "explain", "add the explanation: each rule tried, its line, whether it matched, the facts read",

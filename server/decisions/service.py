@@ -15,10 +15,14 @@ from typing import Any
 
 from dsl import UNDEFINED
 from engine import PolicySet, Purpose, UnknownPurpose
-from engine.policyset import jsonable, lookup
+from engine.context import validate_context
+from engine.policyset import lookup
 from server.errors import ApiError
 from server.events import DecisionMade, EventPublisher
-from server.metrics import DECISIONS, POLICY_EVALUATION_DURATION
+from server.metrics import DECISIONS, POLICY_EVALUATION_DURATION, LabelCache
+
+_decisions = LabelCache(DECISIONS)
+_evaluation_durations = LabelCache(POLICY_EVALUATION_DURATION)
 
 
 def new_decision_id() -> str:
@@ -42,9 +46,9 @@ def supplied_evidence(purpose: Purpose, facts: Mapping[str, Any]) -> dict[str, A
     """The declared facts the caller supplied (absent ones are left out)."""
     out: dict[str, Any] = {}
     for name in purpose.facts:
-        value = lookup(facts, name)
+        value = facts.get(name, UNDEFINED) if "." not in name else lookup(facts, name)
         if value is not UNDEFINED:
-            out[name] = jsonable(value)
+            out[name] = value  # parsed from JSON: already JSON-safe
     return out
 
 
@@ -59,13 +63,13 @@ def decide(
 ) -> dict[str, Any]:
     """Decide `purpose_name` on `facts` with `policy_set`; return the decision JSON."""
     purpose = resolve_purpose(policy_set, purpose_name)
-    problems = purpose.validate_context(facts.get("context"))
+    problems = validate_context(purpose.context, facts.get("context"))
     if problems:
         raise ApiError(400, "; ".join(f"input.{p}" for p in problems), error="invalid_context")
     started = time.perf_counter()
     decision = policy_set.decide(purpose_name, facts, explain=explain)
-    POLICY_EVALUATION_DURATION.labels(purpose_name).observe(time.perf_counter() - started)
-    DECISIONS.labels(purpose_name, decision.status).inc()
+    _evaluation_durations(purpose_name)[0].observe(time.perf_counter() - started)
+    _decisions(purpose_name, decision.status)[0].inc()
     decision_id = new_decision_id()
     now = datetime.now(UTC)
     body = decision.to_dict(decision_id=decision_id, evaluated_at=now, evidence=supplied_evidence(purpose, facts))
