@@ -5,6 +5,7 @@ Every wait is bounded by a deadline; nothing asserts on timing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -49,6 +50,10 @@ def expected_revision(policy_dir: Path) -> str:
     return policy_set.revision
 
 
+def log_lines(server: ServerProcess) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+
+
 def decide(server: ServerProcess, purpose: str, facts: dict[str, Any]) -> httpx.Response:
     return server.client.post(f"/v1/data/{purpose}", json={"input": facts})
 
@@ -80,7 +85,9 @@ def test_hot_reload_on_a_running_server(start_server: Callable[..., ServerProces
     assert status["last_reload"]["diagnostics"][0]["line"] == 13
     result = decide(server, "age_verification", BLOCKED).json()["result"]
     assert (result["reason"], result["policy_revision"]) == ("blocked_id", first)
-    assert "policy_reload_rejected" in server.output()
+    rejected = [r for r in log_lines(server) if r["event"] == "policy_reload_rejected"]
+    assert rejected and rejected[0]["serving"] == first
+    assert any(AGE in line for line in rejected[0]["diagnostics"])
 
     # 3. fix: a corrected file goes live and clears the error
     age.write_text(good_text.replace("reason: blocked_id", "reason: blocked_national_id"))
@@ -116,7 +123,7 @@ def test_hot_reload_on_a_running_server(start_server: Callable[..., ServerProces
 
     # Graceful stop on SIGTERM.
     assert server.stop() == 0
-    assert '"event": "stopped"' in server.output()
+    assert "stopped" in [record["event"] for record in log_lines(server)]
 
 
 def test_requests_during_reloads_never_fail(start_server: Callable[..., ServerProcess], policy_dir: Path) -> None:

@@ -131,3 +131,31 @@ def test_the_poll_catches_a_replaced_directory(live: LivePolicies, policy_dir: P
         wait_until(lambda: live.current is not second, timeout=10)
     finally:
         watcher.stop()
+
+
+def test_a_configmap_style_symlink_swap_is_seen(live: LivePolicies, tmp_path: Path) -> None:
+    # Kubernetes mounts a ConfigMap as `name -> ..data/name` with `..data -> ..<timestamp>`
+    # and updates it by renaming a new `..data` symlink into place.
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    first_version = mount / "..v1"
+    shutil.copytree(live.policy_dir, first_version)
+    (mount / "..data").symlink_to("..v1")
+    for f in first_version.iterdir():
+        (mount / f.name).symlink_to(Path("..data") / f.name)
+    policies = LivePolicies(mount)
+    first = policies.load_initial()
+    watcher = PolicyWatcher(policies, debounce=0.05, poll=0.5)
+    watcher.start()
+    try:
+        second_version = mount / "..v2"
+        shutil.copytree(first_version, second_version)
+        age = second_version / "age_verification.yaml"
+        age.write_text(age.read_text().replace("Is the subject an adult", "Adult?"))
+        (mount / "..data_tmp").symlink_to("..v2")
+        os.replace(mount / "..data_tmp", mount / "..data")
+        wait_until(lambda: policies.current is not first, timeout=10)
+        assert policies.current is not None
+        assert policies.current.purpose("age_verification").description.startswith("Adult?")
+    finally:
+        watcher.stop()
