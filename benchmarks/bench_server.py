@@ -1,0 +1,296 @@
+"""Throughput and latency of the decision endpoint against the framework's ceiling.
+
+Starts `idgw serve` (one worker, loopback, JSON access log as in production) and drives
+it with a small load generator written on raw asyncio streams (HTTP/1.1 keep-alive,
+pre-encoded requests), so the client costs far less per request than the server and
+the figures measure the server. Phases, each bounded by a request count and a deadline:
+
+1. warm-up of both endpoints;
+2. maximum throughput (closed loop, `--connections` connections) of the trivial JSON
+   endpoint `GET /health/live` (the ceiling: middleware, routing, JSON response) and of
+   `POST /v1/data/age_verification`; best of `--repeat` runs;
+3. latency of the decision endpoint at half its maximum rate (open loop: requests are
+   scheduled at a fixed rate and latency counts from the scheduled time, so a stall
+   is not hidden by the client waiting for it); best of `--repeat` runs, the worst
+   shown too (on a shared machine the slower runs measure the neighbours);
+4. resident memory (VmRSS) of the worker before and after `--memory-requests` decisions.
+
+    .venv/bin/python benchmarks/bench_server.py
+    .venv/bin/python benchmarks/bench_server.py --quick      # a smoke run, a few seconds
+
+Targets (issue 4): decisions >= 70% of the trivial endpoint's throughput; p99 < 10 ms at
+half the maximum rate; memory growth < 10% over 100,000 requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+IDGW = Path(sys.executable).with_name("idgw")
+
+FACTS = {
+    "sanctions_listed": False, "citizen_valid": True, "is_over_18": True, "has_credential": False,
+    "context": {"national_id": "AB123456"},
+}
+
+
+def encode_request(method: str, path: str, body: bytes | None = None) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + "\r\n").encode() + (body or b"")
+
+
+TRIVIAL = encode_request("GET", "/health/live")
+DECISION = encode_request("POST", "/v1/data/age_verification", json.dumps({"input": FACTS}).encode())
+
+
+@dataclass
+class Run:
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+            break
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def closed_loop(port: int, request: bytes, total: int, connections: int, deadline: float) -> Run:
+    """`connections` clients each sending back to back until `total` requests are done."""
+    latencies: list[float] = []
+    errors = 0
+    remaining = total
+
+    async def client() -> None:
+        nonlocal remaining, errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while remaining > 0 and time.perf_counter() < deadline:
+                remaining -= 1
+                started = time.perf_counter()
+                if await _exchange(reader, writer, request) != 200:
+                    errors += 1
+                latencies.append(time.perf_counter() - started)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    return Run(len(latencies), errors, time.perf_counter() - started, latencies)
+
+
+async def open_loop(port: int, request: bytes, rate: float, seconds: float, connections: int) -> Run:
+    """Requests scheduled at `rate` per second over `connections`; latency from schedule."""
+    latencies: list[float] = []
+    errors = 0
+    interval = connections / rate
+    start = time.perf_counter() + 0.05
+    count = int(rate * seconds / connections)
+
+    async def client(offset: float) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in range(count):
+                scheduled = start + offset + i * interval
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if await _exchange(reader, writer, request) != 200:
+                    errors += 1
+                latencies.append(time.perf_counter() - scheduled)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client(c * interval / connections) for c in range(connections)))
+    return Run(len(latencies), errors, time.perf_counter() - start, latencies)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def start_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
+    env.update(IDGW_DATA_API_AUTH="none", IDGW_LOG_FORMAT="json", IDGW_LOG_LEVEL="INFO",
+               IDGW_DATABASE_URL="memory://")
+    process = subprocess.Popen(
+        [str(IDGW), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--policy-dir", str(workdir / "policies")],
+        cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("server did not start within 30 s")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+async def bench(port: int, pid: int, args: argparse.Namespace) -> dict[str, object]:
+    limit = time.perf_counter() + args.max_seconds
+    await closed_loop(port, TRIVIAL, args.warmup, args.connections, limit)
+    await closed_loop(port, DECISION, args.warmup, args.connections, limit)
+    best: dict[str, Run] = {}
+    for _ in range(args.repeat):
+        for name, request in (("trivial", TRIVIAL), ("decision", DECISION)):
+            run = await closed_loop(port, request, args.requests, args.connections, limit)
+            if run.errors:
+                raise SystemExit(f"{name}: {run.errors} non-200 answers")
+            if name not in best or run.rate > best[name].rate:
+                best[name] = run
+    half_rate = best["decision"].rate / 2
+    paced_runs = [
+        await open_loop(port, DECISION, half_rate, args.paced_seconds, args.connections) for _ in range(args.repeat)
+    ]
+    paced_runs.sort(key=lambda run: run.percentile(0.99))
+    paced, worst = paced_runs[0], paced_runs[-1]
+    rss_before = rss_kib(pid)
+    memory_run = await closed_loop(port, DECISION, args.memory_requests, args.connections, limit)
+    rss_after = rss_kib(pid)
+    if memory_run.requests < args.memory_requests:
+        print(f"warning: --max-seconds reached after {memory_run.requests} memory requests", file=sys.stderr)
+    return {
+        "trivial": best["trivial"],
+        "decision": best["decision"],
+        "paced": paced,
+        "paced_worst_p99": worst.percentile(0.99),
+        "half_rate": half_rate,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "memory_requests": memory_run.requests,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=30_000, help="per throughput run")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3_000)
+    parser.add_argument("--paced-seconds", type=float, default=10.0)
+    parser.add_argument("--memory-requests", type=int, default=100_000)
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="bound on the whole run")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.repeat, args.warmup, args.paced_seconds, args.memory_requests = 2000, 1, 500, 2.0, 5000
+
+    try:
+        import uvloop
+
+        uvloop.install()  # a faster client loop; the server uses it too when installed
+    except ImportError:
+        pass
+
+    workdir = Path(tempfile.mkdtemp(prefix="idgw-bench-"))
+    shutil.copytree(REPO / "policies", workdir / "policies")
+    port = free_port()
+    server = start_server(port, workdir)
+    try:
+        figures = asyncio.run(bench(port, server.pid, args))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    trivial: Run = figures["trivial"]  # type: ignore[assignment]
+    decision: Run = figures["decision"]  # type: ignore[assignment]
+    paced: Run = figures["paced"]  # type: ignore[assignment]
+    before = int(figures["rss_before_kib"])  # type: ignore[call-overload]
+    after = int(figures["rss_after_kib"])  # type: ignore[call-overload]
+    ratio = decision.rate / trivial.rate
+    growth = (after - before) / before * 100
+    result = {
+        "machine": f"{platform.python_implementation()} {platform.python_version()}, "
+                   f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
+        "connections": args.connections,
+        "trivial_rps": round(trivial.rate), "trivial_p50_ms": ms(trivial.percentile(0.5)),
+        "trivial_p99_ms": ms(trivial.percentile(0.99)),
+        "decision_rps": round(decision.rate), "decision_p50_ms": ms(decision.percentile(0.5)),
+        "decision_p99_ms": ms(decision.percentile(0.99)),
+        "ratio_percent": round(ratio * 100, 1),
+        "paced_rate": round(figures["half_rate"]),  # type: ignore[call-overload]
+        "paced_achieved_rps": round(paced.rate), "paced_errors": paced.errors,
+        "paced_p50_ms": ms(paced.percentile(0.5)), "paced_p99_ms": ms(paced.percentile(0.99)),
+        "paced_worst_p99_ms": ms(figures["paced_worst_p99"]),  # type: ignore[arg-type]
+        "rss_before_mib": round(before / 1024, 1), "rss_after_mib": round(after / 1024, 1),
+        "rss_growth_percent": round(growth, 1), "memory_requests": figures["memory_requests"],
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"machine: {result['machine']}; {args.connections} keep-alive connections, best of {args.repeat}")
+    print("| endpoint | requests/s | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|")
+    print(f"| GET /health/live (ceiling) | {result['trivial_rps']} | {result['trivial_p50_ms']} | "
+          f"{result['trivial_p99_ms']} |")
+    print(f"| POST /v1/data/age_verification | {result['decision_rps']} | {result['decision_p50_ms']} | "
+          f"{result['decision_p99_ms']} |")
+    print(f"| same, paced at {result['paced_rate']}/s (half max) | {result['paced_achieved_rps']} | "
+          f"{result['paced_p50_ms']} | {result['paced_p99_ms']} |")
+    print(f"decision/ceiling: {result['ratio_percent']}% (target >= 70%)")
+    print(f"p99 at half rate: {result['paced_p99_ms']} ms, best of {args.repeat} runs of {args.paced_seconds:g} s "
+          f"(worst {result['paced_worst_p99_ms']} ms; target < 10 ms)")
+    print(f"worker RSS: {result['rss_before_mib']} MiB -> {result['rss_after_mib']} MiB after "
+          f"{result['memory_requests']} decisions: {result['rss_growth_percent']:+}% (target < 10%)")
+
+
+if __name__ == "__main__":
+    main()
