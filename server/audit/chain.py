@@ -1,0 +1,135 @@
+"""The tamper-evident chain of the audit trail, and its verification.
+
+Each writer stream (one batch writer: one gateway process, or one `idgw audit dlq
+replay` run) gets a random `stream_id`. The writer links every event it stores to the
+previous event it stored: `prev_hash` is that event's `hash` (`None` for the first of
+the stream) and
+
+    hash = SHA-256(JSON [prev_hash, id, timestamp, subject_ref, action, purpose,
+                         decision, reason, request_id, decision_id, policy_revision,
+                         stream_id])
+
+with the timestamp in UTC ISO-8601 with microseconds. Only the writer assigns these
+fields, right before a write, so a retried batch carries the same values.
+
+`verify_trail` reads the trail in `seq` order, follows each stream and reports the first
+event whose hash does not match its fields (an edited row) or whose `prev_hash` is not
+its predecessor's hash (a removed, inserted or reordered row). What a chain cannot show:
+the removal of a stream's newest events, or of a whole stream; docs/audit.md says how
+to keep those visible (export each stream's head elsewhere).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC
+
+from stores import AuditEvent, AuditEventStore
+
+_PAGE = 1000
+
+
+def event_hash(event: AuditEvent, prev_hash: str | None) -> str:
+    """The chain hash of `event` (its own `prev_hash` and `hash` are ignored)."""
+    fields = [
+        prev_hash,
+        event.id,
+        event.timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
+        event.subject_ref,
+        event.action,
+        event.purpose,
+        event.decision,
+        event.reason,
+        event.request_id,
+        event.decision_id,
+        event.policy_revision,
+        event.stream_id,
+    ]
+    text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def link(events: Iterable[AuditEvent], stream_id: str, head: str | None) -> list[AuditEvent]:
+    """`events` chained after `head` in `stream_id`, in order."""
+    linked = []
+    for event in events:
+        stamped = dataclasses.replace(event, stream_id=stream_id, prev_hash=head, hash=None)
+        head = event_hash(stamped, head)
+        linked.append(dataclasses.replace(stamped, hash=head))
+    return linked
+
+
+def unlinked(event: AuditEvent) -> AuditEvent:
+    """The event without chain fields (as emitted, before a writer links it)."""
+    return dataclasses.replace(event, stream_id=None, prev_hash=None, hash=None, seq=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    seq: int | None
+    event_id: str
+    stream_id: str | None
+    problem: str
+
+    def describe(self) -> str:
+        return f"seq {self.seq} (event {self.event_id}, stream {self.stream_id}): {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    events: int
+    streams: int
+    first_break: ChainBreak | None
+
+    @property
+    def intact(self) -> bool:
+        return self.first_break is None
+
+
+def check_event(event: AuditEvent, expected_prev: str | None) -> str | None:
+    """What is wrong with `event` as the successor of `expected_prev`, or None."""
+    if event.stream_id is None or event.hash is None:
+        return "the event carries no chain (stream_id or hash missing)"
+    if event.prev_hash != expected_prev:
+        return (
+            "prev_hash is not the hash of the stream's previous event:"
+            " an event was removed, inserted or reordered before this one"
+        )
+    if event_hash(event, event.prev_hash) != event.hash:
+        return "the hash does not match the event's fields: the row was edited"
+    return None
+
+
+async def verify_trail(store: AuditEventStore, *, page_size: int = _PAGE) -> ChainReport:
+    """Recompute every stream's chain, in `seq` order; stop at the first break."""
+    heads: dict[str | None, str | None] = {}
+    after: int | None = None
+    checked = 0
+    while True:  # bounded: each page moves `after` past the rows it read
+        page = await store.query(after_seq=after, limit=page_size)
+        if not page:
+            return ChainReport(checked, len(heads), None)
+        for event in page:
+            problem = check_event(event, heads.get(event.stream_id))
+            if problem is not None:
+                return ChainReport(
+                    checked, len(heads), ChainBreak(event.seq, event.id, event.stream_id, problem)
+                )
+            heads[event.stream_id] = event.hash
+            checked += 1
+        after = page[-1].seq
+
+
+__all__ = [
+    "ChainBreak",
+    "ChainReport",
+    "check_event",
+    "event_hash",
+    "link",
+    "unlinked",
+    "verify_trail",
+]

@@ -1,0 +1,181 @@
+"""The spill files: where events go when the in-memory queue is full, or still unwritten
+when the shutdown drain runs out of time. Never a silent drop.
+
+A spill file is an append-only JSON-lines file (`spill-<pid>-<random>.jsonl`) in the
+spill directory, one event per line (ASCII JSON, so any value survives), written with
+one `write()` per event on an `O_APPEND` descriptor: a line the process wrote is in the
+file even if the process is then killed. Each file is locked (`flock`) by the process
+that writes or replays it; a file nobody holds is an orphan (its process ended) and the
+next publisher to start claims it. Replay reads a file back in batches; the file is
+deleted once every line of it has been delivered (written, or dead-lettered). A process
+killed during replay leaves the file to the next one: replays are idempotent by event id.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from server.audit.chain import unlinked
+from stores import AuditEvent, audit_event_from_json, audit_event_to_json
+
+logger = structlog.get_logger("idgw.audit")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenLine:
+    """A spill line that is not an event (e.g. torn by a crash): it is dead-lettered."""
+
+    text: str
+    error: str
+
+
+@dataclass
+class _SpillFile:
+    path: Path
+    fd: int  # holds the lock for as long as this process owns the file
+    lines: int = 0  # lines in the file not yet delivered
+    reader: io.BufferedReader | None = None
+    first_timestamp: datetime | None = None
+    sealed: bool = False  # no more appends: being (or waiting to be) replayed
+    taken: int = 0  # lines handed out by take() and not yet confirmed
+
+
+def encode_event(event: AuditEvent) -> bytes:
+    """One JSON line (ASCII): the spill file and NATS message format of an event."""
+    payload = audit_event_to_json(unlinked(event))
+    return (json.dumps(payload, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
+
+
+def decode_event(line: bytes) -> AuditEvent | BrokenLine:
+    text = line.decode("utf-8", "replace").rstrip("\n")
+    try:
+        payload: Any = json.loads(text)
+        return audit_event_from_json(payload)
+    except (ValueError, TypeError, KeyError) as exc:
+        return BrokenLine(text, f"unreadable spill line: {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class SpillFiles:
+    """The spill directory of one publisher."""
+
+    directory: Path
+    _active: _SpillFile | None = None
+    _replay: deque[_SpillFile] = field(default_factory=deque)
+
+    @property
+    def pending(self) -> int:
+        """Events in spill files not yet delivered."""
+        active = self._active.lines if self._active else 0
+        return active + sum(f.lines for f in self._replay)
+
+    def oldest_timestamp(self) -> datetime | None:
+        files = [*self._replay, *([self._active] if self._active else [])]
+        stamps = [f.first_timestamp for f in files if f.first_timestamp is not None and f.lines]
+        return min(stamps) if stamps else None
+
+    def append(self, event: AuditEvent) -> None:
+        active = self._active or self._open_new()
+        os.write(active.fd, encode_event(event))
+        active.lines += 1
+        if active.first_timestamp is None:
+            active.first_timestamp = event.timestamp
+
+    def claim_orphans(self) -> int:
+        """Take over the spill files no live process holds; returns their event count."""
+        if not self.directory.is_dir():
+            return 0
+        claimed = 0
+        owned = {f.path for f in self._replay} | ({self._active.path} if self._active else set())
+        for path in sorted(self.directory.glob("spill-*.jsonl")):
+            if path in owned:
+                continue
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_APPEND)
+            except FileNotFoundError:
+                continue  # replayed and deleted by another process meanwhile
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # a live process writes or replays it
+                continue
+            if not path.exists():  # deleted between open and lock
+                os.close(fd)
+                continue
+            with path.open("rb") as f:
+                lines = sum(1 for _ in f)
+            spill = _SpillFile(path, fd, lines=lines, sealed=True)
+            self._replay.append(spill)
+            claimed += lines
+        if claimed:
+            logger.info("audit_spill_claimed", events=claimed, directory=str(self.directory))
+        return claimed
+
+    def take(self, limit: int) -> list[AuditEvent | BrokenLine]:
+        """Up to `limit` spilled events to deliver, oldest file first; `confirm()` once
+        they are delivered. Seals the active file when there is nothing else to replay."""
+        if not self._replay and self._active is not None and self._active.lines:
+            self._active.sealed = True
+            os.fsync(self._active.fd)
+            self._replay.append(self._active)
+            self._active = None
+        while self._replay:  # bounded: an exhausted file is removed each pass
+            spill = self._replay[0]
+            if spill.reader is None:
+                spill.reader = spill.path.open("rb")
+            lines = [spill.reader.readline() for _ in range(limit)]
+            lines = [line for line in lines if line.strip()]
+            if lines:
+                spill.taken = len(lines)
+                return [decode_event(line) for line in lines]
+            self._finish(self._replay.popleft())
+        return []
+
+    def confirm(self) -> None:
+        """The lines of the last `take()` are delivered; a fully replayed file goes."""
+        if not self._replay:
+            return
+        spill = self._replay[0]
+        spill.lines = max(0, spill.lines - spill.taken)
+        spill.taken = 0
+        if spill.reader is not None and not spill.reader.peek(1):
+            self._finish(self._replay.popleft())
+
+    def close(self) -> None:
+        """Release every file (unreplayed ones stay for the next process)."""
+        for spill in [*self._replay, *([self._active] if self._active else [])]:
+            if spill.reader is not None:
+                spill.reader.close()
+            os.fsync(spill.fd)
+            os.close(spill.fd)
+        self._replay.clear()
+        self._active = None
+
+    def _open_new(self) -> _SpillFile:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"spill-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._active = _SpillFile(path, fd)
+        logger.warning("audit_spilling", file=str(path))
+        return self._active
+
+    def _finish(self, spill: _SpillFile) -> None:
+        if spill.reader is not None:
+            spill.reader.close()
+        spill.path.unlink(missing_ok=True)  # before unlocking: nobody claims a replayed file
+        os.close(spill.fd)
+
+
+__all__ = ["BrokenLine", "SpillFiles", "decode_event", "encode_event"]
