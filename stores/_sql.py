@@ -577,6 +577,22 @@ _INSERT_EVENT = (
     f" VALUES ({', '.join(f'%({name})s' for name in _EVENT_FIELDS)})"
     " ON CONFLICT (id) DO NOTHING"
 )
+# PostgreSQL: the whole batch as one statement over column arrays (one round trip, and
+# far less client work than one statement per row). The all-or-nothing form inserts
+# nothing when any id is stored and has no ON CONFLICT: a concurrent duplicate makes the
+# statement fail whole (Conflict) instead of being skipped inside a committed batch.
+_EVENT_ARRAYS = ", ".join(
+    f"%({name})s::{'timestamptz' if name == 'timestamp' else 'text'}[]" for name in _EVENT_FIELDS
+)
+_INSERT_EVENTS_UNNEST = (
+    f"INSERT INTO audit_events ({_EVENT_COLUMNS}) SELECT * FROM unnest({_EVENT_ARRAYS})"
+    " ON CONFLICT (id) DO NOTHING"
+)
+_INSERT_NEW_EVENTS_UNNEST = (
+    f"WITH batch ({_EVENT_COLUMNS}) AS (SELECT * FROM unnest({_EVENT_ARRAYS}))"
+    f" INSERT INTO audit_events ({_EVENT_COLUMNS}) SELECT * FROM batch WHERE NOT EXISTS"
+    " (SELECT 1 FROM audit_events AS e JOIN batch AS b ON e.id = b.id)"
+)
 _IDS_PER_QUERY = 500  # below SQLite's limit of bound parameters per statement
 _EVENT_FILTERS = {
     "subject_ref": "subject_ref = %(subject_ref)s",
@@ -605,6 +621,13 @@ class SqlAuditEventStore:
     async def append(self, events: Sequence[AuditEvent], *, all_or_nothing: bool = False) -> int:
         if not events:
             return 0
+        if self._db.dialect == "postgresql":
+            columns = {name: [getattr(e, name) for e in events] for name in _EVENT_FIELDS}
+            sql = _INSERT_NEW_EVENTS_UNNEST if all_or_nothing else _INSERT_EVENTS_UNNEST
+            new = await self._db.execute(sql, columns)
+            if all_or_nothing and new != len(events):
+                raise Conflict(f"{len(events) - new} of {len(events)} audit events already stored")
+            return new
         params = [self._params(e) for e in events]
         if not all_or_nothing:
             return await self._db.execute_many(_INSERT_EVENT, params)
