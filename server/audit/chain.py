@@ -21,7 +21,7 @@ to keep those visible (export each stream's head elsewhere).
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import hashlib
 import json
 from collections.abc import Iterable
@@ -33,8 +33,9 @@ from stores import AuditEvent, AuditEventStore
 _PAGE = 1000
 
 
-def event_hash(event: AuditEvent, prev_hash: str | None) -> str:
-    """The chain hash of `event` (its own `prev_hash` and `hash` are ignored)."""
+def event_hash(event: AuditEvent, prev_hash: str | None, stream_id: str | None = None) -> str:
+    """The chain hash of `event` after `prev_hash` in `stream_id` (default: the event's
+    own `stream_id`; its `prev_hash` and `hash` fields are ignored)."""
     fields = [
         prev_hash,
         event.id,
@@ -47,25 +48,39 @@ def event_hash(event: AuditEvent, prev_hash: str | None) -> str:
         event.request_id,
         event.decision_id,
         event.policy_revision,
-        event.stream_id,
+        event.stream_id if stream_id is None else stream_id,
     ]
     text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _with_chain(event: AuditEvent, stream_id: str | None, prev_hash: str | None,
+                hash_: str | None) -> AuditEvent:
+    # A copy with the three chain fields set, without dataclasses.replace(): that would
+    # run __post_init__ again (the timestamp is already UTC), a cost paid per event.
+    copied = copy.copy(event)
+    object.__setattr__(copied, "stream_id", stream_id)
+    object.__setattr__(copied, "prev_hash", prev_hash)
+    object.__setattr__(copied, "hash", hash_)
+    object.__setattr__(copied, "seq", None)
+    return copied
 
 
 def link(events: Iterable[AuditEvent], stream_id: str, head: str | None) -> list[AuditEvent]:
     """`events` chained after `head` in `stream_id`, in order."""
     linked = []
     for event in events:
-        stamped = dataclasses.replace(event, stream_id=stream_id, prev_hash=head, hash=None)
-        head = event_hash(stamped, head)
-        linked.append(dataclasses.replace(stamped, hash=head))
+        digest = event_hash(event, head, stream_id)
+        linked.append(_with_chain(event, stream_id, head, digest))
+        head = digest
     return linked
 
 
 def unlinked(event: AuditEvent) -> AuditEvent:
     """The event without chain fields (as emitted, before a writer links it)."""
-    return dataclasses.replace(event, stream_id=None, prev_hash=None, hash=None, seq=None)
+    if event.stream_id is None and event.prev_hash is None and event.hash is None and event.seq is None:
+        return event
+    return _with_chain(event, None, None, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ from stores import (
 logger = structlog.get_logger("idgw.audit")
 
 Heartbeat = Callable[[], Awaitable[None]]
+_LINK_SLICE = 25
 
 
 def new_stream_id(kind: str = "gw") -> str:
@@ -159,6 +160,7 @@ class BatchWriter:
         """Write or dead-letter each event; return those still unwritten when `deadline`
         passed while the store was unavailable (the caller keeps them)."""
         parts: deque[list[AuditEvent]] = deque([_dedupe([unlinked(e) for e in events])])
+        await asyncio.sleep(0)
         failures = 0  # consecutive failed attempts, for the backoff
         tries: dict[str, int] = {}  # single events that failed with an unclassified error
         while parts:  # bounded: each pass writes, splits, dead-letters or waits (deadline)
@@ -201,7 +203,7 @@ class BatchWriter:
     async def _append(self, part: list[AuditEvent]) -> None:
         """One attempt: link, append all or nothing; on a conflict, drop what is stored."""
         while part:  # bounded: a conflict removes at least one event or ends the loop
-            linked = link(part, self.stream_id, self.head)
+            linked = await self._link(part)
             started = time.perf_counter()
             try:
                 await asyncio.wait_for(
@@ -214,6 +216,17 @@ class BatchWriter:
             AUDIT_BATCH_SIZE.observe(len(linked))
             self._written(linked)
             return
+
+    async def _link(self, part: list[AuditEvent]) -> list[AuditEvent]:
+        # In slices, yielding between them: hashing a large batch in one go would hold
+        # the event loop (and the requests on it) for that long.
+        linked: list[AuditEvent] = []
+        head = self.head
+        for start in range(0, len(part), _LINK_SLICE):
+            linked += link(part[start : start + _LINK_SLICE], self.stream_id, head)
+            head = linked[-1].hash
+            await asyncio.sleep(0)
+        return linked
 
     async def _not_yet_stored(self, part: list[AuditEvent], linked: list[AuditEvent]) -> list[AuditEvent]:
         head = await self.events.last_in_stream(self.stream_id)
