@@ -1,12 +1,15 @@
 """The application factory: `create_app(settings)` composes the gateway.
 
 Each subsystem exports `routes`; this module joins them with the middleware, the error
-handlers and a lifespan that starts and stops the policy watcher. The policy set is
+handlers and a lifespan that opens the stores (`IDGW_DATABASE_URL`, migrations applied),
+starts the token service and the policy watcher, and stops them. The policy set is
 loaded when the app is created, so a broken directory fails before serving (the CLI
 checks it first to print the diagnostics without a traceback).
 
 Later subsystems plug in through `app.state`:
     policies            LivePolicies: the live set (swap by reload) and its status
+    stores              stores.Stores of IDGW_DATABASE_URL (opened in the lifespan)
+    auth                server.auth.AuthService: keys, tokens, `require_principal`
     events              the audit publisher (`emit(event)`), in-memory until replaced
     data_api_auth       async callable: request -> Principal | None, or raises 401
     readiness_checks    name -> async () -> (ok, detail), run by /health/ready
@@ -24,14 +27,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from server import decisions, health, metrics, openapi
+from server import auth, decisions, health, metrics, openapi
 from server.errors import EXCEPTION_HANDLERS
 from server.events import RecentEvents
+from server.health import ReadinessCheck
 from server.logging import configure_logging
 from server.middleware import BodyLimitMiddleware, RequestContextMiddleware, RouteTemplates
 from server.reload import LivePolicies, PolicyWatcher
-from server.security import data_api_authenticator
+from server.security import allow_anonymous
 from server.settings import Settings, load_settings, unknown_variables
+from stores import StoreError, Stores, open_stores
 
 logger = structlog.get_logger("idgw.app")
 
@@ -45,25 +50,33 @@ def create_app(settings: Settings | None = None, *, log_stream: IO[str] | None =
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stores = await open_stores(settings.database_url)
+        app.state.stores = stores
         watcher = None
-        if settings.policy_reload:
-            watcher = PolicyWatcher(policies, debounce=settings.reload_debounce_ms / 1000)
-            watcher.start()
-        # Everything built so far lives as long as the process: keep it out of the
-        # collector's generations so full collections (and latency spikes) stay short.
-        gc.collect()
-        gc.freeze()
-        logger.info("started", policy_dir=str(settings.policy_dir), revision=_revision(policies),
-                    watching=watcher is not None, data_api_auth=settings.data_api_auth)
         try:
+            await app.state.auth.start(stores)
+            app.state.readiness_checks["database"] = _database_check(stores)
+            if settings.policy_reload:
+                watcher = PolicyWatcher(policies, debounce=settings.reload_debounce_ms / 1000)
+                watcher.start()
+            # Everything built so far lives as long as the process: keep it out of the
+            # collector's generations so full collections (and latency spikes) stay short.
+            gc.collect()
+            gc.freeze()
+            logger.info("started", policy_dir=str(settings.policy_dir), revision=_revision(policies),
+                        watching=watcher is not None, data_api_auth=settings.data_api_auth,
+                        database=stores.backend, auth_mode=settings.auth_mode)
             yield
         finally:
             if watcher is not None:
                 watcher.stop()
+            await app.state.auth.stop()
+            await stores.close()
             metrics.mark_worker_stopped()
             logger.info("stopped")
 
     routes: list[BaseRoute] = [
+        *auth.routes,
         *decisions.routes,
         *health.routes,
         *metrics.routes,
@@ -81,9 +94,21 @@ def create_app(settings: Settings | None = None, *, log_stream: IO[str] | None =
     app.state.settings = settings
     app.state.policies = policies
     app.state.events = RecentEvents()
-    app.state.data_api_auth = data_api_authenticator(settings.data_api_auth)
+    app.state.auth = auth.AuthService(settings)
+    app.state.data_api_auth = auth.require_principal if settings.data_api_auth == "bearer" else allow_anonymous
     app.state.readiness_checks = {}
     return app
+
+
+def _database_check(stores: Stores) -> ReadinessCheck:
+    async def database() -> tuple[bool, str | None]:
+        try:
+            await stores.ping()
+        except StoreError as exc:
+            return False, str(exc)
+        return True, stores.backend
+
+    return database
 
 
 def _revision(policies: LivePolicies) -> str | None:

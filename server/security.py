@@ -2,9 +2,8 @@
 
 The data API asks `app.state.data_api_auth(request)` for the caller before answering.
 With `IDGW_DATA_API_AUTH=none` that is `allow_anonymous` (no principal). With `bearer`
-(the default) it is `require_bearer`, which until the token subsystem exists has no
-way to validate a token and therefore rejects every request with 401; the token
-subsystem replaces `app.state.data_api_auth` with its own validator.
+(the default) it is `server.auth.require_principal`, the token subsystem's check that
+every protected route uses. The 401 errors below are the ones that check raises.
 """
 
 from __future__ import annotations
@@ -21,9 +20,11 @@ from server.errors import ApiError
 class Principal:
     """The authenticated caller, from a validated access token."""
 
-    sub: str
+    sub: str  # the local user id (in external OIDC mode too)
     client_id: str | None = None
     scope: tuple[str, ...] = ()
+    session_id: str | None = None  # `sid`: the login the token belongs to
+    token_id: str | None = None  # `jti`
 
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
@@ -45,9 +46,11 @@ def missing_token() -> ApiError:
 
 
 def invalid_token(description: str) -> ApiError:
+    # RFC 6750 section 3: the description may hold printable ASCII but `"` and `\`.
+    quoted = "".join(c for c in description if " " <= c <= "~" and c not in '"\\')
     return ApiError(
         401, description, error="invalid_token",
-        headers={"WWW-Authenticate": 'Bearer realm="idgw", error="invalid_token"'},
+        headers={"WWW-Authenticate": f'Bearer realm="idgw", error="invalid_token", error_description="{quoted}"'},
     )
 
 
@@ -55,25 +58,11 @@ async def allow_anonymous(request: Request) -> Principal | None:
     return None
 
 
-async def require_bearer(request: Request) -> Principal | None:
-    if bearer_token(request) is None:
-        raise missing_token()
-    raise invalid_token(
-        "this server cannot validate bearer tokens yet; run the data API with IDGW_DATA_API_AUTH=none"
-    )
-
-
-def data_api_authenticator(mode: str) -> Authenticator:
-    return allow_anonymous if mode == "none" else require_bearer
-
-
 __all__ = [
     "Authenticator",
     "Principal",
     "allow_anonymous",
     "bearer_token",
-    "data_api_authenticator",
     "invalid_token",
     "missing_token",
-    "require_bearer",
 ]

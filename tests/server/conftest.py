@@ -57,6 +57,7 @@ def make_settings(policy_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "policy_dir": policy_dir, "data_api_auth": "none", "log_format": "json", "policy_reload": False,
+            "database_url": "memory://",  # never ./idgw.db: the lifespan opens the stores
         }
         values.update(overrides)
         return load_settings(**values)
