@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from engine.cli import policy
 from server.serve import serve
+
+if TYPE_CHECKING:
+    from stores import SigningKey
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,3 +109,65 @@ def migrate_status_command(database_url: str) -> None:
         )
         unknown = "" if state.known else " (unknown to this release)"
         click.echo(f"{state.version:04d}_{state.name:<24} {when}{unknown}")
+
+
+# -- idgw keys --------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Token signing keys in the configured database.
+
+    \b
+    Examples:
+      idgw keys list
+      idgw keys rotate
+    """
+
+
+def _print_keys(listed: list[SigningKey]) -> None:
+    from datetime import UTC, datetime
+
+    from server.auth.admin import key_state
+
+    now = datetime.now(UTC)
+    for key in listed:
+        click.echo(f"{key.kid}  {key.alg}  created {key.created_at:%Y-%m-%dT%H:%M:%SZ}  {key_state(key, now)}")
+
+
+@keys.command("list")
+@_database_url_option
+def keys_list_command(database_url: str) -> None:
+    """Every stored key: kid (RFC 7638 thumbprint), algorithm, creation, state."""
+    import asyncio
+
+    from server.auth.admin import KeyAdminError, list_signing_keys
+    from stores import StoreError
+
+    try:
+        listed = asyncio.run(list_signing_keys(database_url))
+    except (KeyAdminError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not listed:
+        click.echo("no signing key yet: the server makes one at its first start")
+    _print_keys(listed)
+
+
+@keys.command("rotate")
+@click.option("--alg", type=click.Choice(["RS256", "ES256"]), envvar="IDGW_SIGNING_ALG", default="RS256",
+              show_default=True, help="Algorithm of the new key (env IDGW_SIGNING_ALG).")
+@_database_url_option
+def keys_rotate_command(alg: str, database_url: str) -> None:
+    """Make a new signing key; the old ones stop signing and leave the JWKS once every
+    token they signed has expired (a running server switches within 30 s)."""
+    import asyncio
+
+    from server.auth.admin import KeyAdminError, rotate_signing_key
+    from stores import StoreError
+
+    try:
+        new, listed = asyncio.run(rotate_signing_key(database_url, alg.upper()))
+    except (KeyAdminError, StoreError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"new signing key {new.kid} ({new.alg})")
+    _print_keys(listed)
