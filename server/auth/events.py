@@ -1,92 +1,55 @@
 """The audit events of the token subsystem, handed to `app.state.events.emit(...)`.
 
-Like `server.events.DecisionMade`: frozen dataclasses with an `action`, the raw user id
-in `subject` (the audit publisher pseudonymises it before anything is stored), the
-request id, a UTC timestamp and a short `reason`; `to_dict()` for the publisher.
+Each is a `server.events.SensitiveOperation` (the audit trail's shape for everything but
+decisions) with the raw user id in `subject`; the audit publisher pseudonymises it
+before anything is stored. The actions:
+
+    user_created           outcome created   reason authorize | external_oidc
+    tokens_issued          outcome issued    reason session | refresh_token (the grant)
+    refresh_token_reused   outcome revoked   reason family_revoked
+    token_revoked          outcome revoked   reason access_token | refresh_token
+    sessions_revoked       outcome revoked   reason "<N> sessions"
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
+from server.events import EventPublisher, SensitiveOperation
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuthEvent:
-    subject: str | None
-    timestamp: str
-    request_id: str | None = None
-    reason: str | None = None
-    action: str = "auth"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserCreated(AuthEvent):
-    """A user seen for the first time (`reason`: `authorize` or `external_oidc`)."""
-
-    action: str = "user_created"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TokensIssued(AuthEvent):
-    """Access, ID and refresh tokens issued (`reason`: the grant, `session` or `refresh_token`)."""
-
-    action: str = "tokens_issued"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RefreshTokenReused(AuthEvent):
-    """An already-used refresh token was presented: its family and session were revoked."""
-
-    action: str = "refresh_token_reused"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TokenRevoked(AuthEvent):
-    """One token revoked (`reason`: `access_token` or `refresh_token`)."""
-
-    action: str = "token_revoked"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionsRevoked(AuthEvent):
-    """Every session of the user revoked ("revoke all")."""
-
-    action: str = "sessions_revoked"
-
-
-class Publisher(Protocol):
-    def emit(self, event: Any) -> None: ...
+USER_CREATED = "user_created"
+TOKENS_ISSUED = "tokens_issued"
+REFRESH_TOKEN_REUSED = "refresh_token_reused"
+TOKEN_REVOKED = "token_revoked"
+SESSIONS_REVOKED = "sessions_revoked"
 
 
 @dataclass(frozen=True, slots=True)
 class AuditContext:
     """Where a request's events go, and the request they belong to."""
 
-    publisher: Publisher
+    publisher: EventPublisher
     request_id: str | None = None
 
-    def emit(self, event_type: type[AuthEvent], subject: str | None, reason: str | None = None,
+    def emit(self, action: str, subject: str | None, *, outcome: str, reason: str | None = None,
              when: datetime | None = None) -> None:
         moment = (when or datetime.now(UTC)).astimezone(UTC)
-        self.publisher.emit(event_type(
-            subject=subject,
+        self.publisher.emit(SensitiveOperation(
+            action=action,
             timestamp=moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            request_id=self.request_id,
+            subject=subject,
+            outcome=outcome,
             reason=reason,
+            request_id=self.request_id,
         ))
 
 
 __all__ = [
+    "REFRESH_TOKEN_REUSED",
+    "SESSIONS_REVOKED",
+    "TOKENS_ISSUED",
+    "TOKEN_REVOKED",
+    "USER_CREATED",
     "AuditContext",
-    "AuthEvent",
-    "RefreshTokenReused",
-    "SessionsRevoked",
-    "TokenRevoked",
-    "TokensIssued",
-    "UserCreated",
 ]

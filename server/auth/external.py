@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import jwt
 
-from server.auth.events import AuditContext, UserCreated
+from server.auth.events import USER_CREATED, AuditContext
 from server.auth.models import is_valid_email
 from server.auth.tokens import InvalidToken
 from server.security import Principal
@@ -176,7 +176,7 @@ class ExternalUsers:
                     return  # created meanwhile by a concurrent request
                 except NotFound:
                     continue  # the email belongs to another user: fall back to the placeholder
-            audit.emit(UserCreated, user_id, "external_oidc", now)
+            audit.emit(USER_CREATED, user_id, outcome="created", reason="external_oidc", when=now)
             return
 
 

@@ -27,12 +27,12 @@ from typing import Any, NoReturn
 import httpx
 
 from server.auth.events import (
+    REFRESH_TOKEN_REUSED,
+    SESSIONS_REVOKED,
+    TOKEN_REVOKED,
+    TOKENS_ISSUED,
+    USER_CREATED,
     AuditContext,
-    RefreshTokenReused,
-    SessionsRevoked,
-    TokenRevoked,
-    TokensIssued,
-    UserCreated,
 )
 from server.auth.external import (
     EXTERNAL_ALGORITHMS,
@@ -250,7 +250,7 @@ class AuthService:
             ))
         except Conflict:  # created by a concurrent request
             return await users.get_by_email(email)
-        audit.emit(UserCreated, user.id, "authorize", now)
+        audit.emit(USER_CREATED, user.id, outcome="created", reason="authorize", when=now)
         return user
 
     async def exchange_session(self, session_id: str, audit: AuditContext) -> dict[str, Any]:
@@ -276,7 +276,7 @@ class AuthService:
             user_id=user.id, session_id=session.id, client_id=session.client_id, created_at=now,
             expires_at=session.expires_at, scope=session.requested_scope,
         ))
-        audit.emit(TokensIssued, user.id, "session", now)
+        audit.emit(TOKENS_ISSUED, user.id, outcome="issued", reason="session", when=now)
         return await self._token_response(user, session.id, session.client_id, session.requested_scope,
                                           refresh_token, now)
 
@@ -306,13 +306,13 @@ class AuthService:
             user = await stores.users.get(stored.user_id)
         except NotFound:
             raise invalid_grant("the refresh token's user no longer exists") from None
-        audit.emit(TokensIssued, user.id, "refresh_token", now)
+        audit.emit(TOKENS_ISSUED, user.id, outcome="issued", reason="refresh_token", when=now)
         return await self._token_response(user, stored.session_id, stored.client_id, stored.scope, successor, now)
 
     async def _reuse_detected(self, stored: RefreshToken, audit: AuditContext, now: datetime) -> NoReturn:
         await self.stores.refresh_tokens.revoke_family(stored.family_id, now)
         await self._revoke_session(stored.session_id, now)
-        audit.emit(RefreshTokenReused, stored.user_id, "family_revoked", now)
+        audit.emit(REFRESH_TOKEN_REUSED, stored.user_id, outcome="revoked", reason="family_revoked", when=now)
         raise invalid_grant("the refresh token was already used; every token of this login is now revoked")
 
     async def _token_response(
@@ -346,7 +346,7 @@ class AuthService:
                     kind="jti", key=principal.token_id, created_at=now,
                     expires_at=datetime.fromtimestamp(claims["exp"], UTC) + LEEWAY,
                 ))
-            audit.emit(TokenRevoked, principal.sub, "access_token", now)
+            audit.emit(TOKEN_REVOKED, principal.sub, outcome="revoked", reason="access_token", when=now)
             return
         try:
             stored = await self.stores.refresh_tokens.get(hash_refresh_token(token))
@@ -355,7 +355,7 @@ class AuthService:
         # Revoking a refresh token ends its login: the access tokens of the session too.
         await self.stores.refresh_tokens.revoke_family(stored.family_id, now)
         await self._revoke_session(stored.session_id, now)
-        audit.emit(TokenRevoked, stored.user_id, "refresh_token", now)
+        audit.emit(TOKEN_REVOKED, stored.user_id, outcome="revoked", reason="refresh_token", when=now)
 
     async def revoke_all(self, principal: Principal, audit: AuditContext) -> int:
         """Revoke every session of the caller and every token issued to them until now."""
@@ -374,7 +374,7 @@ class AuthService:
             kind="user", key=principal.sub, not_before=not_before, created_at=now,
             expires_at=now + ACCESS_TOKEN_TTL + LEEWAY,
         ))
-        audit.emit(SessionsRevoked, principal.sub, f"{len(sessions)} sessions", now)
+        audit.emit(SESSIONS_REVOKED, principal.sub, outcome="revoked", reason=f"{len(sessions)} sessions", when=now)
         return len(sessions)
 
     async def _revoke_session(self, session_id: str, now: datetime) -> None:

@@ -139,3 +139,22 @@ async def test_the_store_marks_the_rotated_token_used(any_database_url: str, mak
     if parse_database_url(any_database_url).backend != "memory":
         async with await open_stores(any_database_url) as stores:
             assert await stores.refresh_tokens.get(stored.token_hash) == stored
+
+
+async def test_the_audit_trail_takes_the_events(gw: Gateway) -> None:
+    from server.audit.publisher import to_audit_event
+    from server.audit.subject_refs import SubjectRefs
+
+    tokens = await gw.login()
+    await refresh(gw, tokens["refresh_token"])
+    await refresh(gw, tokens["refresh_token"])
+    refs = SubjectRefs(b"k" * 32)
+    stored = [to_audit_event(event, refs, f"evt-{n}") for n, event in enumerate(gw.events)]
+    assert [(e.action, e.decision, e.reason) for e in stored] == [
+        ("user_created", "created", "authorize"),
+        ("tokens_issued", "issued", "session"),
+        ("tokens_issued", "issued", "refresh_token"),
+        ("refresh_token_reused", "revoked", "family_revoked"),
+    ]
+    user_id = claims_of(tokens["access_token"])["sub"]
+    assert {e.subject_ref for e in stored} == {refs.ref(user_id)} != {user_id}
