@@ -282,7 +282,7 @@ class AuthService:
 
     async def refresh(self, refresh_token: str, audit: AuditContext) -> dict[str, Any]:
         """The `refresh_token` grant: rotate the token; a used one revokes its family."""
-        self._require_local("refresh")
+        self._require_local("/auth/refresh (and the refresh_token grant)")
         stores, now = self.stores, self.now()
         token_hash = hash_refresh_token(refresh_token)
         try:
