@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from dsl.ast import Expr, Span
 from dsl.checker import Checked, FactBinding, Scope, check
-from dsl.compiler import Program, Required, compile_expression, compile_program
+from dsl.compiler import (
+    Program,
+    Required,
+    compile_evidence_check,
+    compile_expression,
+    compile_program,
+)
 from dsl.diagnostics import CODES, Diagnostic, PolicyError, Position, SourceText, scalar_positions
 from dsl.functions import FUNCTIONS, QUANTIFIERS, Function
 from dsl.parser import ParseFailure, parse
@@ -48,6 +54,7 @@ __all__ = [
     "Span",
     "Type",
     "check",
+    "compile_evidence_check",
     "compile_expression",
     "compile_program",
     "parse",

@@ -30,6 +30,29 @@ _COMPARE_HELPERS = {"==": "_eq", "!=": "_ne", "<": "_lt", "<=": "_le", ">": "_gt
 _ARITH_HELPERS = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
 
 
+class _Pool:
+    """Constants of one program, each stored once however many rules use it."""
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+        self._names: dict[int, str] = {}
+        self._sets: dict[int, str] = {}
+
+    def add(self, value: object) -> str:
+        name = self._names.get(id(value))
+        if name is None:
+            self.values.append(value)
+            name = self._names[id(value)] = f"_k{len(self.values) - 1}"
+        return name
+
+    def members(self, values: list[str]) -> str:
+        """A frozenset of `values` for membership tests, shared by every rule using it."""
+        name = self._sets.get(id(values))
+        if name is None:
+            name = self._sets[id(values)] = self.add(frozenset(values))
+        return name
+
+
 class _Codegen:
     """Emits one Python expression per AST node, with the kind of value it yields.
 
@@ -37,9 +60,9 @@ class _Codegen:
     `value` (anything, including UNDEFINED).
     """
 
-    def __init__(self, checked: Checked, constants: list[object], data: Mapping[str, object], trace: bool) -> None:
+    def __init__(self, checked: Checked, pool: _Pool, data: Mapping[str, object], trace: bool) -> None:
         self.checked = checked
-        self.constants = constants
+        self.pool = pool
         self.data = data
         self.trace = trace
         self.temps = itertools.count()
@@ -47,11 +70,7 @@ class _Codegen:
         self.roots_used: set[str] = set()
 
     def const(self, value: object) -> str:
-        for i, existing in enumerate(self.constants):
-            if existing is value:
-                return f"_k{i}"
-        self.constants.append(value)
-        return f"_k{len(self.constants) - 1}"
+        return self.pool.add(value)
 
     def cond(self, node: ast.Expr) -> str:
         if isinstance(node, ast.Literal):  # `(0 is True)` compiles, but with a SyntaxWarning
@@ -175,7 +194,7 @@ class _Codegen:
             values = self._data_constant(node.right)
         if not (isinstance(values, list) and values and all(type(v) is str for v in values)):
             return None
-        members = self.const(frozenset(values))
+        members = self.pool.members(values)  # type: ignore[arg-type]
         if lk == "str":
             test = f"({left} in {members})"
         else:
@@ -228,6 +247,12 @@ class Program:
     source: str
 
 
+#: Rules per generated function. Small policies compile to a single function (the
+#: form a person would write); large ones to a chain of functions compiled one by one,
+#: which keeps the compiler's peak memory small.
+CHUNK_SIZE = 200
+
+
 def compile_program(
     conditions: Sequence[Checked | None],
     outcomes: Sequence[object],
@@ -244,21 +269,24 @@ def compile_program(
     returns `outcomes[i]` for the first rule that matches, `default` when none does, and
     `invalid` when a `required` fact is missing or of the wrong type. With a `recorder`
     the function reports each rule it tries (`begin(i)`/`end(matched)`), the paths it
-    reads and the mismatches it meets; without one it is the fast path.
+    reads and the mismatches it meets; without one it is the fast path. Outcomes must
+    not be None.
     """
     trace = recorder is not None
-    constants: list[object] = []
+    pool = _Pool()
     data = data or {}
-    lines = ["def _program(_f):"]
-    body: list[str] = []
+    bodies: list[list[str]] = [[]]
     roots: set[str] = set()
+    closed = False
     for i, checked in enumerate(conditions):
+        body = bodies[-1]
         if checked is None:
             if trace:
                 body += [f"    _rec.begin({i})", "    _rec.end(True)"]
             body.append(f"    return _o{i}")
+            closed = True
             break
-        gen = _Codegen(checked, constants, data, trace)
+        gen = _Codegen(checked, pool, data, trace)
         condition = gen.cond(checked.node)
         roots |= gen.roots_used
         if trace:
@@ -266,31 +294,60 @@ def compile_program(
         else:
             body.append(f"    if {condition}:")
         body.append(f"        return _o{i}")
-    else:
-        body.append("    return _default")
+        if (i + 1) % CHUNK_SIZE == 0 and i + 1 < len(conditions):
+            bodies.append([])
+    prelude: list[str] = []
     for req in required:
         if "." in req.name:
             continue
-        lines.append(f"    f_{req.name} = {_fetch(req.name)}")
+        prelude.append(f"    f_{req.name} = {_fetch(req.name)}")
         if not trace:
-            lines.append(f"    if {_type_test(f'f_{req.name}', req.type)}:")
-            lines.append("        return _invalid")
+            prelude.append(f"    if {_type_test(f'f_{req.name}', req.type)}:")
+            prelude.append("        return _invalid")
     for req in required:
         if "." in req.name and not trace:
-            lines.append(f"    if {_type_test(_fetch(req.name), req.type)}:")
-            lines.append("        return _invalid")
+            prelude.append(f"    if {_type_test(_fetch(req.name), req.type)}:")
+            prelude.append("        return _invalid")
     for root in sorted(roots):
-        lines.append(f"    {_ROOT_LOCALS[root]} = _f.get({root!r}, _U)")
-    source = "\n".join(lines + body) + "\n"
+        prelude.append(f"    {_ROOT_LOCALS[root]} = _f.get({root!r}, _U)")
     env = namespace(clock, recorder)
-    env.update({f"_k{i}": value for i, value in enumerate(constants)})
+    env.update({f"_k{i}": value for i, value in enumerate(pool.values)})
     env.update({f"_o{i}": outcome for i, outcome in enumerate(outcomes)})
     env["_default"] = default
     env["_invalid"] = invalid
     env["_rec"] = recorder
-    code = compile(source, "<policy>", "exec")
-    exec(code, env)  # the source is generated from the AST above, never from policy text
-    return Program(run=env["_program"], source=source)
+    ending = [] if closed else ["    return _default"]
+    if len(bodies) == 1:
+        sources = ["\n".join(["def _program(_f):", *prelude, *bodies[0], *ending]) + "\n"]
+    else:
+        params = ", ".join(
+            ["_f", *(f"f_{r.name}" for r in required if "." not in r.name), *(_ROOT_LOCALS[r] for r in sorted(roots))]
+        )
+        sources = [
+            "\n".join([f"def _chunk{n}({params}):", *body]) + "\n" for n, body in enumerate(bodies)
+        ]
+        calls: list[str] = []
+        for n in range(len(bodies)):
+            calls += [f"    _r = _chunk{n}({params})", "    if _r is not None:", "        return _r"]
+        sources.append("\n".join(["def _program(_f):", *prelude, *calls, *ending]) + "\n")
+    for source in sources:
+        # each source is generated from the AST above, never from policy text
+        exec(compile(source, "<policy>", "exec"), env)
+    return Program(run=env["_program"], source="".join(sources))
+
+
+def compile_evidence_check(required: Sequence[Required]) -> Callable[[dict[str, Any]], tuple[str | None, ...]]:
+    """A function giving, for each required fact, None (fine), "missing" or "invalid"."""
+    lines = ["def _evidence(_f):"]
+    verdicts = []
+    for i, req in enumerate(required):
+        lines.append(f"    _v{i} = {_fetch(req.name)}")
+        verdicts.append(f"(None if not ({_type_test(f'_v{i}', req.type)}) else 'missing' if _v{i} is _U else 'invalid')")
+    lines.append(f"    return ({', '.join(verdicts)}{',' if len(verdicts) == 1 else ''})")
+    env = namespace()
+    exec(compile("\n".join(lines) + "\n", "<evidence>", "exec"), env)  # generated from fact names only
+    function: Callable[[dict[str, Any]], tuple[str | None, ...]] = env["_evidence"]
+    return function
 
 
 def compile_expression(
@@ -304,17 +361,17 @@ def compile_expression(
         node=checked.node, type=checked.type, types=checked.types, diagnostics=checked.diagnostics,
         facts_used=checked.facts_used, data_used=checked.data_used, guaranteed={}, constant=checked.constant,
     )
-    constants: list[object] = []
-    gen = _Codegen(unguarded, constants, data or {}, trace=False)
+    pool = _Pool()
+    gen = _Codegen(unguarded, pool, data or {}, trace=False)
     code, _ = gen.expr(checked.node)
     lines = ["def _value(_f):"]
     lines += [f"    {_ROOT_LOCALS[root]} = _f.get({root!r}, _U)" for root in sorted(gen.roots_used)]
     lines.append(f"    return {code}")
     env = namespace(clock)
-    env.update({f"_k{i}": value for i, value in enumerate(constants)})
+    env.update({f"_k{i}": value for i, value in enumerate(pool.values)})
     exec(compile("\n".join(lines) + "\n", "<expression>", "exec"), env)
     function: Callable[[dict[str, Any]], Any] = env["_value"]
     return function
 
 
-__all__ = ["Program", "Required", "compile_expression", "compile_program"]
+__all__ = ["Program", "Required", "compile_evidence_check", "compile_expression", "compile_program"]

@@ -6,7 +6,9 @@ module: the transformer turns them into the frozen nodes of `dsl.ast`.
 
 from __future__ import annotations
 
+import bisect
 import re
+from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -286,6 +288,137 @@ def _tree_depth(node: ast.Expr) -> int:
     return deepest
 
 
+# -- shape cache ----------------------------------------------------------------------
+# Large policy sets are usually generated: thousands of rules of a few shapes that differ
+# only in their literals (`context.country == "C17" AND context.amount > 500`). Parsing
+# is the dearest load stage, so a successful parse is kept as a *template* keyed by the
+# text with its literals blanked out; the next expression of the same shape is built
+# from the template with its own literal values and spans, without running the parser.
+
+_LITERAL_SCAN = re.compile(
+    r'(?P<string>"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\')'
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<number>\d+\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+)"
+)
+_MAX_TEMPLATES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    start: int
+    end: int
+    value: ast.Scalar
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    node: ast.Expr
+    tokens: tuple[_Token, ...]
+    #: For each Literal node (by id in `node`): the token index and whether it was negated.
+    literals: dict[int, tuple[int, bool]]
+
+
+_templates: dict[str, _Template] = {}
+
+
+def _literal_value(kind: str, text: str) -> ast.Scalar:
+    if kind == "string":
+        return _unescape(text[1:-1])
+    return float(text) if ("." in text or "e" in text or "E" in text) else int(text)
+
+
+def _shape(text: str) -> tuple[str, tuple[_Token, ...]]:
+    """The text with literals blanked (the cache key) and the literal tokens in order."""
+    parts: list[str] = []
+    tokens: list[_Token] = []
+    last = 0
+    for match in _LITERAL_SCAN.finditer(text):
+        kind = match.lastgroup
+        if kind == "name" or kind is None:
+            continue
+        parts.append(text[last : match.start()])
+        parts.append("\x00s" if kind == "string" else "\x00n")
+        tokens.append(_Token(match.start(), match.end(), _literal_value(kind, match.group())))
+        last = match.end()
+    parts.append(text[last:])
+    return "".join(parts), tuple(tokens)
+
+
+def _template(node: ast.Expr, tokens: tuple[_Token, ...]) -> _Template | None:
+    """Match every Literal node to its token; None when the shape cannot be reused."""
+    by_end = {token.end: i for i, token in enumerate(tokens)}
+    literals: dict[int, tuple[int, bool]] = {}
+    for item in ast.walk(node):
+        if not isinstance(item, ast.Literal) or isinstance(item.value, bool) or item.value is None:
+            continue
+        index = by_end.get(item.span.end)
+        if index is None:
+            return None
+        value = tokens[index].value
+        if type(value) is type(item.value) and value == item.value and item.span.start == tokens[index].start:
+            literals[id(item)] = (index, False)
+        elif isinstance(value, (int, float)) and type(value) is type(item.value) and item.value == -value:
+            literals[id(item)] = (index, True)
+        else:
+            return None
+    if len(literals) != len(tokens):
+        return None
+    return _Template(node, tokens, literals)
+
+
+def _instantiate(template: _Template, tokens: tuple[_Token, ...]) -> ast.Expr:
+    """The template's tree with these tokens' values, spans moved to this text."""
+    ends = [t.end for t in template.tokens]
+    shifts: list[int] = []
+    total = 0
+    for old, new in zip(template.tokens, tokens, strict=True):
+        total += (new.end - new.start) - (old.end - old.start)
+        shifts.append(total)
+
+    def move(position: int) -> int:
+        # literals ending at or before `position` have shifted it
+        i = bisect.bisect_right(ends, position)
+        return position + (shifts[i - 1] if i else 0)
+
+    def span(old: ast.Span) -> ast.Span:
+        return ast.Span(move(old.start), move(old.end))
+
+    def build(node: ast.Expr) -> ast.Expr:
+        match node:
+            case ast.Literal():
+                found = template.literals.get(id(node))
+                if found is None:
+                    return ast.Literal(node.value, span(node.span))
+                index, negated = found
+                value = tokens[index].value
+                return ast.Literal(-value if negated else value, span(node.span))  # type: ignore[operator]
+            case ast.Name():
+                return ast.Name(node.name, span(node.span))
+            case ast.ListExpr():
+                return ast.ListExpr(tuple(build(i) for i in node.items), span(node.span))
+            case ast.Attr():
+                return ast.Attr(build(node.obj), node.name, span(node.span))
+            case ast.Index():
+                return ast.Index(build(node.obj), build(node.index), span(node.span))
+            case ast.Not():
+                return ast.Not(build(node.operand), span(node.span))
+            case ast.BoolOp():
+                return ast.BoolOp(node.op, tuple(build(o) for o in node.operands), span(node.span))
+            case ast.Compare():
+                return ast.Compare(node.op, build(node.left), build(node.right), span(node.span))
+            case ast.Arith():
+                return ast.Arith(node.op, build(node.left), build(node.right), span(node.span))
+            case ast.Neg():
+                return ast.Neg(build(node.operand), span(node.span))
+            case ast.Call():
+                return ast.Call(node.name, tuple(build(a) for a in node.args), span(node.span), span(node.name_span))
+            case ast.Quantifier():
+                return ast.Quantifier(node.kind, node.var, build(node.iterable), build(node.body), span(node.span))
+        raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+
+    return build(template.node)
+
+
 def parse(source: SourceText | str) -> ast.Expr:
     """Parse one expression; raise `ParseFailure` with a located diagnostic."""
     if isinstance(source, str):
@@ -299,6 +432,23 @@ def parse(source: SourceText | str) -> ast.Expr:
                 "E106", f"expression is {len(text)} characters long; the limit is {MAX_EXPRESSION_LENGTH}", 0
             )
         )
+    try:
+        key, tokens = _shape(text)
+    except ValueError:  # pragma: no cover - an escape the scanner cannot read: parse normally
+        key, tokens = "", ()
+    cached = _templates.get(key) if key else None
+    if cached is not None:
+        return _instantiate(cached, tokens)
+    node = _parse_uncached(source)
+    if key and len(_templates) < _MAX_TEMPLATES:
+        template = _template(node, tokens)
+        if template is not None:
+            _templates[key] = template
+    return node
+
+
+def _parse_uncached(source: SourceText) -> ast.Expr:
+    text = source.text
     depth, where = _nesting_depth(text)
     if depth > MAX_NESTING:
         raise ParseFailure(

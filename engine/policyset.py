@@ -121,6 +121,8 @@ class Purpose:
     program: Program = field(repr=False)
     #: Compiles (once, on first use) the explaining variant of `program`.
     explainer: Callable[[], Program] = field(repr=False)
+    #: For each declared fact: None when fine, else "missing" or "invalid".
+    evidence_check: Callable[[dict[str, Any]], tuple[str | None, ...]] = field(repr=False)
     revision: str = ""
 
     @property
@@ -224,6 +226,9 @@ class TraceRecorder(threading.local):
 RECORDER = TraceRecorder()
 
 
+_MAX_PREPARED_FAILURES = 4096
+
+
 class PolicySet:
     """An immutable, compiled set of purposes with its revision.
 
@@ -249,6 +254,7 @@ class PolicySet:
         self.root = root
         self.test_files = tuple(tests)
         self.loaded_at = datetime.now(UTC)
+        self._failures: dict[tuple[str, tuple[str | None, ...]], Decision] = {}
 
     @property
     def purposes(self) -> Mapping[str, Purpose]:
@@ -272,25 +278,43 @@ class PolicySet:
             return self._explain(self._purposes[purpose], facts)  # type: ignore[arg-type]
         decision: Decision | None = program(facts)  # type: ignore[arg-type]
         if decision is None:
-            return self._evidence_failure(self._purposes[purpose], facts, explain=False)  # type: ignore[arg-type]
+            return self._missing_evidence(self._purposes[purpose], facts)  # type: ignore[arg-type]
         return decision
 
-    def _evidence_failure(self, purpose: Purpose, facts: dict[str, Any], explain: bool) -> Decision:
-        entries = _evidence_entries(purpose, facts)
-        problems = [e for e in entries if e["status"] in ("missing", "invalid")]
-        reason = "missing_evidence" if any(e["status"] == "missing" for e in problems) else "invalid_evidence"
-        return Decision(
-            purpose=purpose.name,
-            status="fail",
-            reason=reason,
-            revision=self.revision,
-            explanation=entries if explain else problems,
-        )
+    def _missing_evidence(self, purpose: Purpose, facts: dict[str, Any]) -> Decision:
+        """The fail-closed decision, prepared once per pattern of missing/invalid facts.
+
+        Its explanation names each problem fact (without the caller's values, so it can
+        be shared); `explain=True` gives the full picture with actual values.
+        """
+        signature = purpose.evidence_check(facts)
+        key = (purpose.name, signature)
+        decision = self._failures.get(key)
+        if decision is None:
+            problems: list[dict[str, Any]] = []
+            for spec, problem in zip(purpose.evidence, signature, strict=True):
+                if problem is not None:
+                    entry: dict[str, Any] = {"kind": "evidence", "fact": spec.name, "type": str(spec.type)}
+                    if spec.expected is not UNDEFINED:
+                        entry["expected"] = spec.expected
+                    entry["status"] = problem
+                    problems.append(entry)
+            reason = "missing_evidence" if "missing" in signature else "invalid_evidence"
+            decision = Decision(
+                purpose=purpose.name, status="fail", reason=reason, revision=self.revision, explanation=problems
+            )
+            if len(self._failures) < _MAX_PREPARED_FAILURES:
+                self._failures[key] = decision
+        return decision
 
     def _explain(self, purpose: Purpose, facts: dict[str, Any]) -> Decision:
         entries = _evidence_entries(purpose, facts)
-        if any(e["status"] in ("missing", "invalid") for e in entries):
-            return self._evidence_failure(purpose, facts, explain=True)
+        statuses = {e["status"] for e in entries}
+        if statuses & {"missing", "invalid"}:
+            reason = "missing_evidence" if "missing" in statuses else "invalid_evidence"
+            return Decision(
+                purpose=purpose.name, status="fail", reason=reason, revision=self.revision, explanation=entries
+            )
         trace = _Trace()
         RECORDER.trace = trace
         try:

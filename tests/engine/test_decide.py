@@ -46,12 +46,14 @@ def test_wrong_type_alone_is_invalid_evidence(policies: engine.PolicySet) -> Non
     facts = {"sanctions_listed": 0, "citizen_valid": True, "is_over_18": True, "has_credential": True}
     decision = policies.decide("age_verification", facts)
     assert (decision.status, decision.reason) == ("fail", "invalid_evidence")
-    assert decision.explanation == [
-        {
-            "kind": "evidence", "fact": "sanctions_listed", "type": "bool", "actual": 0,
-            "status": "invalid", "detail": "expected a bool, got number",
-        }
-    ]
+    assert decision.explanation == [{"kind": "evidence", "fact": "sanctions_listed", "type": "bool", "status": "invalid"}]
+    assert policies.decide("age_verification", {**facts, "sanctions_listed": 1}) is decision
+    explained = policies.decide("age_verification", facts, explain=True)
+    assert explained.explanation is not None
+    assert explained.explanation[0] == {
+        "kind": "evidence", "fact": "sanctions_listed", "type": "bool", "actual": 0,
+        "status": "invalid", "detail": "expected a bool, got number",
+    }
 
 
 @settings(max_examples=200, deadline=None)

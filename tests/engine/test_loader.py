@@ -290,3 +290,20 @@ def test_regular_expression_escapes_are_kept(policy_dir: Callable[..., Path]) ->
     policies = engine.load(policy_dir({"p.yaml": text}))
     assert policies.decide("p", {"context": {"id": "123"}}).status == "pass"
     assert policies.decide("p", {"context": {"id": "12a"}}).status == "fail"
+
+
+def test_large_rule_lists_compile_in_chunks_with_first_match_semantics(policy_dir: Callable[..., Path]) -> None:
+    rules = "".join(
+        f"      - if: context.n == {i}\n        then: {'fail' if i % 2 else 'pass'}\n        reason: r{i}\n"
+        for i in range(450)
+    )
+    text = "purposes:\n  p:\n    evidence: [is_pep]\n    rules:\n" + rules + "      - else: pass_with_conditions\n        reason: rest\n"
+    policies = engine.load(policy_dir({"p.yaml": text}))
+    program = policies.purposes["p"].program
+    assert "def _chunk2(" in program.source and "def _chunk3(" not in program.source
+    for n in (0, 199, 200, 399, 400, 449):
+        decision = policies.decide("p", {"is_pep": False, "context": {"n": n}})
+        assert (decision.reason, decision.rule) == (f"r{n}", n)
+        assert policies.decide("p", {"is_pep": False, "context": {"n": n}}, explain=True).reason == f"r{n}"
+    assert policies.decide("p", {"is_pep": False, "context": {"n": 450}}).reason == "rest"
+    assert policies.decide("p", {"context": {"n": 3}}).reason == "missing_evidence"
