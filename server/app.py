@@ -10,7 +10,8 @@ Later subsystems plug in through `app.state`:
     policies            LivePolicies: the live set (swap by reload) and its status
     stores              stores.Stores of IDGW_DATABASE_URL (opened in the lifespan)
     auth                server.auth.AuthService: keys, tokens, `require_principal`
-    events              the audit publisher (`emit(event)`), in-memory until replaced
+    events              the audit publisher (`emit(event)`): server.audit.AuditPublisher,
+                        started and drained by the lifespan (or a test's RecentEvents)
     data_api_auth       async callable: request -> Principal | None, or raises 401
     readiness_checks    name -> async () -> (ok, detail), run by /health/ready
 """
@@ -28,8 +29,9 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from server import auth, decisions, health, metrics, openapi
+from server.audit import AuditPublisher
 from server.errors import EXCEPTION_HANDLERS
-from server.events import RecentEvents
+from server.events import EventPublisher
 from server.health import ReadinessCheck
 from server.logging import configure_logging
 from server.middleware import BodyLimitMiddleware, RequestContextMiddleware, RouteTemplates
@@ -41,8 +43,17 @@ from stores import StoreError, Stores, open_stores
 logger = structlog.get_logger("idgw.app")
 
 
-def create_app(settings: Settings | None = None, *, log_stream: IO[str] | None = None) -> Starlette:
-    """Build the gateway for `settings` (read from the environment when omitted)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    log_stream: IO[str] | None = None,
+    events: EventPublisher | None = None,
+) -> Starlette:
+    """Build the gateway for `settings` (read from the environment when omitted).
+
+    `events` replaces the audit publisher (tests pass `RecentEvents()` to look at what
+    was emitted); by default it is an `AuditPublisher` on the app's stores.
+    """
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_as_json, log_stream)
     policies = LivePolicies(settings.policy_dir)
@@ -56,6 +67,8 @@ def create_app(settings: Settings | None = None, *, log_stream: IO[str] | None =
         try:
             await app.state.auth.start(stores)
             app.state.readiness_checks["database"] = _database_check(stores)
+            if isinstance(app.state.events, AuditPublisher):
+                await app.state.events.start(stores.audit_events, stores.audit_dead_letters)
             if settings.policy_reload:
                 watcher = PolicyWatcher(policies, debounce=settings.reload_debounce_ms / 1000)
                 watcher.start()
@@ -71,6 +84,8 @@ def create_app(settings: Settings | None = None, *, log_stream: IO[str] | None =
             if watcher is not None:
                 watcher.stop()
             await app.state.auth.stop()
+            if isinstance(app.state.events, AuditPublisher):
+                await app.state.events.stop()  # drains (bounded) before the stores close
             await stores.close()
             metrics.mark_worker_stopped()
             logger.info("stopped")
@@ -93,10 +108,12 @@ def create_app(settings: Settings | None = None, *, log_stream: IO[str] | None =
     )
     app.state.settings = settings
     app.state.policies = policies
-    app.state.events = RecentEvents()
+    app.state.events = events if events is not None else AuditPublisher.from_settings(settings)
     app.state.auth = auth.AuthService(settings)
     app.state.data_api_auth = auth.require_principal if settings.data_api_auth == "bearer" else allow_anonymous
     app.state.readiness_checks = {}
+    if isinstance(app.state.events, AuditPublisher):
+        app.state.readiness_checks["audit_queue"] = app.state.events.readiness
     return app
 
 

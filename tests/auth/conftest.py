@@ -31,6 +31,7 @@ from starlette.applications import Starlette
 from server.app import create_app
 from server.auth import AuthService
 from server.auth.tokens import ACCESS_TOKEN_TYP, sign
+from server.events import RecentEvents
 from server.settings import Settings, load_settings
 from tests.stores.conftest import _url_for as url_for
 from tests.stores.conftest import postgres_server_url, postgres_url  # noqa: F401  (fixtures url_for asks for)
@@ -109,7 +110,7 @@ def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
 
 
 def build_app(settings: Settings, clock: Callable[[], datetime] | None = None) -> Starlette:
-    app = create_app(settings, log_stream=io.StringIO())
+    app = create_app(settings, log_stream=io.StringIO(), events=RecentEvents())
     if clock is not None:
         app.state.auth.clock = clock
     return app

@@ -25,6 +25,7 @@ import pytest
 from starlette.applications import Starlette
 
 from server.app import create_app
+from server.events import RecentEvents
 from server.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ def log_stream() -> io.StringIO:
 
 @pytest.fixture
 def app(make_settings: Callable[..., Settings], log_stream: io.StringIO) -> Starlette:
-    return create_app(make_settings(), log_stream=log_stream)
+    return create_app(make_settings(), log_stream=log_stream, events=RecentEvents())
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ class ServerProcess:
         self.log_path = workdir / f"server-{self.port}.log"
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
         environment.update(
-            IDGW_DATA_API_AUTH="none", IDGW_LOG_FORMAT="json", IDGW_DATABASE_URL="memory://", **env
+            {"IDGW_DATA_API_AUTH": "none", "IDGW_LOG_FORMAT": "json", "IDGW_DATABASE_URL": "memory://", **env}
         )
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(

@@ -116,8 +116,9 @@ async def test_bearer_mode_rejects_until_tokens_exist(make_settings, log_stream)
 
 async def test_the_authenticator_is_pluggable(make_settings, log_stream) -> None:  # type: ignore[no-untyped-def]
     from server.app import create_app
+    from server.events import RecentEvents
 
-    app = create_app(make_settings(data_api_auth="bearer"), log_stream=log_stream)
+    app = create_app(make_settings(data_api_auth="bearer"), log_stream=log_stream, events=RecentEvents())
 
     async def accept(request):  # type: ignore[no-untyped-def]
         return Principal(sub="user-7")
