@@ -6,8 +6,9 @@ adds to the latency of a decision.
    per batch size, best of `--repeat` runs (each into a fresh schema), with the cost of
    `emit` itself per event.
 2. Latency: `POST /v1/data/age_verification` (the data API: `POST /decision/evaluate`
-   does not exist yet) through the ASGI transport, sequentially, `--requests` times,
-   with `IDGW_DATA_API_AUTH=none`. Baseline: the in-memory `RecentEvents` publisher.
+   does not exist yet), `--requests` sequential requests over loopback HTTP from a
+   client thread to uvicorn serving the app on the loop the writer runs on, with
+   `IDGW_DATA_API_AUTH=none`. Baseline: the in-memory `RecentEvents` publisher.
    Saturated: the real publisher on PostgreSQL with a backlog of `--backlog` events
    queued beforehand, so the writer writes full batches throughout (checked: the queue
    is still not empty when the last request ends). Runs alternate, best p50/p99 kept.
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import os
 import platform
+import socket
 import statistics
 import tempfile
 import time
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from bench_stores import postgres_schema
 
 from server.app import create_app
@@ -78,17 +81,37 @@ async def throughput(url: str, count: int, batch_size: int, spill_dir: Path) -> 
 
 
 async def latencies(app: Any, requests: int) -> list[float]:
-    transport = httpx.ASGITransport(app=app)
-    out = []
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-        for _ in range(200):  # warm-up
-            await client.post("/v1/data/age_verification", json={"input": FACTS})
-        for _ in range(requests):
-            t = time.perf_counter()
-            response = await client.post("/v1/data/age_verification", json={"input": FACTS})
-            out.append(time.perf_counter() - t)
-            assert response.status_code == 200
-    return out
+    """Sequential requests from a client thread to `app` served by uvicorn on this loop
+    (an in-process ASGI transport would never let the writer task run)."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                                           log_config=None, access_log=False))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # bounded by uvicorn's own start
+        await asyncio.sleep(0.01)
+
+    def client() -> list[float]:
+        out = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            for n in range(200 + requests):  # 200 warm-up requests
+                t = time.perf_counter()
+                response = c.post("/v1/data/age_verification", json={"input": FACTS})
+                if n >= 200:
+                    out.append(time.perf_counter() - t)
+                assert response.status_code == 200
+        return out
+
+    try:
+        return await asyncio.to_thread(client)
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def p(values: list[float], q: float) -> float:

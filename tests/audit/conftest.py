@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 
 from server.audit import AuditConfig, AuditPublisher, SubjectRefs
 from server.events import DecisionMade
-from stores import Stores, open_stores
+from stores import Stores, open_stores, parse_database_url
 from tests.stores.conftest import (  # noqa: F401  (fixtures)
     REQUIRE_SERVICES_VARIABLE,
     postgres_server_url,
@@ -185,3 +186,17 @@ async def eventually(predicate: Callable[[], Any], timeout: float, interval: flo
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+def run_sql(url: str, *statements: str) -> list[tuple[object, ...]]:
+    """Statements as the superuser of the test server, straight to it (no proxy)."""
+    rows: list[tuple[object, ...]] = []
+    with psycopg.connect(parse_database_url(url).target, autocommit=True) as conn:
+        for statement in statements:
+            cursor = conn.execute(statement)
+            rows = cursor.fetchall() if cursor.description else []
+    return rows
+
+
+def request_ids(url: str) -> list[str]:
+    return [str(r[0]) for r in run_sql(url, "SELECT request_id FROM audit_events ORDER BY seq")]

@@ -5,34 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import psycopg
 from click.testing import CliRunner, Result
 
 from server.audit import AuditPublisher
 from server.audit.cli import audit
-from stores import open_stores, parse_database_url
-from tests.audit.conftest import TcpProxy, decision, eventually
+from stores import open_stores
+from tests.audit.conftest import TcpProxy, decision, eventually, request_ids, run_sql
 
 MakePublisher = Callable[..., AuditPublisher]
-
-
-def run_sql(url: str, *statements: str) -> list[tuple[object, ...]]:
-    """Statements as the superuser of the test server, straight to it (no proxy)."""
-    rows: list[tuple[object, ...]] = []
-    with psycopg.connect(parse_database_url(url).target, autocommit=True) as conn:
-        for statement in statements:
-            cursor = conn.execute(statement)
-            rows = cursor.fetchall() if cursor.description else []
-    return rows
 
 
 async def idgw_audit(url: str, *args: str) -> Result:
     """`idgw audit ARGS --database-url URL` (in a thread: the command runs its own loop)."""
     return await asyncio.to_thread(CliRunner().invoke, audit, [*args, "--database-url", url])
-
-
-def request_ids(url: str) -> list[str]:
-    return [str(r[0]) for r in run_sql(url, "SELECT request_id FROM audit_events ORDER BY seq")]
 
 
 async def test_5000_events_emitted_during_an_outage_are_all_stored_once(
