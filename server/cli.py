@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from engine.cli import policy
+from server.audit.cli import audit
 from server.serve import serve
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ def main() -> None:
 
 main.add_command(policy)
 main.add_command(serve)
+main.add_command(audit)
 
 
 # -- idgw migrate -----------------------------------------------------------------------
