@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeAlias, TypeVar
 
 from dsl import ast
 from dsl.checker import Checked, data_value
@@ -239,11 +239,17 @@ def _fetch(name: str) -> str:
     return f"_f.get({name!r}, _U)"
 
 
+Outcome = TypeVar("Outcome")
+
+#: The facts mapping a compiled program reads: JSON-like values by name.
+Facts: TypeAlias = dict[str, object]
+
+
 @dataclass(frozen=True, slots=True)
-class Program:
+class Program(Generic[Outcome]):
     """A compiled rule list: `run(facts)` returns the outcome of the first match."""
 
-    run: Callable[[dict[str, Any]], Any]
+    run: Callable[[Facts], Outcome | None]
     source: str
 
 
@@ -255,14 +261,14 @@ CHUNK_SIZE = 200
 
 def compile_program(
     conditions: Sequence[Checked | None],
-    outcomes: Sequence[object],
-    default: object,
+    outcomes: Sequence[Outcome],
+    default: Outcome,
     required: Sequence[Required] = (),
-    invalid: object = None,
+    invalid: Outcome | None = None,
     data: Mapping[str, object] | None = None,
     clock: Clock = utc_now,
     recorder: Recorder | None = None,
-) -> Program:
+) -> Program[Outcome]:
     """Compile an ordered rule list into one function of the facts mapping.
 
     `conditions[i]` is the checked condition of rule `i` (None for `else`); the function
@@ -336,7 +342,7 @@ def compile_program(
     return Program(run=env["_program"], source="".join(sources))
 
 
-def compile_evidence_check(required: Sequence[Required]) -> Callable[[dict[str, Any]], tuple[str | None, ...]]:
+def compile_evidence_check(required: Sequence[Required]) -> Callable[[Facts], tuple[str | None, ...]]:
     """A function giving, for each required fact, None (fine), "missing" or "invalid"."""
     lines = ["def _evidence(_f):"]
     verdicts = []
@@ -346,13 +352,13 @@ def compile_evidence_check(required: Sequence[Required]) -> Callable[[dict[str, 
     lines.append(f"    return ({', '.join(verdicts)}{',' if len(verdicts) == 1 else ''})")
     env = namespace()
     exec(compile("\n".join(lines) + "\n", "<evidence>", "exec"), env)  # generated from fact names only
-    function: Callable[[dict[str, Any]], tuple[str | None, ...]] = env["_evidence"]
+    function: Callable[[Facts], tuple[str | None, ...]] = env["_evidence"]
     return function
 
 
 def compile_expression(
     checked: Checked, data: Mapping[str, object] | None = None, clock: Clock = utc_now
-) -> Callable[[dict[str, Any]], Any]:
+) -> Callable[[Facts], object]:
     """A function computing one expression's value (or UNDEFINED) from a facts mapping.
 
     Used by the REPL and tests; no fact is treated as guaranteed.
@@ -370,8 +376,8 @@ def compile_expression(
     env = namespace(clock)
     env.update({f"_k{i}": value for i, value in enumerate(pool.values)})
     exec(compile("\n".join(lines) + "\n", "<expression>", "exec"), env)
-    function: Callable[[dict[str, Any]], Any] = env["_value"]
+    function: Callable[[Facts], object] = env["_value"]
     return function
 
 
-__all__ = ["Program", "Required", "compile_evidence_check", "compile_expression", "compile_program"]
+__all__ = ["Facts", "Program", "Required", "compile_evidence_check", "compile_expression", "compile_program"]

@@ -322,7 +322,7 @@ class _Builder:
         texts = [rule.condition for rule in rules]
 
         @functools.cache
-        def explainer() -> dsl.Program:
+        def explainer() -> dsl.Program[Decision]:
             # Compiled on first use from the rule texts (already known to be valid): most
             # purposes are never explained, and keeping their syntax trees would cost
             # more memory than the whole compiled set.

@@ -13,12 +13,37 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from dsl import UNDEFINED, Diagnostic, Program, Type, type_name
 
 Status = Literal["pass", "pass_with_conditions", "fail"]
 OUTCOMES: tuple[Status, ...] = ("pass", "pass_with_conditions", "fail")
+
+
+class ExplanationEntry(TypedDict, total=False):
+    """One line of an explanation; `kind` says which keys are present.
+
+    evidence: fact, type, expected (when declared), actual, status (ok, unexpected,
+    missing, invalid), detail. rule: index, line, condition, matched, reads, notes,
+    outcome, reason. default: outcome, reason.
+    """
+
+    kind: Literal["evidence", "rule", "default"]
+    fact: str
+    type: str
+    expected: object
+    actual: object
+    status: str
+    detail: str
+    index: int
+    line: int
+    condition: str
+    matched: bool
+    reads: dict[str, object]
+    notes: list[str]
+    outcome: str
+    reason: str
 
 
 class UnknownPurpose(LookupError):
@@ -39,7 +64,7 @@ class Decision:
     reason: str
     conditions: tuple[str, ...] = ()
     revision: str = ""
-    explanation: list[dict[str, Any]] | None = None
+    explanation: list[ExplanationEntry] | None = None
     #: Index and source line of the rule that decided (None for evidence failures / default).
     rule: int | None = None
     line: int | None = None
@@ -48,10 +73,10 @@ class Decision:
         self,
         decision_id: str | None = None,
         evaluated_at: datetime | None = None,
-        evidence: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        evidence: Mapping[str, object] | None = None,
+    ) -> dict[str, object]:
         when = evaluated_at or datetime.now(UTC)
-        out: dict[str, Any] = {
+        out: dict[str, object] = {
             "decision_id": decision_id,
             "purpose": self.purpose,
             "status": self.status,
@@ -72,9 +97,9 @@ class EvidenceSpec:
 
     name: str
     type: Type
-    expected: Any = UNDEFINED
+    expected: object = UNDEFINED
 
-    def problem(self, facts: Mapping[str, Any]) -> str | None:
+    def problem(self, facts: Mapping[str, object]) -> str | None:
         value = lookup(facts, self.name)
         if value is UNDEFINED:
             return "missing"
@@ -100,7 +125,7 @@ class ContextField:
     integer: bool = False
     required: bool = False
     pattern: str | None = None
-    enum: tuple[Any, ...] | None = None
+    enum: tuple[object, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
     max_length: int | None = None
@@ -118,9 +143,9 @@ class Purpose:
     context: tuple[ContextField, ...]
     evidence: tuple[EvidenceSpec, ...]
     rules: tuple[Rule, ...]
-    program: Program = field(repr=False)
+    program: Program[Decision] = field(repr=False)
     #: Compiles (once, on first use) the explaining variant of `program`.
-    explainer: Callable[[], Program] = field(repr=False)
+    explainer: Callable[[], Program[Decision]] = field(repr=False)
     #: For each declared fact: None when fine, else "missing" or "invalid".
     evidence_check: Callable[[dict[str, Any]], tuple[str | None, ...]] = field(repr=False)
     revision: str = ""
@@ -137,7 +162,7 @@ class Purpose:
         return validate_context(self.context, context)
 
 
-def lookup(facts: Mapping[str, Any], name: str) -> Any:
+def lookup(facts: Mapping[str, object], name: str) -> object:
     """The value of a fact name such as `is_pep` or `consent.registry_check`."""
     value: Any = facts
     for part in name.split("."):
@@ -266,7 +291,7 @@ class PolicySet:
         except KeyError:
             raise UnknownPurpose(name, sorted(self._purposes)) from None
 
-    def decide(self, purpose: str, facts: Mapping[str, Any], explain: bool = False) -> Decision:
+    def decide(self, purpose: str, facts: Mapping[str, object], explain: bool = False) -> Decision:
         """Decide `purpose` from `facts` (facts at the top level, request context under
         `context`). Never raises for bad facts; raises `UnknownPurpose`."""
         program = self._programs.get(purpose)
@@ -291,10 +316,10 @@ class PolicySet:
         key = (purpose.name, signature)
         decision = self._failures.get(key)
         if decision is None:
-            problems: list[dict[str, Any]] = []
+            problems: list[ExplanationEntry] = []
             for spec, problem in zip(purpose.evidence, signature, strict=True):
                 if problem is not None:
-                    entry: dict[str, Any] = {"kind": "evidence", "fact": spec.name, "type": str(spec.type)}
+                    entry: ExplanationEntry = {"kind": "evidence", "fact": spec.name, "type": str(spec.type)}
                     if spec.expected is not UNDEFINED:
                         entry["expected"] = spec.expected
                     entry["status"] = problem
@@ -318,12 +343,14 @@ class PolicySet:
         trace = _Trace()
         RECORDER.trace = trace
         try:
-            result: Decision = purpose.explainer().run(facts)
+            outcome = purpose.explainer().run(facts)
         finally:
             RECORDER.trace = None
+        # evidence was validated above, so the explaining program always decides
+        result = outcome if outcome is not None else self._missing_evidence(purpose, facts)
         for record in trace.rules:
             rule = purpose.rules[record["index"]]
-            entry: dict[str, Any] = {
+            entry: ExplanationEntry = {
                 "kind": "rule",
                 "index": rule.index,
                 "line": rule.line,
@@ -344,12 +371,12 @@ class PolicySet:
         return f"<PolicySet {self.revision[:19]} purposes={sorted(self._purposes)}>"
 
 
-def _evidence_entries(purpose: Purpose, facts: Mapping[str, Any]) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = []
+def _evidence_entries(purpose: Purpose, facts: Mapping[str, object]) -> list[ExplanationEntry]:
+    entries: list[ExplanationEntry] = []
     for spec in purpose.evidence:
         actual = lookup(facts, spec.name)
         problem = spec.problem(facts)
-        entry: dict[str, Any] = {"kind": "evidence", "fact": spec.name, "type": str(spec.type)}
+        entry: ExplanationEntry = {"kind": "evidence", "fact": spec.name, "type": str(spec.type)}
         if spec.expected is not UNDEFINED:
             entry["expected"] = spec.expected
         entry["actual"] = jsonable(actual)
@@ -372,6 +399,7 @@ __all__ = [
     "ContextField",
     "Decision",
     "EvidenceSpec",
+    "ExplanationEntry",
     "PolicySet",
     "Purpose",
     "Rule",
