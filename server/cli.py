@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 import click
 
 from engine.cli import policy
-from server.audit.cli import audit
-from server.serve import serve
 
 if TYPE_CHECKING:
     from stores import SigningKey
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose heavier subcommands are imported only when used, so that
+    `idgw policy ...` starts without loading the server, the audit pipeline or the
+    database drivers."""
+
+    lazy: dict[str, str] = {"audit": "server.audit.cli:audit", "serve": "server.serve:serve"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module, attribute = self.lazy[name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="id-gateway", prog_name="idgw")
 def main() -> None:
     """ID Gateway: policy-as-code decisions for regulated identity checks.
@@ -27,8 +44,6 @@ def main() -> None:
 
 
 main.add_command(policy)
-main.add_command(serve)
-main.add_command(audit)
 
 
 # -- idgw migrate -----------------------------------------------------------------------
