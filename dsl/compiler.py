@@ -268,12 +268,15 @@ def compile_program(
     data: Mapping[str, object] | None = None,
     clock: Clock = utc_now,
     recorder: Recorder | None = None,
+    failures: Mapping[tuple[str | None, ...], Outcome] | None = None,
 ) -> Program[Outcome]:
     """Compile an ordered rule list into one function of the facts mapping.
 
     `conditions[i]` is the checked condition of rule `i` (None for `else`); the function
     returns `outcomes[i]` for the first rule that matches, `default` when none does, and
-    `invalid` when a `required` fact is missing or of the wrong type. With a `recorder`
+    `invalid` when a `required` fact is missing or of the wrong type (or, when the
+    `failures` mapping holds one for the per-fact verdicts of `compile_evidence_check`,
+    that prepared outcome: the caller may fill the mapping as it goes). With a `recorder`
     the function reports each rule it tries (`begin(i)`/`end(matched)`), the paths it
     reads and the mismatches it meets; without one it is the fast path. Outcomes must
     not be None.
@@ -302,18 +305,14 @@ def compile_program(
         body.append(f"        return _o{i}")
         if (i + 1) % CHUNK_SIZE == 0 and i + 1 < len(conditions):
             bodies.append([])
-    prelude: list[str] = []
-    for req in required:
-        if "." in req.name:
-            continue
-        prelude.append(f"    f_{req.name} = {_fetch(req.name)}")
-        if not trace:
-            prelude.append(f"    if {_type_test(f'f_{req.name}', req.type)}:")
-            prelude.append("        return _invalid")
-    for req in required:
-        if "." in req.name and not trace:
-            prelude.append(f"    if {_type_test(_fetch(req.name), req.type)}:")
-            prelude.append("        return _invalid")
+    prelude = [f"    f_{req.name} = {_fetch(req.name)}" for req in required if "." not in req.name]
+    if required and not trace:
+        # one test for the common case; on failure, the per-fact verdicts pick a
+        # prepared outcome (see compile_evidence_check for the same verdicts)
+        values = [f"f_{req.name}" if "." not in req.name else _fetch(req.name) for req in required]
+        tests = [_type_test(value, req.type) for value, req in zip(values, required, strict=True)]
+        prelude.append("    if " + " or ".join(f"({test})" for test in tests) + ":")
+        prelude.append(f"        return _failures.get({_verdicts(values, tests)}, _invalid)")
     for root in sorted(roots):
         prelude.append(f"    {_ROOT_LOCALS[root]} = _f.get({root!r}, _U)")
     env = namespace(clock, recorder)
@@ -321,6 +320,7 @@ def compile_program(
     env.update({f"_o{i}": outcome for i, outcome in enumerate(outcomes)})
     env["_default"] = default
     env["_invalid"] = invalid
+    env["_failures"] = failures if failures is not None else {}
     env["_rec"] = recorder
     ending = [] if closed else ["    return _default"]
     if len(bodies) == 1:
@@ -342,14 +342,22 @@ def compile_program(
     return Program(run=env["_program"], source="".join(sources))
 
 
+def _verdicts(values: Sequence[str], tests: Sequence[str]) -> str:
+    """A tuple expression: per fact None (fine), 'missing' or 'invalid'."""
+    items = [
+        f"(None if not ({test}) else 'missing' if {value} is _U else 'invalid')"
+        for value, test in zip(values, tests, strict=True)
+    ]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
 def compile_evidence_check(required: Sequence[Required]) -> Callable[[Facts], tuple[str | None, ...]]:
     """A function giving, for each required fact, None (fine), "missing" or "invalid"."""
     lines = ["def _evidence(_f):"]
-    verdicts = []
-    for i, req in enumerate(required):
-        lines.append(f"    _v{i} = {_fetch(req.name)}")
-        verdicts.append(f"(None if not ({_type_test(f'_v{i}', req.type)}) else 'missing' if _v{i} is _U else 'invalid')")
-    lines.append(f"    return ({', '.join(verdicts)}{',' if len(verdicts) == 1 else ''})")
+    values = [f"_v{i}" for i in range(len(required))]
+    lines += [f"    {value} = {_fetch(req.name)}" for value, req in zip(values, required, strict=True)]
+    tests = [_type_test(value, req.type) for value, req in zip(values, required, strict=True)]
+    lines.append(f"    return {_verdicts(values, tests)}")
     env = namespace()
     exec(compile("\n".join(lines) + "\n", "<evidence>", "exec"), env)  # generated from fact names only
     function: Callable[[Facts], tuple[str | None, ...]] = env["_evidence"]

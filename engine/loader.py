@@ -317,7 +317,10 @@ class _Builder:
         default = Decision(purpose=name, status="fail", reason="no_rule_matched", revision=self.revision)
         required = [Required(spec.name, spec.type) for spec in evidence]
         conditions = checked[: len(rules)]
-        program = dsl.compile_program(conditions, outcomes, default, required, None, self.data, self.clock)
+        failures: dict[tuple[str | None, ...], Decision] = {}
+        program = dsl.compile_program(
+            conditions, outcomes, default, required, None, self.data, self.clock, failures=failures
+        )
         data, clock = self.data, self.clock
         texts = [rule.condition for rule in rules]
 
@@ -341,6 +344,7 @@ class _Builder:
             program=program,
             explainer=explainer,
             evidence_check=dsl.compile_evidence_check(required),
+            prepared_failures=failures,
             revision=self.revision,
         )
 

@@ -148,6 +148,8 @@ class Purpose:
     explainer: Callable[[], Program[Decision]] = field(repr=False)
     #: For each declared fact: None when fine, else "missing" or "invalid".
     evidence_check: Callable[[dict[str, Any]], tuple[str | None, ...]] = field(repr=False)
+    #: Fail-closed decisions by evidence verdicts, filled on first use; `program` reads it.
+    prepared_failures: dict[tuple[str | None, ...], Decision] = field(repr=False, default_factory=dict)
     revision: str = ""
 
     @property
@@ -279,7 +281,6 @@ class PolicySet:
         self.root = root
         self.test_files = tuple(tests)
         self.loaded_at = datetime.now(UTC)
-        self._failures: dict[tuple[str, tuple[str | None, ...]], Decision] = {}
 
     @property
     def purposes(self) -> Mapping[str, Purpose]:
@@ -313,8 +314,7 @@ class PolicySet:
         be shared); `explain=True` gives the full picture with actual values.
         """
         signature = purpose.evidence_check(facts)
-        key = (purpose.name, signature)
-        decision = self._failures.get(key)
+        decision = purpose.prepared_failures.get(signature)
         if decision is None:
             problems: list[ExplanationEntry] = []
             for spec, problem in zip(purpose.evidence, signature, strict=True):
@@ -328,8 +328,9 @@ class PolicySet:
             decision = Decision(
                 purpose=purpose.name, status="fail", reason=reason, revision=self.revision, explanation=problems
             )
-            if len(self._failures) < _MAX_PREPARED_FAILURES:
-                self._failures[key] = decision
+            if len(purpose.prepared_failures) < _MAX_PREPARED_FAILURES:
+                # the compiled program returns it directly from now on
+                purpose.prepared_failures[signature] = decision
         return decision
 
     def _explain(self, purpose: Purpose, facts: dict[str, Any]) -> Decision:
