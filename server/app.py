@@ -10,6 +10,9 @@ Later subsystems plug in through `app.state`:
     policies            LivePolicies: the live set (swap by reload) and its status
     stores              stores.Stores of IDGW_DATABASE_URL (opened in the lifespan)
     auth                server.auth.AuthService: keys, tokens, `require_principal`
+    consent             server.consent.ConsentService: grants, `require(user, purpose)`
+    registry            server.registry.RegistryService: cached citizen/sanctions lookups
+    credentials         server.credentials.CredentialService: issue, verify, revoke
     events              the audit publisher (`emit(event)`): server.audit.AuditPublisher,
                         started and drained by the lifespan (or a test's RecentEvents)
     data_api_auth       async callable: request -> Principal | None, or raises 401
@@ -28,7 +31,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from server import auth, decisions, health, metrics, openapi
+from server import (
+    auth,
+    consent,
+    credentials,
+    decisions,
+    health,
+    metrics,
+    openapi,
+    registry,
+)
 from server.audit import AuditPublisher
 from server.errors import EXCEPTION_HANDLERS
 from server.events import EventPublisher
@@ -84,6 +96,7 @@ def create_app(
             if watcher is not None:
                 watcher.stop()
             await app.state.auth.stop()
+            await app.state.registry.close()
             if isinstance(app.state.events, AuditPublisher):
                 await app.state.events.stop()  # drains (bounded) before the stores close
             await stores.close()
@@ -92,6 +105,9 @@ def create_app(
 
     routes: list[BaseRoute] = [
         *auth.routes,
+        *consent.routes,
+        *registry.routes,
+        *credentials.routes,
         *decisions.routes,
         *health.routes,
         *metrics.routes,
@@ -110,6 +126,14 @@ def create_app(
     app.state.policies = policies
     app.state.events = events if events is not None else AuditPublisher.from_settings(settings)
     app.state.auth = auth.AuthService(settings)
+    # One clock for every service: tests that move `app.state.auth.clock` move them all.
+    clock = app.state.auth.now
+    app.state.consent = consent.ConsentService(lambda: app.state.auth.stores, app.state.events, clock)
+    app.state.registry = registry.RegistryService.from_settings(settings, clock)
+    app.state.credentials = credentials.CredentialService(
+        lambda: app.state.auth.stores, app.state.events, clock, registry=app.state.registry,
+        keys=lambda: app.state.auth.keys, issuer=app.state.auth.issuer, regulated=settings.regulated_mode,
+    )
     app.state.data_api_auth = auth.require_principal if settings.data_api_auth == "bearer" else allow_anonymous
     app.state.readiness_checks = {}
     if isinstance(app.state.events, AuditPublisher):

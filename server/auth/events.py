@@ -33,12 +33,13 @@ class AuditContext:
     request_id: str | None = None
 
     def emit(self, action: str, subject: str | None, *, outcome: str, reason: str | None = None,
-             when: datetime | None = None) -> None:
+             when: datetime | None = None, purpose: str | None = None) -> None:
         moment = (when or datetime.now(UTC)).astimezone(UTC)
         self.publisher.emit(SensitiveOperation(
             action=action,
             timestamp=moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             subject=subject,
+            purpose=purpose,
             outcome=outcome,
             reason=reason,
             request_id=self.request_id,

@@ -1,0 +1,65 @@
+"""Request and response models of the credential endpoints (validation and OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.credentials.service import CREDENTIAL_TYPES
+
+
+class IssueRequest(BaseModel):
+    """`{"type": "AgeOver18", "national_id": "123456789"}`."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"type": "AgeOver18", "national_id": "123456789"}]},
+    )
+
+    type: str = Field(max_length=64, description=f"of: {', '.join(CREDENTIAL_TYPES)}")
+    national_id: str = Field(max_length=64, description="the citizen registry is asked about it")
+
+
+class VerifyRequest(BaseModel):
+    """`{"credential_id": ...}` (the holder's own) or `{"jwt": ...}` (anyone's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    credential_id: str | None = Field(None, min_length=1, max_length=128)
+    jwt: str | None = Field(None, min_length=1, max_length=16_384)
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    credential_id: str = Field(min_length=1, max_length=128)
+
+
+class CredentialResponse(BaseModel):
+    credential_id: str
+    type: str
+    subject: str = Field(description="the holder's user id")
+    issuer: str
+    issued_at: str
+    claims: dict[str, Any]
+    jwt: str = Field(description="the credential as a VC-JWT, signed with a key of /.well-known/jwks.json")
+
+
+class VerifyResponse(BaseModel):
+    valid: bool
+    reason: str | None = Field(None, description="why not valid: credential_revoked, invalid_jwt, ...")
+    credential_id: str | None = None
+    type: str | None = None
+    subject: str | None = None
+    issued_at: str | None = None
+    claims: dict[str, Any] | None = None
+
+
+class RevokeResponse(BaseModel):
+    credential_id: str
+    revoked: bool
+    revoked_at: str
+
+
+__all__ = ["CredentialResponse", "IssueRequest", "RevokeRequest", "RevokeResponse", "VerifyRequest",
+           "VerifyResponse"]

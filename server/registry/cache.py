@@ -1,0 +1,130 @@
+"""The registry answers cache: five minutes, in process or in Redis.
+
+    cache = MemoryCache()                    # the default: per process
+    cache = RedisCache(url, prefix="idgw")   # IDGW_REDIS_URL: shared by every worker
+
+Values are the records' JSON forms; keys are `<prefix>:registry:<type>:<hash>`, where
+the hash is a SHA-256 of the national id, so Redis never holds the id itself. In
+regulated mode the records are minimised before they are cached.
+
+A cache that fails (Redis down) is logged and treated as a miss: the registry is asked
+instead, and the request still gets its answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import structlog
+
+logger = structlog.get_logger("idgw.registry")
+
+CACHE_TTL_SECONDS = 300
+
+
+class CacheError(Exception):
+    """The cache could not be read or written."""
+
+
+class RegistryCache(Protocol):
+    async def get(self, key: str) -> dict[str, Any] | None: ...
+
+    async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None: ...
+
+    async def delete(self, keys: Sequence[str]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def cache_key(registry_type: str, national_id: str) -> str:
+    digest = hashlib.sha256(national_id.encode("utf-8")).hexdigest()
+    return f"registry:{registry_type}:{digest}"
+
+
+class MemoryCache:
+    """Entries with a deadline on the monotonic clock; expired ones go on the next write."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic, max_entries: int = 100_000) -> None:
+        self._monotonic = monotonic
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        deadline, value = entry
+        if deadline <= self._monotonic():
+            del self._entries[key]
+            return None
+        return dict(value)
+
+    async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
+        now = self._monotonic()
+        if len(self._entries) >= self.max_entries:
+            self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
+            if len(self._entries) >= self.max_entries:  # still full: drop the oldest entry
+                self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = (now + ttl_seconds, dict(value))
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._entries.pop(key, None)
+
+    async def close(self) -> None:
+        self._entries.clear()
+
+
+class RedisCache:
+    """The cache in Redis (`redis.asyncio`), entries expiring by Redis's own TTL."""
+
+    def __init__(self, url: str, prefix: str = "idgw", timeout_seconds: float = 0.5) -> None:
+        import redis.asyncio as redis
+
+        self.prefix = prefix
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            raw = await self.client.get(self._key(key))
+        except self._errors as exc:
+            raise CacheError(f"redis get failed: {exc}") from None
+        if raw is None:
+            return None
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
+        try:
+            await self.client.set(self._key(key), json.dumps(value, separators=(",", ":")), ex=ttl_seconds)
+        except self._errors as exc:
+            raise CacheError(f"redis set failed: {exc}") from None
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        try:
+            await self.client.delete(*(self._key(k) for k in keys))
+        except self._errors as exc:
+            raise CacheError(f"redis delete failed: {exc}") from None
+
+    async def ttl(self, key: str) -> int:
+        """Seconds left before `key` expires (-2: absent), for tests and operators."""
+        remaining: int = await self.client.ttl(self._key(key))
+        return remaining
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+__all__ = ["CACHE_TTL_SECONDS", "CacheError", "MemoryCache", "RedisCache", "RegistryCache", "cache_key"]
