@@ -39,6 +39,7 @@ from server import (
     health,
     metrics,
     openapi,
+    privacy,
     registry,
 )
 from server.audit import AuditPublisher
@@ -112,6 +113,7 @@ def create_app(
         *health.routes,
         *metrics.routes,
         *openapi.routes,
+        *privacy.routes,
     ]
     app = Starlette(
         routes=routes,

@@ -1,0 +1,204 @@
+"""`POST /decision/evaluate`: a decision on evidence the gateway gathers itself.
+
+The decision flow of SPEC section 7, in order:
+
+    authenticate            require_principal (401)
+    the purpose             the live policy set's; unknown -> 400 listing the known ones
+    its consents            app.state.consent.require(user, purpose) for each (403)
+    its context             validated against the purpose's schema (400)
+    its evidence            exactly the declared facts, gathered concurrently with a
+                            deadline (evidence.gather_evidence; registry timeout -> 504)
+    decide                  server.decisions.service.decide: the engine, decisions_total,
+                            the `decision_made` event with decision_id and policy_revision
+
+A request whose evidence cannot be gathered is still in the decision log: a
+`decision_made` event with outcome `fail` and the error code as its reason, whose
+`decision_id` the error answer carries.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import State
+from starlette.requests import Request
+from starlette.routing import Route
+
+from engine import PolicySet, Purpose
+from server.auth import require_principal
+from server.auth.service import database_errors
+from server.decisions.evidence import (
+    ActiveConsents,
+    EvidenceRequest,
+    EvidenceSources,
+    EvidenceTimeout,
+    gather_evidence,
+)
+from server.decisions.models import DecisionBody
+from server.decisions.service import decide, new_decision_id, resolve_purpose
+from server.errors import ApiError, request_id_of
+from server.events import DecisionMade, EventPublisher
+from server.metrics import DECISIONS
+from server.openapi import QueryParameter, document
+from server.parsing import query_flag, read_json
+from server.reload import LivePolicies
+from server.responses import JSONResponse
+from server.security import Principal
+
+#: How long gathering may take beyond the registry's own timeout (`IDGW_REGISTRY_TIMEOUT_MS`),
+#: which answers first with its 504; this deadline bounds every other provider too.
+DEADLINE_MARGIN_SECONDS = 0.25
+
+
+class ConsentChecks(ActiveConsents, Protocol):
+    async def require(self, user_id: str, purpose: str) -> Any:
+        """Raises a 403 `ApiError` unless the user holds an active consent for `purpose`."""
+        ...
+
+
+class EvaluateRequest(BaseModel):
+    """`POST /decision/evaluate` body: the purpose and the request context."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"purpose": "age_verification", "context": {"national_id": "123456789"}}]},
+    )
+
+    purpose: str = Field(min_length=1, max_length=200, description="a purpose of the live policy set")
+    context: dict[str, Any] = Field(
+        default_factory=dict, description="the request context, checked against the purpose's `context` schema"
+    )
+
+
+def evidence_sources(state: State) -> tuple[ConsentChecks, EvidenceSources]:
+    """The consent service and the evidence sources of the app (503 while not wired)."""
+    try:
+        consent: ConsentChecks = state.consent
+        return consent, EvidenceSources(registry=state.registry, credentials=state.credentials, consent=consent)
+    except AttributeError as missing:
+        raise ApiError(503, f"the gateway is not ready: {missing}", error="not_ready") from None
+
+
+def evidence_deadline(state: State) -> float:
+    return float(state.settings.registry_timeout_ms) / 1000 + DEADLINE_MARGIN_SECONDS
+
+
+def known_purpose(policy_set: PolicySet, name: str) -> Purpose:
+    """The purpose `name`, or a 400 `unknown_purpose` listing the known ones."""
+    try:
+        return resolve_purpose(policy_set, name)
+    except ApiError as err:  # the data API's 404, as this endpoint's 400: the body names a purpose
+        raise ApiError(400, err.description, error=err.error, extra=err.extra) from None
+
+
+async def evaluate_purpose(
+    policy_set: PolicySet,
+    purpose_name: str,
+    context: dict[str, Any],
+    principal: Principal,
+    *,
+    consent: ConsentChecks,
+    sources: EvidenceSources,
+    deadline: float,
+    explain: bool,
+    events: EventPublisher,
+    request_id: str | None,
+) -> dict[str, Any]:
+    """The decision JSON for `purpose_name` about `principal`, following the flow above."""
+    purpose = known_purpose(policy_set, purpose_name)
+    with database_errors():
+        for required in purpose.consent:
+            await consent.require(principal.sub, required)
+    problems = purpose.validate_context(context)
+    if problems:
+        raise ApiError(400, "; ".join(problems), error="invalid_context")
+    try:
+        with database_errors():
+            facts = await gather_evidence(purpose, EvidenceRequest(principal, context), sources, deadline)
+    except Exception as exc:
+        error = _as_api_error(exc)
+        reason = error.error if error is not None else "internal_error"
+        decision_id = log_undecided(policy_set, purpose_name, reason, events, request_id, principal.sub)
+        if error is None:
+            raise  # a bug: a 500 (the log has the trace), still in the decision log
+        error.extra["decision_id"] = decision_id
+        if error is exc:
+            raise
+        raise error from exc
+    return decide(policy_set, purpose_name, facts, explain, events, request_id, principal.sub)
+
+
+def _as_api_error(exc: Exception) -> ApiError | None:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, EvidenceTimeout):
+        return exc.as_api_error()
+    return None
+
+
+def log_undecided(
+    policy_set: PolicySet,
+    purpose: str,
+    reason: str,
+    events: EventPublisher,
+    request_id: str | None,
+    subject: str,
+) -> str:
+    """Record a request that failed before the engine could decide: a `fail` with the error
+    code as reason, in the decision log and in `decisions_total`. Returns its decision id."""
+    decision_id = new_decision_id()
+    DECISIONS.labels(purpose, "fail").inc()
+    events.emit(DecisionMade(
+        decision_id=decision_id,
+        purpose=purpose,
+        decision="fail",
+        reason=reason,
+        policy_revision=policy_set.revision,
+        timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        request_id=request_id,
+        subject=subject,
+    ))
+    return decision_id
+
+
+_EXPLAIN = QueryParameter(
+    "explain", "add the explanation: each rule tried, its line, whether it matched, the facts read",
+    {"type": "boolean", "default": False},
+)
+
+
+@document(
+    "Decide a purpose on the evidence the gateway gathers",
+    tags=["decisions"], request=EvaluateRequest, response=DecisionBody, errors=(400, 403, 503, 504),
+    query=(_EXPLAIN,), auth=True,
+)
+async def evaluate(request: Request) -> JSONResponse:
+    """Checks the purpose's consents (403 `missing_consent`, `consent_expired`,
+    `consent_revoked`) and its `context` schema (400 `invalid_context`), gathers exactly
+    the facts the purpose declares (registries, credentials, consents, the token's
+    subject) concurrently, and decides. An unknown purpose is a 400 `unknown_purpose`
+    listing the known ones; a registry that does not answer in time is a 504
+    `registry_unavailable` (the request is still audited, its `decision_id` in the body).
+    """
+    principal = await require_principal(request)
+    explain = query_flag(request, "explain")
+    body = await read_json(request, EvaluateRequest)
+    state = request.app.state
+    live: LivePolicies = state.policies
+    policy_set = live.current  # read once: this request uses this set throughout
+    if policy_set is None:
+        raise ApiError(503, "no policy set is loaded", error="not_ready")
+    consent, sources = evidence_sources(state)
+    decision = await evaluate_purpose(
+        policy_set, body.purpose, body.context, principal,
+        consent=consent, sources=sources, deadline=evidence_deadline(state), explain=explain,
+        events=state.events, request_id=request_id_of(request.scope),
+    )
+    return JSONResponse(decision)
+
+
+routes = [Route("/decision/evaluate", evaluate, methods=["POST"])]
+
+__all__ = ["ConsentChecks", "EvaluateRequest", "evaluate_purpose", "known_purpose", "log_undecided", "routes"]

@@ -1,0 +1,138 @@
+"""HTTP endpoints of the data rights: `GET /me/data-export` and `DELETE /me`.
+
+Thin handlers: authenticate, parse the filters, call the service, shape the answer.
+Both act on the caller only (`Principal.sub`): there is no way to name another user.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.routing import Route
+
+from server.auth import require_principal
+from server.auth.guard import audit_context, auth_service
+from server.auth.service import database_errors
+from server.errors import ApiError
+from server.openapi import QueryParameter, document
+from server.privacy.service import (
+    ExportFilters,
+    check_window,
+    erase_user,
+    export_data,
+    subject_refs,
+)
+from server.responses import JSONResponse
+
+_TAGS = ["privacy"]
+_ACTION = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+class ExportResponse(BaseModel):
+    user_id: str
+    export_date: str = Field(description="UTC, RFC 3339")
+    filters: dict[str, str | None] = Field(description="the `from`, `to` and `action` applied")
+    profile: dict[str, Any]
+    consents: list[dict[str, Any]]
+    credentials: list[dict[str, Any]]
+    events: list[dict[str, Any]] = Field(
+        description="the caller's audit events, oldest first: id, timestamp, action, purpose, decision, "
+                    "reason, decision_id, policy_revision, request_id"
+    )
+    total: int = Field(description="how many events")
+
+
+class ErasureResponse(BaseModel):
+    message: str
+    user_id: str
+    deleted_at: str = Field(description="UTC, RFC 3339")
+    deleted: list[str] = Field(description="what was erased: the stores' tables and the registry cache")
+    retained: list[str] = Field(description="what is kept (see `retention` for why)")
+    counts: dict[str, int] = Field(description="rows (or cache entries) deleted, by name")
+    sessions_revoked: int
+    retention: dict[str, str]
+
+
+def parse_instant(name: str, value: str | None, *, end_of_day: bool = False) -> datetime | None:
+    """An RFC 3339 date-time (UTC when it has no offset) or a date: its midnight, or the
+    next midnight with `end_of_day` (so `to=2026-01-31` includes that day)."""
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime.combine(day, time(), UTC)
+            return moment + timedelta(days=1) if end_of_day else moment
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{name}: expected a date (2026-01-31) or an RFC 3339 date-time "
+                            f"(2026-01-31T10:00:00Z), got {value[:40]!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_filters(request: Request) -> ExportFilters:
+    query = request.query_params
+    unknown = sorted(set(query) - {"from", "to", "action"})
+    if unknown:
+        raise ApiError(400, f"{unknown[0]}: unknown query parameter; the filters are from, to and action")
+    action = query.get("action") or None
+    if action is not None and not _ACTION.match(action):
+        raise ApiError(400, "action: expected an audit action name such as decision_made")
+    return check_window(ExportFilters(
+        since=parse_instant("from", query.get("from")),
+        until=parse_instant("to", query.get("to"), end_of_day=True),
+        action=action,
+    ))
+
+
+_FILTERS = (
+    QueryParameter("from", "events at or after this date or date-time (RFC 3339)", {"type": "string"}),
+    QueryParameter("to", "events before this date-time, or up to the end of this date", {"type": "string"}),
+    QueryParameter("action", "only events of this action, e.g. `decision_made`", {"type": "string"}),
+)
+
+
+@document("Export the caller's data", tags=_TAGS, response=ExportResponse, query=_FILTERS, auth=True)
+async def data_export(request: Request) -> JSONResponse:
+    """The caller's profile, consents, credentials and audit events (filtered by `from`,
+    `to` and `action`). Events are found by the caller's pseudonymous subject reference;
+    an event appears once the audit writer has stored it (within about a second)."""
+    principal = await require_principal(request)
+    filters = parse_filters(request)
+    state = request.app.state
+    with database_errors():
+        body = await export_data(
+            principal, filters, stores=state.stores, consent=state.consent,
+            refs=subject_refs(state.events, state.settings), audit=audit_context(request),
+            now=auth_service(request).now(),
+        )
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+@document("Erase the caller's personal data", tags=_TAGS, response=ErasureResponse, auth=True)
+async def erase_me(request: Request) -> JSONResponse:
+    """Revokes every session and token of the caller, deletes their profile, sessions,
+    refresh tokens, consents and credentials in one transaction, evicts registry answers
+    cached for them, and keeps their audit events under a pseudonymous reference that
+    nothing links to them any more. The token used stops working: a second call is a 401."""
+    principal = await require_principal(request)
+    state = request.app.state
+    with database_errors():
+        body = await erase_user(
+            principal, auth=auth_service(request), stores=state.stores, registry=state.registry,
+            audit=audit_context(request),
+        )
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+routes = [
+    Route("/me/data-export", data_export, methods=["GET"]),
+    Route("/me", erase_me, methods=["DELETE"]),
+]
+
+__all__ = ["ErasureResponse", "ExportResponse", "parse_filters", "parse_instant", "routes"]

@@ -1,0 +1,213 @@
+"""The data rights of SPEC section 7: what the gateway holds about the caller, and erasure.
+
+`export_data` gathers the caller's profile, consents and credentials from the stores and
+their audit events from the trail, looked up by the caller's pseudonymous `subject_ref`
+(the same keyed hash the audit publisher stores, SPEC section 10). An event appears in
+the export once the audit writer has stored it (it flushes at least every second).
+
+`erase_user` runs, in this order:
+
+    revoke every session and token   AuthService.revoke_all: the answer's own token stops
+                                     working, so a second call is a 401
+    delete the personal data         stores.users.erase: the user and every row that
+                                     belongs to them, in one transaction
+    evict cached registry answers    RegistryService.evict_subject (lookups made for the
+                                     user) and evict(national_id) of their credentials
+    audit                            `data_deleted`, under the subject_ref nothing links to
+                                     a person any more
+
+Revoking comes first: if the deletion then fails, nothing is half-erased and the caller
+logs in again to retry; the other way round a failure could leave an erased user's tokens
+valid for up to an hour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from server.audit import AuditPublisher, SubjectRefs, events_of_subject
+from server.auth import AuthService
+from server.auth.events import AuditContext
+from server.credentials.service import credential_json
+from server.errors import ApiError
+from server.events import EventPublisher
+from server.security import Principal, invalid_token
+from server.settings import Settings
+from stores import AuditEvent, NotFound, Stores, User
+
+DATA_EXPORTED = "data_exported"
+DATA_DELETED = "data_deleted"
+
+#: What erasure leaves behind, and why (the `retained` part of the answer).
+RETAINED: dict[str, str] = {
+    "audit_events": "kept for accountability under a pseudonymous subject_ref (a keyed hash of the user "
+                    "id); with the user deleted, nothing links them to a person",
+    "token_revocations": "the revoked sessions and tokens, kept until those tokens expire (at most one "
+                         "hour) so that none of them works again",
+}
+
+
+class ConsentLister(Protocol):
+    async def list(self, user_id: str) -> Sequence[Any]:
+        """The user's consents; each has `to_json()`."""
+        ...
+
+
+class RegistryEviction(Protocol):
+    async def evict(self, national_id: str) -> None: ...
+
+    async def evict_subject(self, subject: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFilters:
+    """`from` (inclusive), `to` (exclusive) and `action` of `GET /me/data-export`."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    action: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"from": iso(self.since), "to": iso(self.until), "action": self.action}
+
+
+def iso(value: datetime | None) -> str | None:
+    """UTC, RFC 3339 with a `Z` (milliseconds only when there are any)."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    spec = "milliseconds" if value.microsecond else "seconds"
+    return value.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def subject_refs(events: EventPublisher, settings: Settings) -> SubjectRefs:
+    """The publisher's subject_ref key (or the same key file, with a test publisher)."""
+    if isinstance(events, AuditPublisher):
+        return events.subject_refs
+    return SubjectRefs.from_key_dir(settings.key_dir)
+
+
+def profile_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "verified": user.verified,
+        "created_at": iso(user.created_at),
+        "updated_at": iso(user.updated_at),
+    }
+
+
+def event_json(event: AuditEvent) -> dict[str, Any]:
+    """An audit event as exported: what happened, without the trail's chain fields."""
+    return {
+        "id": event.id,
+        "timestamp": iso(event.timestamp),
+        "action": event.action,
+        "purpose": event.purpose,
+        "decision": event.decision,
+        "reason": event.reason,
+        "decision_id": event.decision_id,
+        "policy_revision": event.policy_revision,
+        "request_id": event.request_id,
+    }
+
+
+async def _user(stores: Stores, principal: Principal) -> User:
+    try:
+        return await stores.users.get(principal.sub)
+    except NotFound:
+        raise invalid_token("the token's user no longer exists") from None
+
+
+async def export_data(
+    principal: Principal,
+    filters: ExportFilters,
+    *,
+    stores: Stores,
+    consent: ConsentLister,
+    refs: SubjectRefs,
+    audit: AuditContext,
+    now: datetime,
+) -> dict[str, Any]:
+    """Everything the gateway holds about the caller, and their audit events."""
+    user = await _user(stores, principal)
+    consents = await consent.list(user.id)
+    credentials = await stores.credentials.list_for_user(user.id)
+    events = await events_of_subject(
+        stores.audit_events, refs, user.id, since=filters.since, until=filters.until, action=filters.action
+    )
+    audit.emit(DATA_EXPORTED, user.id, outcome="exported", reason=f"{len(events)} events", when=now)
+    return {
+        "user_id": user.id,
+        "export_date": iso(now),
+        "filters": filters.to_json(),
+        "profile": profile_json(user),
+        "consents": [c.to_json() for c in consents],
+        "credentials": [credential_json(c) for c in credentials],
+        "events": [event_json(e) for e in events],
+        "total": len(events),
+    }
+
+
+async def erase_user(
+    principal: Principal,
+    *,
+    auth: AuthService,
+    stores: Stores,
+    registry: RegistryEviction,
+    audit: AuditContext,
+) -> dict[str, Any]:
+    """Erase the caller's personal data (see the module docstring for the order)."""
+    user = await _user(stores, principal)
+    national_ids = {
+        value for c in await stores.credentials.list_for_user(user.id)
+        if isinstance(value := c.claims.get("national_id"), str)
+    }
+    sessions = await auth.revoke_all(principal, audit)
+    try:
+        counts = await stores.users.erase(user.id)
+    except NotFound:  # erased by a concurrent call between the two steps
+        raise invalid_token("the token's user no longer exists") from None
+    evicted = await registry.evict_subject(user.id)
+    for national_id in sorted(national_ids):
+        await registry.evict(national_id)
+    now = auth.now()
+    audit.emit(DATA_DELETED, user.id, outcome="deleted", reason=f"{sum(counts.values())} rows", when=now)
+    return {
+        "message": "your personal data has been erased; your tokens no longer work",
+        "user_id": user.id,
+        "deleted_at": iso(now),
+        "deleted": [*sorted(counts), "registry_cache"],
+        "retained": list(RETAINED),
+        "counts": {**counts, "registry_cache": evicted},
+        "sessions_revoked": sessions,
+        "retention": RETAINED,
+    }
+
+
+def check_window(filters: ExportFilters) -> ExportFilters:
+    if filters.since is not None and filters.until is not None and filters.since >= filters.until:
+        raise ApiError(400, "from: must be earlier than to")
+    return filters
+
+
+__all__ = [
+    "DATA_DELETED",
+    "DATA_EXPORTED",
+    "RETAINED",
+    "ConsentLister",
+    "ExportFilters",
+    "RegistryEviction",
+    "check_window",
+    "erase_user",
+    "event_json",
+    "export_data",
+    "iso",
+    "profile_json",
+    "subject_refs",
+]
