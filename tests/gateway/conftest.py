@@ -15,6 +15,7 @@ where a missing server fails them.
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
+from server.app import create_app
 from server.settings import Settings
+from stores import AuditEvent
 from tests.auth.conftest import (
     ISSUER,
     FakeClock,
@@ -67,6 +70,12 @@ class GatewayClient(Gateway):
         assert response.status_code == 200, response.text
         return Caller(user_id=session["user_id"], email=email, tokens=response.json())
 
+    async def later(self, caller: Caller, **delta: float) -> Caller:
+        """Move the clock on by `delta` (timedelta arguments) and log the caller in again:
+        their access token may have expired meanwhile."""
+        self.clock.advance(**delta)
+        return await self.caller(caller.email)
+
     async def grant(self, caller: Caller, *purposes: str) -> httpx.Response:
         response = await self.client.post("/auth/consent", json={"purposes": list(purposes)},
                                           headers=caller.headers)
@@ -88,6 +97,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return url_for(request, request.param, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def durable_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url_for(request, request.param, tmp_path)
 
 
@@ -142,4 +156,34 @@ async def regulated_gateway(
 ) -> AsyncIterator[GatewayClient]:
     """A gateway with IDGW_REGULATED_MODE=true, on memory, then on SQLite."""
     async with start_gateway(gateway_settings(database_url=database_url, regulated_mode=True), clock) as gw:
+        yield gw
+
+
+# -- with the real audit publisher (data export, the whole flow) ----------------------------
+
+
+@asynccontextmanager
+async def start_audited_gateway(settings: Settings, clock: FakeClock | None = None) -> AsyncIterator[GatewayClient]:
+    """Like `start_gateway`, but with the app's own `AuditPublisher`, so events are stored
+    in the app's database (its key and spill files land in the test's directory)."""
+    clock = clock or FakeClock()
+    app = create_app(settings, log_stream=io.StringIO())
+    app.state.auth.clock = clock
+    async with started(app, clock) as gw:
+        yield GatewayClient(gw.app, gw.client, gw.clock)
+
+
+async def stored_events(gateway: GatewayClient) -> list[AuditEvent]:
+    """Every stored audit event, once the publisher has stored what was emitted so far."""
+    assert await gateway.app.state.events.wait_delivered(10), "the audit publisher did not catch up"
+    events: list[AuditEvent] = await gateway.app.state.stores.audit_events.query()
+    return events
+
+
+@pytest.fixture
+async def audited_gateway(
+    gateway_settings: Callable[..., Settings], database_url: str, clock: FakeClock
+) -> AsyncIterator[GatewayClient]:
+    """A gateway storing its audit events, on memory, then on SQLite."""
+    async with start_audited_gateway(gateway_settings(database_url=database_url), clock) as gw:
         yield gw
