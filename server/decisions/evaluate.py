@@ -11,14 +11,19 @@ The decision flow of SPEC section 7, in order:
     decide                  server.decisions.service.decide: the engine, decisions_total,
                             the `decision_made` event with decision_id and policy_revision
 
-A request whose evidence cannot be gathered is still in the decision log: a
-`decision_made` event with outcome `fail` and the error code as its reason, whose
-`decision_id` the error answer carries.
+A request refused for want of consent, or whose evidence cannot be gathered, is still
+in the decision log: a `decision_made` event with outcome `fail` and the error code as
+its reason (`missing_consent`, `registry_unavailable`, ...), whose `decision_id` the
+error answer carries. Requests refused before that (no token, a malformed body, an
+unknown purpose, a context outside the schema) reach no one's data and are not logged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -108,34 +113,37 @@ async def evaluate_purpose(
 ) -> dict[str, Any]:
     """The decision JSON for `purpose_name` about `principal`, following the flow above."""
     purpose = known_purpose(policy_set, purpose_name)
-    with database_errors():
+    refusals = partial(logged_refusal, policy_set, purpose_name, events, request_id, principal.sub)
+    with refusals():
         for required in purpose.consent:
             await consent.require(principal.sub, required)
     problems = purpose.validate_context(context)
     if problems:
         raise ApiError(400, "; ".join(problems), error="invalid_context")
+    with refusals():
+        facts = await gather_evidence(purpose, EvidenceRequest(principal, context), sources, deadline)
+    return decide(policy_set, purpose_name, facts, explain, events, request_id, principal.sub)
+
+
+@contextmanager
+def logged_refusal(
+    policy_set: PolicySet, purpose: str, events: EventPublisher, request_id: str | None, subject: str
+) -> Iterator[None]:
+    """Put a failure of the block in the decision log (`log_undecided`, the error code as
+    reason) and its `decision_id` in the error answer; the database being down is a 503."""
     try:
         with database_errors():
-            facts = await gather_evidence(purpose, EvidenceRequest(principal, context), sources, deadline)
+            yield
     except Exception as exc:
-        error = _as_api_error(exc)
-        reason = error.error if error is not None else "internal_error"
-        decision_id = log_undecided(policy_set, purpose_name, reason, events, request_id, principal.sub)
-        if error is None:
+        error = exc.as_api_error() if isinstance(exc, EvidenceTimeout) else exc
+        reason = error.error if isinstance(error, ApiError) else "internal_error"
+        decision_id = log_undecided(policy_set, purpose, reason, events, request_id, subject)
+        if not isinstance(error, ApiError):
             raise  # a bug: a 500 (the log has the trace), still in the decision log
         error.extra["decision_id"] = decision_id
         if error is exc:
             raise
         raise error from exc
-    return decide(policy_set, purpose_name, facts, explain, events, request_id, principal.sub)
-
-
-def _as_api_error(exc: Exception) -> ApiError | None:
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, EvidenceTimeout):
-        return exc.as_api_error()
-    return None
 
 
 def log_undecided(

@@ -75,11 +75,18 @@ def parse_instant(name: str, value: str | None, *, end_of_day: bool = False) -> 
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def parse_filters(request: Request) -> ExportFilters:
-    query = request.query_params
-    unknown = sorted(set(query) - {"from", "to", "action"})
+def refuse_other_parameters(request: Request, known: tuple[str, ...]) -> None:
+    """A 400 for a query parameter the endpoint does not take: ignoring `?user_id=...`
+    would act on the caller while the client meant someone else."""
+    unknown = sorted(set(request.query_params) - set(known))
     if unknown:
-        raise ApiError(400, f"{unknown[0]}: unknown query parameter; the filters are from, to and action")
+        takes = f"the parameters are {', '.join(known)}" if known else "this endpoint takes no parameters"
+        raise ApiError(400, f"{unknown[0]}: unknown query parameter; {takes}")
+
+
+def parse_filters(request: Request) -> ExportFilters:
+    refuse_other_parameters(request, ("from", "to", "action"))
+    query = request.query_params
     action = query.get("action") or None
     if action is not None and not _ACTION.match(action):
         raise ApiError(400, "action: expected an audit action name such as decision_made")
@@ -121,6 +128,7 @@ async def erase_me(request: Request) -> JSONResponse:
     cached for them, and keeps their audit events under a pseudonymous reference that
     nothing links to them any more. The token used stops working: a second call is a 401."""
     principal = await require_principal(request)
+    refuse_other_parameters(request, ())
     state = request.app.state
     with database_errors():
         body = await erase_user(

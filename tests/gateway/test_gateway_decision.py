@@ -199,13 +199,18 @@ async def test_missing_consent_is_a_403_before_anything_is_gathered(gateway: Gat
     bob = await gateway.caller("bob@example.com")
     await gateway.grant(bob, "decision_evaluation")  # high_value_transfer also needs registry_check
     before = dict(gateway.app.state.registry.calls)
-    body = assert_error(await evaluate(gateway, bob, "high_value_transfer", national_id="B0B12345", amount=1),
-                        403, "missing_consent", "registry_check")
+    response = await evaluate(gateway, bob, "high_value_transfer", national_id="B0B12345", amount=1)
+    body = assert_error(response, 403, "missing_consent", "registry_check")
     assert body["purpose"] == "registry_check"
     # consents come before the context: even an invalid one answers 403
     assert_error(await evaluate(gateway, bob, "sanctions_screening", national_id="bad id"), 403, "missing_consent")
     assert gateway.app.state.registry.calls == before
-    assert decisions(gateway) == []
+    # the refusals are in the decision log, as fails with the refusal as reason
+    first, second = decisions(gateway)
+    assert (first.decision_id, first.purpose, first.decision, first.reason, first.subject, first.request_id) == (
+        body["decision_id"], "high_value_transfer", "fail", "missing_consent", bob.user_id,
+        response.headers["x-request-id"])
+    assert (second.purpose, second.reason) == ("sanctions_screening", "missing_consent")
 
 
 async def test_revoked_and_expired_consents_are_403(gateway: GatewayClient, ada: Caller) -> None:
@@ -213,8 +218,10 @@ async def test_revoked_and_expired_consents_are_403(gateway: GatewayClient, ada:
                                        headers=ada.headers)
     assert revoke.status_code == 200, revoke.text
     assert_error(await evaluate(gateway, ada, "sanctions_screening", national_id=PEP), 403, "consent_revoked")
-    later = await gateway.later(ada, days=366)
+    gateway.clock.advance(days=366)
+    later = await gateway.caller(ada.email)  # the first access token has long expired
     assert_error(await evaluate(gateway, later, national_id=VALID_ADULT), 403, "consent_expired", "expired")
+    assert [e.reason for e in decisions(gateway)] == ["consent_revoked", "consent_expired"]
 
 
 @pytest.mark.parametrize(("context", "words"), [
