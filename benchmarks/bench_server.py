@@ -15,6 +15,9 @@ the figures measure the server. Phases, each bounded by a request count and a de
    shown too (on a shared machine the slower runs measure the neighbours);
 4. resident memory (VmRSS) of the worker before and after `--memory-requests` decisions.
 
+The server runs as deployed by default: SQLite in a temporary directory, so each decision's
+audit event is queued, chained and written by the audit writer in the same worker.
+
     .venv/bin/python benchmarks/bench_server.py
     .venv/bin/python benchmarks/bench_server.py --quick      # a smoke run, a few seconds
 
@@ -41,6 +44,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 IDGW = Path(sys.executable).with_name("idgw")
+#: The embedded default, in the run's throwaway working directory. Every decision is an
+#: audit event: `memory://` would keep all of them in the worker (memory cannot stay flat).
+DATABASE_URL = "sqlite:///./idgw.db"
 
 FACTS = {
     "sanctions_listed": False, "citizen_valid": True, "is_over_18": True, "has_credential": False,
@@ -153,10 +159,10 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def start_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def start_server(port: int, workdir: Path, database_url: str = DATABASE_URL) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
     env.update(IDGW_DATA_API_AUTH="none", IDGW_LOG_FORMAT="json", IDGW_LOG_LEVEL="INFO",
-               IDGW_DATABASE_URL="memory://")
+               IDGW_DATABASE_URL=database_url)
     process = subprocess.Popen(
         [str(IDGW), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--policy-dir", str(workdir / "policies")],
@@ -225,6 +231,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=300.0, help="bound on the whole run")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--database-url", default=DATABASE_URL,
+                        help="IDGW_DATABASE_URL of the server (relative paths: the run's temporary directory)")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.repeat, args.warmup, args.paced_seconds, args.memory_requests = 2000, 1, 500, 2.0, 5000
@@ -239,7 +247,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="idgw-bench-"))
     shutil.copytree(REPO / "policies", workdir / "policies")
     port = free_port()
-    server = start_server(port, workdir)
+    server = start_server(port, workdir, args.database_url)
     try:
         figures = asyncio.run(bench(port, server.pid, args))
     finally:
@@ -261,6 +269,7 @@ def main() -> None:
         "machine": f"{platform.python_implementation()} {platform.python_version()}, "
                    f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
         "connections": args.connections,
+        "database_url": args.database_url,
         "trivial_rps": round(trivial.rate), "trivial_p50_ms": ms(trivial.percentile(0.5)),
         "trivial_p99_ms": ms(trivial.percentile(0.99)),
         "decision_rps": round(decision.rate), "decision_p50_ms": ms(decision.percentile(0.5)),
@@ -276,7 +285,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"machine: {result['machine']}; {args.connections} keep-alive connections, best of {args.repeat}")
+    print(f"machine: {result['machine']}; {args.connections} keep-alive connections, best of {args.repeat}; "
+          f"database {args.database_url}")
     print("| endpoint | requests/s | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|")
     print(f"| GET /health/live (ceiling) | {result['trivial_rps']} | {result['trivial_p50_ms']} | "

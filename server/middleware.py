@@ -12,7 +12,6 @@ they do only dictionary lookups and one log call.
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterable
 
@@ -23,6 +22,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import error_response, internal_error_response
+from server.ids import random_hex
 from server.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS, LabelCache
 from server.openapi import walk_routes
 
@@ -34,7 +34,7 @@ UNMATCHED = "unmatched"
 
 
 def new_request_id() -> str:
-    return secrets.token_hex(16)
+    return random_hex(16)
 
 
 class RouteTemplates:
@@ -83,7 +83,10 @@ class RequestContextMiddleware:
                 response_started = True
                 status = message["status"]
                 headers = list(message.get("headers", ()))
-                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                for name, _ in headers:
+                    if name.lower() == b"x-request-id":
+                        break
+                else:
                     headers.append(header)
                 message["headers"] = headers
             await send(message)

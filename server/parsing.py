@@ -24,6 +24,8 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 
 
 def is_json_media_type(content_type: str | None) -> bool:
+    if content_type == "application/json":
+        return True
     if not content_type:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
@@ -65,14 +67,19 @@ async def read_body(request: Request) -> bytes:
             raise ClientDisconnect()
 
 
-async def read_json(request: Request, model: type[M]) -> M:
-    """The request body parsed and validated as `model`."""
+async def read_json_body(request: Request) -> bytes:
+    """The body of a request that must carry JSON: 415 for another media type, 400 if empty."""
     content_type = _header(request, b"content-type")
     if not is_json_media_type(content_type):
         raise ApiError(415, f"expected Content-Type: application/json, got {content_type or 'none'}")
     body = await read_body(request)
     if not body.strip():
         raise ApiError(400, "the request body is empty; a JSON object is expected", error="invalid_json")
+    return body
+
+
+def parse_json(body: bytes, model: type[M]) -> M:
+    """`body` parsed and validated as `model` (400 naming the field, or the JSON error)."""
     try:
         parsed = model.model_validate_json(body)
     except ValidationError as err:
@@ -81,12 +88,22 @@ async def read_json(request: Request, model: type[M]) -> M:
             detail = (json_errors[0].get("ctx") or {}).get("error", json_errors[0]["msg"])
             raise ApiError(400, f"malformed JSON: {detail}", error="invalid_json") from None
         raise ApiError(400, "; ".join(validation_problems(err))) from None
+    reject_non_finite(body, parsed.__dict__)
+    return parsed
+
+
+def reject_non_finite(body: bytes, parsed: dict[str, object]) -> None:
+    """400 when the JSON held NaN, Infinity or a number too large for a float (1e999):
+    the parser turns them into floats that no JSON can carry back."""
     if _MAYBE_NON_FINITE.search(body):
-        # The parser turns NaN, Infinity and 1e999 into floats that no JSON can carry back.
-        where = _non_finite(parsed.__dict__, ())
+        where = _non_finite(parsed, ())
         if where is not None:
             raise ApiError(400, f"{field_path(where)}: numbers must be finite")
-    return parsed
+
+
+async def read_json(request: Request, model: type[M]) -> M:
+    """The request body parsed and validated as `model`."""
+    return parse_json(await read_json_body(request), model)
 
 
 def _header(request: Request, name: bytes) -> str | None:
@@ -129,4 +146,14 @@ def query_flag(request: Request, name: str) -> bool:
     raise ApiError(400, f"{name}: expected true or false, got {value!r}")
 
 
-__all__ = ["field_path", "is_json_media_type", "query_flag", "read_body", "read_json", "validation_problems"]
+__all__ = [
+    "field_path",
+    "is_json_media_type",
+    "parse_json",
+    "query_flag",
+    "read_body",
+    "read_json",
+    "read_json_body",
+    "reject_non_finite",
+    "validation_problems",
+]

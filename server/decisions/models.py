@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field
+
+from server.parsing import parse_json, reject_non_finite
 
 
 class DataRequest(BaseModel):
@@ -27,6 +30,26 @@ class DataRequest(BaseModel):
     input: dict[str, Any] = Field(
         description="the facts the purpose declares, plus `context` (the request context object)"
     )
+
+
+def parse_data_request(body: bytes) -> dict[str, Any]:
+    """The `input` of a `DataRequest` JSON body, validated.
+
+    The body every client sends (`{"input": {...}}`) is accepted on a plain check of the
+    parsed JSON, which is exactly what the model would accept; anything else (malformed
+    JSON, a missing or extra field, an `input` that is not an object) goes through the
+    model, so every error reads as before.
+    """
+    try:
+        parsed = pydantic_core.from_json(body)
+    except ValueError:
+        parsed = None
+    if parsed.__class__ is dict and len(parsed) == 1:
+        facts = parsed.get("input")
+        if facts.__class__ is dict:
+            reject_non_finite(body, parsed)
+            return facts  # type: ignore[no-any-return]
+    return parse_json(body, DataRequest).input
 
 
 class DecisionBody(BaseModel):
@@ -82,4 +105,12 @@ class PoliciesResponse(BaseModel):
     pid: int
 
 
-__all__ = ["DataRequest", "DataResponse", "DecisionBody", "PoliciesResponse", "PurposeSummary", "ReloadBody"]
+__all__ = [
+    "DataRequest",
+    "DataResponse",
+    "DecisionBody",
+    "PoliciesResponse",
+    "PurposeSummary",
+    "ReloadBody",
+    "parse_data_request",
+]

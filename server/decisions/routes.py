@@ -8,11 +8,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
-from server.decisions.models import DataRequest, DataResponse, PoliciesResponse
+from server.decisions.models import DataRequest, DataResponse, PoliciesResponse, parse_data_request
 from server.decisions.service import decide
 from server.errors import ApiError, request_id_of
 from server.openapi import QueryParameter, document
-from server.parsing import query_flag, read_json
+from server.parsing import query_flag, read_json_body
 from server.reload import LivePolicies
 from server.responses import JSONResponse
 
@@ -33,19 +33,20 @@ async def data_api(request: Request) -> JSONResponse:
     An unknown purpose is a 404 whose body lists the known purposes; a `context` that
     does not match the purpose's schema is a 400 naming the field.
     """
-    principal = await request.app.state.data_api_auth(request)
+    state = request.app.state
+    principal = await state.data_api_auth(request)
     explain = query_flag(request, "explain")
-    body = await read_json(request, DataRequest)
-    live: LivePolicies = request.app.state.policies
+    facts = parse_data_request(await read_json_body(request))
+    live: LivePolicies = state.policies
     policy_set = live.current  # read once: this request uses this set throughout
     if policy_set is None:
         raise ApiError(503, "no policy set is loaded", error="not_ready")
     decision = decide(
         policy_set,
         request.path_params["purpose"],
-        body.input,
+        facts,
         explain,
-        request.app.state.events,
+        state.events,
         request_id_of(request.scope),
         principal.sub if principal is not None else None,
     )

@@ -7,7 +7,6 @@ event and shapes the decision JSON. Nothing here gathers facts.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -15,10 +14,11 @@ from typing import Any
 
 from dsl import UNDEFINED
 from engine import PolicySet, Purpose, UnknownPurpose
-from engine.context import validate_context
+from engine.context import context_validator
 from engine.policyset import lookup
 from server.errors import ApiError
 from server.events import DecisionMade, EventPublisher
+from server.ids import random_urlsafe
 from server.metrics import DECISIONS, POLICY_EVALUATION_DURATION, LabelCache
 
 _decisions = LabelCache(DECISIONS)
@@ -26,7 +26,7 @@ _evaluation_durations = LabelCache(POLICY_EVALUATION_DURATION)
 
 
 def new_decision_id() -> str:
-    return "dec_" + secrets.token_urlsafe(16)
+    return "dec_" + random_urlsafe(16)
 
 
 def resolve_purpose(policy_set: PolicySet, name: str) -> Purpose:
@@ -45,7 +45,8 @@ def resolve_purpose(policy_set: PolicySet, name: str) -> Purpose:
 def supplied_evidence(purpose: Purpose, facts: Mapping[str, Any]) -> dict[str, Any]:
     """The declared facts the caller supplied (absent ones are left out)."""
     out: dict[str, Any] = {}
-    for name in purpose.facts:
+    for spec in purpose.evidence:
+        name = spec.name
         value = facts.get(name, UNDEFINED) if "." not in name else lookup(facts, name)
         if value is not UNDEFINED:
             out[name] = value  # parsed from JSON: already JSON-safe
@@ -63,7 +64,7 @@ def decide(
 ) -> dict[str, Any]:
     """Decide `purpose_name` on `facts` with `policy_set`; return the decision JSON."""
     purpose = resolve_purpose(policy_set, purpose_name)
-    problems = validate_context(purpose.context, facts.get("context"))
+    problems = context_validator(purpose.context)(facts.get("context"))  # compiled once per policy set
     if problems:
         raise ApiError(400, "; ".join(f"input.{p}" for p in problems), error="invalid_context")
     started = time.perf_counter()
@@ -80,7 +81,7 @@ def decide(
             decision=decision.status,
             reason=decision.reason,
             policy_revision=decision.revision,
-            timestamp=body["evaluated_at"],
+            timestamp=str(body["evaluated_at"]),
             request_id=request_id,
             subject=subject,
         )
