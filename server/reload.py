@@ -202,6 +202,9 @@ class LivePolicies:
             candidate = _build(self.policy_dir, live.revision if live else None, self.gate)
             outcome = candidate.outcome
             self._fingerprint = seen
+            # The status is read without the lock: record the outcome before the swap so
+            # that a reader who sees the new revision also sees how it got there.
+            self.last_reload = outcome
             if outcome.result == "success" and candidate.policy_set is not None:
                 self.current = candidate.policy_set  # the atomic swap
                 logger.info(
@@ -215,9 +218,8 @@ class LivePolicies:
                 )
             else:
                 logger.debug("policy_reload_unchanged", revision=outcome.revision)
-            # "unchanged" after a rejection means the files are back to the live set:
-            # the old error no longer applies, so it is replaced too.
-            self.last_reload = outcome
+            # ("unchanged" after a rejection means the files are back to the live set:
+            # the old error no longer applies, so it is replaced too.)
             self.counts[outcome.result] += 1
             POLICY_RELOADS.labels(outcome.result).inc()
             return outcome
