@@ -145,8 +145,11 @@ class MemorySessionStore:
         except KeyError:
             raise NotFound(f"session {session_id!r} not found") from None
 
-    async def set_status(self, session_id: str, status: str) -> Session:
-        updated = dataclasses.replace(await self.get(session_id), status=status)
+    async def set_status(self, session_id: str, status: str, expected: str | None = None) -> Session:
+        current = await self.get(session_id)
+        if expected is not None and current.status != expected:
+            raise Conflict(f"session {session_id!r} is {current.status!r}, not {expected!r}")
+        updated = dataclasses.replace(current, status=status)
         self._state.sessions[session_id] = updated
         return updated
 

@@ -72,7 +72,11 @@ class SessionStore(Protocol):
 
     async def get(self, session_id: str) -> Session: ...
 
-    async def set_status(self, session_id: str, status: str) -> Session: ...
+    async def set_status(self, session_id: str, status: str, expected: str | None = None) -> Session:
+        """Set the session's status. With `expected`, only when it currently has that
+        status (a compare-and-set: of two concurrent calls exactly one wins), else
+        ``Conflict``. ``NotFound`` when there is no such session."""
+        ...
 
     async def set_status_for_user(self, user_id: str, status: str) -> int:
         """Set the status of every session of the user; returns how many changed."""

@@ -189,14 +189,24 @@ class SqlSessionStore:
         )
         return self._record(row)
 
-    async def set_status(self, session_id: str, status: str) -> Session:
-        row = await _fetch_existing(
-            self._db,
-            f"UPDATE sessions SET status = %(status)s WHERE id = %(id)s RETURNING {_SESSION_COLUMNS}",
-            {"id": session_id, "status": status},
-            f"session {session_id!r} not found",
+    async def set_status(self, session_id: str, status: str, expected: str | None = None) -> Session:
+        if expected is None:
+            row = await _fetch_existing(
+                self._db,
+                f"UPDATE sessions SET status = %(status)s WHERE id = %(id)s RETURNING {_SESSION_COLUMNS}",
+                {"id": session_id, "status": status},
+                f"session {session_id!r} not found",
+            )
+            return self._record(row)
+        found = await self._db.fetch_one(
+            "UPDATE sessions SET status = %(status)s WHERE id = %(id)s AND status = %(expected)s"
+            f" RETURNING {_SESSION_COLUMNS}",
+            {"id": session_id, "status": status, "expected": expected},
         )
-        return self._record(row)
+        if found is None:
+            current = await self.get(session_id)  # NotFound when there is none
+            raise Conflict(f"session {session_id!r} is {current.status!r}, not {expected!r}")
+        return self._record(found)
 
     async def set_status_for_user(self, user_id: str, status: str) -> int:
         return await self._db.execute(

@@ -269,7 +269,10 @@ class AuthService:
             user = await stores.users.get(session.user_id)
         except NotFound:
             raise invalid_grant("the session's user no longer exists") from None
-        await stores.sessions.set_status(session.id, ACTIVE)
+        try:  # compare-and-set: of two concurrent exchanges of one session, one wins
+            await stores.sessions.set_status(session.id, ACTIVE, expected=PENDING)
+        except Conflict:
+            raise invalid_grant("the session was already exchanged or revoked") from None
         refresh_token = new_refresh_token()
         await stores.refresh_tokens.create(RefreshToken(
             token_hash=hash_refresh_token(refresh_token), family_id="fam_" + secrets.token_urlsafe(16),

@@ -3,6 +3,7 @@ revocation of one token, of a login and of every session; discovery and JWKS."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import jwt
@@ -110,6 +111,13 @@ async def test_a_session_is_exchanged_once_and_only_while_fresh(gateway: Gateway
     gateway.clock.advance(minutes=10)
     late = await gateway.client.post("/auth/token", json={"grant_type": "session", "session_id": stale["session_id"]})
     assert late.status_code == 400 and "10 minutes" in late.json()["error_description"]
+
+
+async def test_concurrent_exchanges_of_one_session_yield_one_set_of_tokens(gateway: Gateway) -> None:
+    session = await gateway.authorize()
+    grant = {"grant_type": "session", "session_id": session["session_id"]}
+    responses = await asyncio.gather(*(gateway.client.post("/auth/token", json=grant) for _ in range(5)))
+    assert sorted(r.status_code for r in responses) == [200, 400, 400, 400, 400]
 
 
 async def test_revoking_one_access_token_leaves_the_others(gateway: Gateway) -> None:

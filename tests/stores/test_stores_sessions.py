@@ -50,6 +50,19 @@ async def test_set_status(stores: Stores, session: Session) -> None:
     assert await stores.sessions.get(session.id) == updated
 
 
+async def test_set_status_with_expected_is_a_compare_and_set(stores: Stores, session: Session) -> None:
+    assert session.status == "active"
+    with pytest.raises(Conflict):
+        await stores.sessions.set_status(session.id, "revoked", expected="pending_consent")
+    assert (await stores.sessions.get(session.id)).status == "active"
+    won = await stores.sessions.set_status(session.id, "revoked", expected="active")
+    assert won.status == "revoked"
+    with pytest.raises(Conflict):  # a second caller expecting the old status loses
+        await stores.sessions.set_status(session.id, "revoked", expected="active")
+    with pytest.raises(NotFound):
+        await stores.sessions.set_status("nobody", "active", expected="pending_consent")
+
+
 async def test_set_status_for_user_counts_only_changes(
     stores: Stores, user: User, now: datetime
 ) -> None:
