@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     audit_nats_stream: str = Field("IDGW_AUDIT", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     registry_latency_ms: int = Field(0, ge=0, le=60_000)
     registry_timeout_ms: int = Field(2000, ge=1, le=600_000)
+    #: Probability that a mock registry call fails (fault tests); 0 in production use.
+    registry_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
 
     # -- observability -----------------------------------------------------------------
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -284,6 +284,17 @@ async def test_a_registry_timeout_is_a_504_and_still_audited(
             assert event.request_id == response.headers["x-request-id"]
 
 
+async def test_failure_rate_setting_makes_every_lookup_fail(
+    gateway_settings: Callable[..., Settings], clock: FakeClock
+) -> None:
+    settings = gateway_settings(registry_failure_rate=1.0)
+    async with start_gateway(settings, clock) as gw:
+        ada = await gw.caller()
+        await gw.grant(ada, "registry_check")
+        response = await gw.client.post("/registry/citizen", json={"national_id": "123456789"}, headers=ada.headers)
+        assert response.status_code == 502 and response.json()["error"] == "registry_unavailable"
+
+
 async def test_registry_metrics_are_exposed(gateway: GatewayClient) -> None:
     ada = await gateway.caller()
     await gateway.grant(ada, "registry_check")
