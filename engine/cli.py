@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -280,7 +281,8 @@ def eval_command(purpose: str, input_file: IO[str] | None, explain: bool, direct
     decision = policy_set.decide(purpose, facts, explain=explain)
     declared = policy_set.purposes[purpose].facts
     evidence = {name: facts[name] for name in declared if name in facts}
-    click.echo(json.dumps(decision.to_dict(evidence=evidence), indent=2, default=str))
+    decision_id = "dec_" + secrets.token_urlsafe(16)
+    click.echo(json.dumps(decision.to_dict(decision_id=decision_id, evidence=evidence), indent=2, default=str))
 
 
 # -- repl ------------------------------------------------------------------------------

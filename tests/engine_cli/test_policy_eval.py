@@ -23,6 +23,7 @@ def test_decision_from_stdin() -> None:
     assert decision["conditions"] == ["enhanced_due_diligence"]
     assert decision["evidence"] == {"sanctions_listed": False, "is_pep": True}
     assert decision["policy_revision"].startswith("sha256:")
+    assert decision["decision_id"].startswith("dec_") and len(decision["decision_id"]) > 20
     assert "explanation" not in decision
 
 
