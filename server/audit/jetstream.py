@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from server.audit.spill import BrokenLine, decode_event, encode_event
+from server.audit.spill import BrokenLine, decode_lines, encode_event
 from server.audit.writer import Backoff, BatchWriter, Deadline
 from stores import AuditEvent
 
@@ -155,7 +155,7 @@ class JetStreamQueue:
             await self._write(messages, writer, deadline)
 
     async def _write(self, messages: list[Msg], writer: BatchWriter, deadline: Deadline) -> None:
-        decoded = [(message, decode_event(message.data)) for message in messages]
+        decoded = list(zip(messages, await decode_lines([m.data for m in messages]), strict=True))
         events = [event for _, event in decoded if isinstance(event, AuditEvent)]
 
         async def still_working() -> None:

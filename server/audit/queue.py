@@ -8,13 +8,15 @@ make the data API stop answering while PostgreSQL is down), and nothing is lost.
 
 `next_batch` hands the delivery task up to `batch_size` events as soon as that many are
 waiting, or whatever is waiting once the oldest has waited `flush_interval` seconds.
-While spill files hold events, every other batch comes from them.
+While spill files hold events, every other batch comes from them when a queued batch is
+due too, and every batch otherwise (the replay runs at full speed under a trickle).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections import deque
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from server.audit.metrics import AUDIT_EVENTS_SPILLED
-from server.audit.spill import BrokenLine, SpillFiles
+from server.audit.spill import BrokenLine, SpillFiles, decode_lines
 from stores import AuditEvent
 
 
@@ -104,18 +106,21 @@ class Outbox:
         (spill files are left for the next start then)."""
         while True:  # bounded: each pass returns or waits at most flush_interval
             now = time.monotonic()
-            if self.spill.pending and not stopping.is_set() and (self._spill_turn or not self._items):
+            queued_ready = bool(self._items) and (
+                len(self._items) >= self.batch_size
+                or now - self._items[0][0] >= self.flush_interval
+                or stopping.is_set()
+            )
+            # Turns alternate only while both sides have a batch ready: a queued batch that
+            # is not due yet (a trickle of live events) must not hold the replay back.
+            if self.spill.pending and not stopping.is_set() and (self._spill_turn or not queued_ready):
                 self._spill_turn = False
-                taken = self.spill.take(self.batch_size)
+                taken = await self._take_spilled()
                 if taken:
                     events = [e for e in taken if isinstance(e, AuditEvent)]
                     broken = [e for e in taken if isinstance(e, BrokenLine)]
                     return self._hand_out(Batch(events, broken, True, now))
-            if self._items and (
-                len(self._items) >= self.batch_size
-                or now - self._items[0][0] >= self.flush_interval
-                or stopping.is_set()
-            ):
+            if queued_ready:
                 self._spill_turn = True
                 oldest = self._items[0][0]
                 count = min(self.batch_size, len(self._items))
@@ -128,9 +133,24 @@ class Outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(timeout, 0.001))
 
+    async def _take_spilled(self) -> list[AuditEvent | BrokenLine]:
+        """`spill.take` without holding the event loop: the fsync of a sealed file runs in
+        a thread, the lines are decoded in slices."""
+        fd = self.spill.seal()
+        if fd is not None:
+            await asyncio.to_thread(_fsync_quietly, fd)
+        return await decode_lines(self.spill.take_lines(self.batch_size))
+
     def _hand_out(self, batch: Batch) -> Batch:
         self.in_flight = batch
         return batch
+
+
+def _fsync_quietly(fd: int) -> None:
+    # The descriptor may be closed meanwhile (a stop that cancelled the delivery task
+    # closes the files, with an fsync of its own): nothing is lost then.
+    with contextlib.suppress(OSError):
+        os.fsync(fd)
 
 
 __all__ = ["Batch", "Outbox"]
