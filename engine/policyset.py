@@ -84,11 +84,20 @@ class Decision:
             "conditions": list(self.conditions),
             "evidence": dict(evidence) if evidence is not None else {},
             "policy_revision": self.revision,
-            "evaluated_at": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "evaluated_at": _utc_seconds(when),
         }
         if self.explanation is not None:
             out["explanation"] = self.explanation
         return out
+
+
+def _utc_seconds(when: datetime) -> str:
+    """`when` in UTC as `YYYY-MM-DDTHH:MM:SSZ` (what strftime("%Y-%m-%dT%H:%M:%SZ")
+    gives, through isoformat: about a fifth of strftime's cost, paid per decision)."""
+    utc = when if when.tzinfo is UTC else when.astimezone(UTC)
+    if utc.year < 1000:  # strftime does not pad such years to four digits on every platform
+        return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc.isoformat(timespec="seconds")[:19] + "Z"
 
 
 @dataclass(frozen=True, slots=True)

@@ -171,7 +171,12 @@ class AuditEvent:
     seq: int | None = None
 
     def __post_init__(self) -> None:
-        _normalise_times(self)
+        # `timestamp` is the only datetime field: checked directly rather than through
+        # fields() (an event is built per decision, on the request path); a timestamp
+        # already in UTC (the publisher's own events) is kept as it is.
+        moment = self.timestamp
+        if isinstance(moment, datetime) and moment.tzinfo is not UTC:
+            object.__setattr__(self, "timestamp", as_utc(moment, "AuditEvent.timestamp"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,13 +32,21 @@ from stores import AuditEvent, AuditEventStore
 _PAGE = 1000
 
 
+# what json.dumps(..., separators=(",", ":"), ensure_ascii=False) uses, built once
+# instead of per call (the writer hashes every event on the event loop)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def event_hash(event: AuditEvent, prev_hash: str | None, stream_id: str | None = None) -> str:
     """The chain hash of `event` after `prev_hash` in `stream_id` (default: the event's
     own `stream_id`; its `prev_hash` and `hash` fields are ignored)."""
+    moment = event.timestamp
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
     fields = [
         prev_hash,
         event.id,
-        event.timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
+        moment.isoformat(timespec="microseconds"),
         event.subject_ref,
         event.action,
         event.purpose,
@@ -49,7 +57,7 @@ def event_hash(event: AuditEvent, prev_hash: str | None, stream_id: str | None =
         event.policy_revision,
         event.stream_id if stream_id is None else stream_id,
     ]
-    text = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODER.encode(fields)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -188,3 +188,19 @@ def test_context_validation_against_the_schema(policy_dir: Callable[..., Path]) 
         "context.tier: must be one of ['gold', 'silver']",
     ]
     assert purpose.validate_context([1]) == ["context must be an object, got list"]
+
+
+@settings(max_examples=300)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
+def test_evaluated_at_is_what_strftime_gives(moment: datetime, offset_minutes: int) -> None:
+    from datetime import timedelta, timezone
+
+    from engine.policyset import _utc_seconds
+
+    aware = moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    expected = aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert _utc_seconds(aware) == expected
+    assert _utc_seconds(aware.astimezone(UTC)) == expected

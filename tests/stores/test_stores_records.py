@@ -41,3 +41,14 @@ def test_audit_events_round_trip_through_json() -> None:
     assert payload["timestamp"] == "2026-01-01T00:00:00+00:00"
     assert "seq" not in payload  # the sequence belongs to the store that assigned it
     assert audit_event_from_json(payload) == dataclasses.replace(event, seq=None)
+
+
+def test_audit_event_timestamps_are_checked_and_normalised() -> None:
+    with pytest.raises(ValueError, match=r"AuditEvent\.timestamp must be timezone-aware"):
+        AuditEvent(id="e", timestamp=datetime(2026, 1, 1), action="a")
+    tokyo = timezone(timedelta(hours=9))
+    event = AuditEvent(id="e", timestamp=datetime(2026, 1, 1, 9, tzinfo=tokyo), action="a")
+    assert event.timestamp == datetime(2026, 1, 1, tzinfo=UTC)
+    assert event.timestamp.tzinfo is UTC
+    utc = datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=UTC)
+    assert AuditEvent(id="e", timestamp=utc, action="a").timestamp is utc
