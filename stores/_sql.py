@@ -9,12 +9,13 @@ the only SQL assembled at run time is from the constant fragments in this module
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from stores._database import Codec, Database, Executor, Params, Row
-from stores._errors import Conflict, NotFound
+from stores._errors import Conflict, InvalidRecord, NotFound
 from stores._records import (
     AuditEvent,
     Consent,
@@ -587,22 +588,50 @@ _INSERT_EVENT = (
     f" VALUES ({', '.join(f'%({name})s' for name in _EVENT_FIELDS)})"
     " ON CONFLICT (id) DO NOTHING"
 )
-# PostgreSQL: the whole batch as one statement over column arrays (one round trip, and
-# far less client work than one statement per row). The all-or-nothing form inserts
-# nothing when any id is stored and has no ON CONFLICT: a concurrent duplicate makes the
-# statement fail whole (Conflict) instead of being skipped inside a committed batch.
-_EVENT_ARRAYS = ", ".join(
-    f"%({name})s::{'timestamptz' if name == 'timestamp' else 'text'}[]" for name in _EVENT_FIELDS
+# PostgreSQL: the whole batch as one statement over one JSON parameter, an array of
+# rows in `_EVENT_FIELDS` order (one round trip; the client's work is one json.dumps in
+# C, where adapting 13 column arrays took psycopg ~1.2 ms per 100 events in Python, on
+# the event loop). WITH ORDINALITY keeps the batch's order, which is the order of `seq`.
+# The all-or-nothing form inserts nothing when any id is stored and has no ON CONFLICT:
+# a concurrent duplicate makes the statement fail whole (Conflict) instead of being
+# skipped inside a committed batch.
+_EVENT_ROWS = (
+    "SELECT "
+    + ", ".join(
+        f"(r.value->>{n})::{'timestamptz' if name == 'timestamp' else 'text'}"
+        for n, name in enumerate(_EVENT_FIELDS)
+    )
+    + " FROM json_array_elements(%(batch)s::json) WITH ORDINALITY AS r(value, n) ORDER BY r.n"
 )
-_INSERT_EVENTS_UNNEST = (
-    f"INSERT INTO audit_events ({_EVENT_COLUMNS}) SELECT * FROM unnest({_EVENT_ARRAYS})"
-    " ON CONFLICT (id) DO NOTHING"
+_INSERT_EVENTS_JSON = (
+    f"INSERT INTO audit_events ({_EVENT_COLUMNS}) {_EVENT_ROWS} ON CONFLICT (id) DO NOTHING"
 )
-_INSERT_NEW_EVENTS_UNNEST = (
-    f"WITH batch ({_EVENT_COLUMNS}) AS (SELECT * FROM unnest({_EVENT_ARRAYS}))"
+_INSERT_NEW_EVENTS_JSON = (
+    f"WITH batch ({_EVENT_COLUMNS}) AS MATERIALIZED ({_EVENT_ROWS})"
     f" INSERT INTO audit_events ({_EVENT_COLUMNS}) SELECT * FROM batch WHERE NOT EXISTS"
     " (SELECT 1 FROM audit_events AS e JOIN batch AS b ON e.id = b.id)"
 )
+_NUL_IN_TEXT = "PostgreSQL text fields cannot contain NUL (0x00) bytes"
+
+
+def _json_rows(events: Sequence[AuditEvent]) -> str:
+    """`events` as the JSON parameter of `_INSERT_*_JSON`."""
+    rows = [
+        [e.id, e.timestamp.isoformat(), e.subject_ref, e.action, e.purpose, e.decision, e.reason,
+         e.request_id, e.decision_id, e.policy_revision, e.stream_id, e.prev_hash, e.hash]
+        for e in events
+    ]
+    text = _JSON_ROWS.encode(rows)
+    # PostgreSQL text cannot hold NUL: refused here with the same error as a text
+    # parameter (the server would answer "unsupported Unicode escape sequence").
+    if "\\u0000" in text and any(
+        isinstance(value, str) and "\x00" in value for row in rows for value in row
+    ):
+        raise InvalidRecord(_NUL_IN_TEXT)
+    return text
+
+
+_JSON_ROWS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _IDS_PER_QUERY = 500  # below SQLite's limit of bound parameters per statement
 _EVENT_FILTERS = {
     "subject_ref": "subject_ref = %(subject_ref)s",
@@ -612,6 +641,31 @@ _EVENT_FILTERS = {
     "stream_id": "stream_id = %(stream_id)s",
     "after_seq": "seq > %(after_seq)s",
 }
+
+
+class _Encoded(Sequence[Params]):
+    """The parameter sets of `events`, encoded when read: sqlite3's executemany iterates
+    them on the database's own thread, so the per-event encoding (a dict and a formatted
+    timestamp each) is not done on the event loop, between requests."""
+
+    def __init__(self, events: Sequence[AuditEvent], encode: Callable[[AuditEvent], Params]) -> None:
+        self._events = events
+        self._encode = encode
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @overload
+    def __getitem__(self, index: int) -> Params: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Params]: ...
+    def __getitem__(self, index: int | slice) -> Params | Sequence[Params]:
+        if isinstance(index, slice):
+            return [self._encode(event) for event in self._events[index]]
+        return self._encode(self._events[index])
+
+    def __iter__(self) -> Iterator[Params]:
+        return map(self._encode, self._events)
 
 
 class SqlAuditEventStore:
@@ -632,13 +686,12 @@ class SqlAuditEventStore:
         if not events:
             return 0
         if self._db.dialect == "postgresql":
-            columns = {name: [getattr(e, name) for e in events] for name in _EVENT_FIELDS}
-            sql = _INSERT_NEW_EVENTS_UNNEST if all_or_nothing else _INSERT_EVENTS_UNNEST
-            new = await self._db.execute(sql, columns)
+            sql = _INSERT_NEW_EVENTS_JSON if all_or_nothing else _INSERT_EVENTS_JSON
+            new = await self._db.execute(sql, {"batch": _json_rows(events)})
             if all_or_nothing and new != len(events):
                 raise Conflict(f"{len(events) - new} of {len(events)} audit events already stored")
             return new
-        params = [self._params(e) for e in events]
+        params = _Encoded(events, self._params)
         if not all_or_nothing:
             return await self._db.execute_many(_INSERT_EVENT, params)
         async with self._db.transaction() as tx:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stores import AuditEvent, Conflict, NotFound, Stores
 
@@ -139,3 +141,55 @@ async def test_stored_ids_names_the_stored_ones(stores: Stores, now: datetime) -
 
     assert found == {f"evt-{n}" for n in range(0, 1200, 2)}
     assert await stores.audit_events.stored_ids([]) == set()
+
+
+@settings(max_examples=300)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
+def test_sqlite_times_are_the_fixed_width_format(moment: datetime, offset_minutes: int) -> None:
+    from datetime import timedelta, timezone
+
+    from stores._sqlite import _TIME_FORMAT, SqliteCodec
+
+    aware = moment.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    expected = aware.astimezone(UTC).strftime(_TIME_FORMAT)
+    assert SqliteCodec().time(aware) == expected
+    assert SqliteCodec().time(aware.astimezone(UTC)) == expected
+
+
+def test_sqlite_batch_parameters_are_encoded_when_read() -> None:
+    from stores._sql import _Encoded
+
+    seen: list[str] = []
+
+    def encode(event: AuditEvent) -> dict[str, object]:
+        seen.append(event.id)
+        return {"id": event.id}
+
+    events = [AuditEvent(id=f"e{n}", timestamp=datetime(2026, 1, 1, tzinfo=UTC), action="a") for n in range(3)]
+    encoded = _Encoded(events, encode)
+    assert len(encoded) == 3 and seen == []
+    assert list(encoded) == [{"id": "e0"}, {"id": "e1"}, {"id": "e2"}]
+    assert encoded[1] == {"id": "e1"} and encoded[1:] == [{"id": "e1"}, {"id": "e2"}]
+
+
+def test_postgresql_batch_rows_follow_the_column_order() -> None:
+    import json
+
+    from stores import InvalidRecord
+    from stores._sql import _EVENT_FIELDS, _json_rows
+
+    event = AuditEvent(
+        **{name: f"{name}-value" for name in _EVENT_FIELDS if name != "timestamp"},
+        timestamp=datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=UTC),
+    )
+    (row,) = json.loads(_json_rows([event]))
+    expected = [f"{name}-value" for name in _EVENT_FIELDS]
+    expected[_EVENT_FIELDS.index("timestamp")] = "2026-01-01T01:02:03.000004+00:00"
+    assert row == expected
+    # a literal backslash-u0000 is text like any other; a NUL character is refused
+    assert json.loads(_json_rows([dataclasses.replace(event, reason="\\u0000")]))[0][6] == "\\u0000"
+    with pytest.raises(InvalidRecord, match="NUL"):
+        _json_rows([dataclasses.replace(event, reason="a\x00b")])
