@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     nats_url: str | None = None
     audit_batch_size: int = Field(100, ge=1, le=10_000)
     audit_flush_ms: int = Field(1000, ge=1, le=600_000)
+    audit_max_batch: int | None = Field(None, ge=1, le=100_000)  # default: 10 x batch size
     audit_queue_capacity: int = Field(10_000, ge=1, le=10_000_000)
     audit_ready_max_depth: int | None = Field(None, ge=0)  # default: 80% of the capacity
     audit_drain_timeout_ms: int = Field(10_000, ge=0, le=600_000)

@@ -43,6 +43,7 @@ _GAUGE_INTERVAL_SECONDS = 0.5
 class AuditConfig:
     batch_size: int = 100
     flush_interval: float = 1.0
+    max_batch: int | None = None  # None: 10 x `batch_size`
     capacity: int = 10_000
     ready_max_depth: int | None = None  # None: 80% of `capacity`
     drain_timeout: float = 10.0
@@ -57,6 +58,7 @@ class AuditConfig:
         return cls(
             batch_size=settings.audit_batch_size,
             flush_interval=settings.audit_flush_ms / 1000,
+            max_batch=settings.audit_max_batch,
             capacity=settings.audit_queue_capacity,
             ready_max_depth=settings.audit_ready_max_depth,
             drain_timeout=settings.audit_drain_timeout_ms / 1000,
@@ -114,7 +116,7 @@ class AuditPublisher:
         self.config = config
         self.subject_refs = subject_refs
         self.outbox = Outbox(config.capacity, config.batch_size, config.flush_interval,
-                             SpillFiles(config.spill_dir))
+                             SpillFiles(config.spill_dir), config.max_batch)
         self.writer: BatchWriter | None = None
         self.jetstream: JetStreamQueue | None = None
         self._rejected: deque[tuple[str, dict[str, Any], str]] = deque()

@@ -6,8 +6,11 @@ events the event joins it; otherwise it is appended to a spill file (see
 choice for a full queue: a request never waits for the audit trail (backpressure would
 make the data API stop answering while PostgreSQL is down), and nothing is lost.
 
-`next_batch` hands the delivery task up to `batch_size` events as soon as that many are
-waiting, or whatever is waiting once the oldest has waited `flush_interval` seconds.
+`next_batch` hands the delivery task a batch as soon as `batch_size` events are waiting,
+or once the oldest has waited `flush_interval` seconds; a batch takes everything waiting
+up to `max_batch` (ten times `batch_size` by default). Under load the delivery task gets
+a turn of the event loop only between requests, so a backlog is written in fewer, larger
+batches (still one statement each) rather than falling further behind.
 While spill files hold events, every other batch comes from them when a queued batch is
 due too, and every batch otherwise (the replay runs at full speed under a trickle).
 """
@@ -37,9 +40,13 @@ class Batch:
 
 
 class Outbox:
-    def __init__(self, capacity: int, batch_size: int, flush_interval: float, spill: SpillFiles) -> None:
+    def __init__(
+        self, capacity: int, batch_size: int, flush_interval: float, spill: SpillFiles,
+        max_batch: int | None = None,
+    ) -> None:
         self.capacity = capacity
         self.batch_size = batch_size
+        self.max_batch = max(batch_size, max_batch if max_batch is not None else 10 * batch_size)
         self.flush_interval = flush_interval
         self.spill = spill
         self._items: deque[tuple[float, AuditEvent]] = deque()
@@ -123,7 +130,7 @@ class Outbox:
             if queued_ready:
                 self._spill_turn = True
                 oldest = self._items[0][0]
-                count = min(self.batch_size, len(self._items))
+                count = min(self.max_batch, len(self._items))
                 events = [self._items.popleft()[1] for _ in range(count)]
                 return self._hand_out(Batch(events, [], False, oldest))
             if stopping.is_set():
@@ -139,7 +146,7 @@ class Outbox:
         fd = self.spill.seal()
         if fd is not None:
             await asyncio.to_thread(_fsync_quietly, fd)
-        return await decode_lines(self.spill.take_lines(self.batch_size))
+        return await decode_lines(self.spill.take_lines(self.max_batch))
 
     def _hand_out(self, batch: Batch) -> Batch:
         self.in_flight = batch

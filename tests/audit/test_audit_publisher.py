@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from server.audit import AuditPublisher, SubjectRefs, events_of_subject, verify_trail
 from server.audit.subject_refs import load_or_create_key
 from server.events import SensitiveOperation
-from stores import Stores
+from stores import AuditEvent, Stores
 from tests.audit.conftest import decision, eventually
 from tests.audit.faults import FlakyEvents
 
@@ -48,19 +49,32 @@ def vars_of(event: object) -> list[object]:
     return [getattr(event, name) for name in event.__slots__]  # type: ignore[attr-defined]
 
 
-async def test_batches_hold_at_most_batch_size_events(make_publisher: MakePublisher, memory: Stores) -> None:
+async def test_a_batch_is_due_at_batch_size_and_takes_up_to_max_batch(
+    make_publisher: MakePublisher, memory: Stores
+) -> None:
     flaky = FlakyEvents(memory.audit_events)
-    publisher = make_publisher(batch_size=10, flush_interval=60.0)
+    sizes: list[int] = []
+    append = flaky.append
+
+    async def counted(events: Sequence[AuditEvent], *, all_or_nothing: bool = False) -> int:
+        sizes.append(len(events))
+        return await append(events, all_or_nothing=all_or_nothing)
+
+    flaky.append = counted  # type: ignore[method-assign]
+    publisher = make_publisher(batch_size=10, max_batch=20, flush_interval=60.0)
     await publisher.start(flaky, memory.audit_dead_letters)
     try:
-        for n in range(35):
+        for n in range(49):
             publisher.emit(decision(n))
-        await eventually(lambda: flaky.appends == 3, 10)
-        assert await memory.audit_events.count() == 30  # the last 5 wait for a full batch
+        await eventually(lambda: sum(sizes) == 40, 10)
+        assert sizes == [20, 20]  # a backlog in writes of max_batch; 9 wait for a full batch
+        await asyncio.sleep(0.1)
+        assert await memory.audit_events.count() == 40
         await publisher.stop()  # ... or for the drain
     finally:
         await publisher.stop()
-    assert await memory.audit_events.count() == 35
+    assert sizes == [20, 20, 9]
+    assert await memory.audit_events.count() == 49
 
 
 async def test_a_full_queue_spills_and_the_spill_is_replayed(

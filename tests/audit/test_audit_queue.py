@@ -50,7 +50,7 @@ async def test_a_trickle_of_live_events_does_not_hold_the_replay_back(tmp_path: 
     spill = SpillFiles(tmp_path / "spill")
     orphan_spill(tmp_path / "spill", 50)
     assert spill.claim_orphans() == 50
-    outbox = Outbox(capacity=100, batch_size=10, flush_interval=60.0, spill=spill)
+    outbox = Outbox(capacity=100, batch_size=10, flush_interval=60.0, spill=spill, max_batch=10)
     outbox.bind(asyncio.get_running_loop())
     outbox.put(event(1000))  # one live event: its batch is not due for a minute
     stopping = asyncio.Event()
@@ -70,7 +70,7 @@ async def test_queued_and_spilled_batches_alternate_while_both_are_due(tmp_path:
     spill = SpillFiles(tmp_path / "spill")
     orphan_spill(tmp_path / "spill", 30)
     spill.claim_orphans()
-    outbox = Outbox(capacity=100, batch_size=10, flush_interval=60.0, spill=spill)
+    outbox = Outbox(capacity=100, batch_size=10, flush_interval=60.0, spill=spill, max_batch=10)
     for n in range(30):
         outbox.put(event(1000 + n))
     stopping = asyncio.Event()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stores import AuditEvent, Conflict, NotFound, Stores
+from stores import AuditEvent, Conflict, NotFound, Stores, open_stores
 
 
 def ids(events: Sequence[AuditEvent]) -> list[str]:
@@ -159,20 +160,35 @@ def test_sqlite_times_are_the_fixed_width_format(moment: datetime, offset_minute
     assert SqliteCodec().time(aware.astimezone(UTC)) == expected
 
 
-def test_sqlite_batch_parameters_are_encoded_when_read() -> None:
-    from stores._sql import _Encoded
+@pytest.mark.parametrize("text", ['"quoted"', "back\\slash", "ünïcødé 😀", '{"json": true}', "123", "null", "", "\\u0000"])
+async def test_text_that_looks_like_json_is_stored_as_text(stores: Stores, now: datetime, text: str) -> None:
+    # Both SQL stores send a batch as one JSON parameter: nothing in it may be read back
+    # as anything but the text it was.
+    await stores.audit_events.append([_event(1, now, reason=text, purpose=text)])
 
-    seen: list[str] = []
+    stored = await stores.audit_events.get("evt-1")
 
-    def encode(event: AuditEvent) -> dict[str, object]:
-        seen.append(event.id)
-        return {"id": event.id}
+    assert (stored.reason, stored.purpose) == (text, text)
 
-    events = [AuditEvent(id=f"e{n}", timestamp=datetime(2026, 1, 1, tzinfo=UTC), action="a") for n in range(3)]
-    encoded = _Encoded(events, encode)
-    assert len(encoded) == 3 and seen == []
-    assert list(encoded) == [{"id": "e0"}, {"id": "e1"}, {"id": "e2"}]
-    assert encoded[1] == {"id": "e1"} and encoded[1:] == [{"id": "e1"}, {"id": "e2"}]
+
+async def test_a_sqlite_batch_is_one_statement(tmp_path: Path, now: datetime) -> None:
+    # sqlite3 hands the GIL back and forth around every statement step; a batch written
+    # as one statement per row starved under load (see _INSERT_EVENTS_SQLITE_JSON).
+    stores = await open_stores(f"sqlite:///{tmp_path / 'one.db'}")
+    try:
+        database = stores.audit_events._db  # type: ignore[attr-defined]
+        statements: list[str] = []
+        await database._call(lambda: database._connection.set_trace_callback(statements.append))
+        events = [_event(n, now) for n in range(250)]
+
+        assert await stores.audit_events.append(events, all_or_nothing=True) == 250
+        assert await stores.audit_events.append([*events[:10], _event(250, now)]) == 1
+
+        assert len(statements) == 2 and all(s.startswith("INSERT INTO audit_events") for s in statements)
+        stored = await stores.audit_events.query(limit=1000)
+        assert ids(stored) == [f"evt-{n}" for n in range(251)]  # batch order is seq order
+    finally:
+        await stores.close()
 
 
 def test_postgresql_batch_rows_follow_the_column_order() -> None:
