@@ -42,7 +42,7 @@ from server import (
     privacy,
     registry,
 )
-from server.audit import AuditPublisher
+from server.audit import AUDIT_PUBLISHERS, audit_publisher
 from server.errors import EXCEPTION_HANDLERS
 from server.events import EventPublisher
 from server.health import ReadinessCheck
@@ -61,11 +61,14 @@ def create_app(
     *,
     log_stream: IO[str] | None = None,
     events: EventPublisher | None = None,
+    served: bool = False,
 ) -> Starlette:
     """Build the gateway for `settings` (read from the environment when omitted).
 
     `events` replaces the audit publisher (tests pass `RecentEvents()` to look at what
-    was emitted); by default it is an `AuditPublisher` on the app's stores.
+    was emitted); by default it is an `AuditPublisher` on the app's stores, or with the
+    audit writer in a process of its own (`IDGW_AUDIT_WRITER`; `served`: the app is
+    `idgw serve`'s, where "auto" means a writer process).
     """
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_as_json, log_stream)
@@ -80,7 +83,7 @@ def create_app(
         try:
             await app.state.auth.start(stores)
             app.state.readiness_checks["database"] = _database_check(stores)
-            if isinstance(app.state.events, AuditPublisher):
+            if isinstance(app.state.events, AUDIT_PUBLISHERS):
                 await app.state.events.start(stores.audit_events, stores.audit_dead_letters)
             if settings.policy_reload:
                 watcher = PolicyWatcher(policies, debounce=settings.reload_debounce_ms / 1000)
@@ -98,7 +101,7 @@ def create_app(
                 watcher.stop()
             await app.state.auth.stop()
             await app.state.registry.close()
-            if isinstance(app.state.events, AuditPublisher):
+            if isinstance(app.state.events, AUDIT_PUBLISHERS):
                 await app.state.events.stop()  # drains (bounded) before the stores close
             await stores.close()
             metrics.mark_worker_stopped()
@@ -126,7 +129,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.policies = policies
-    app.state.events = events if events is not None else AuditPublisher.from_settings(settings)
+    app.state.events = events if events is not None else audit_publisher(settings, served=served)
     app.state.auth = auth.AuthService(settings)
     # One clock for every service: tests that move `app.state.auth.clock` move them all.
     clock = app.state.auth.now
@@ -138,7 +141,7 @@ def create_app(
     )
     app.state.data_api_auth = auth.require_principal if settings.data_api_auth == "bearer" else allow_anonymous
     app.state.readiness_checks = {}
-    if isinstance(app.state.events, AuditPublisher):
+    if isinstance(app.state.events, AUDIT_PUBLISHERS):
         app.state.readiness_checks["audit_queue"] = app.state.events.readiness
     return app
 
@@ -160,7 +163,7 @@ def _revision(policies: LivePolicies) -> str | None:
 
 def create_app_from_env() -> Starlette:
     """The uvicorn factory (`server.app:create_app_from_env`): settings from the environment."""
-    app = create_app(load_settings())
+    app = create_app(load_settings(), served=True)
     unknown = unknown_variables()
     if unknown:
         logger.warning("unknown_settings_ignored", variables=unknown)

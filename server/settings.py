@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # -- cache, audit, registries ------------------------------------------------------
     redis_url: str | None = None
     audit_queue: Literal["memory", "nats"] = "memory"
+    #: Where the audit writer runs: "process" (a child of each worker), "inline" (in the
+    #: worker's event loop), "auto": process under `idgw serve` with a SQL database and
+    #: the memory queue, inline otherwise (an app embedded elsewhere, memory://, NATS).
+    audit_writer: Literal["auto", "inline", "process"] = "auto"
     nats_url: str | None = None
     audit_batch_size: int = Field(100, ge=1, le=10_000)
     audit_flush_ms: int = Field(1000, ge=1, le=600_000)
@@ -84,7 +88,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("log_level", "log_format", "signing_alg", "data_api_auth", "audit_queue", "auth_mode",
+    @field_validator("log_level", "log_format", "signing_alg", "data_api_auth", "audit_queue", "audit_writer",
+                     "auth_mode",
                      mode="before")
     @classmethod
     def _normalise_case(cls, value: Any, info: Any) -> Any:
@@ -118,6 +123,9 @@ class Settings(BaseSettings):
                     raise _FieldProblem(name, "required when IDGW_AUTH_MODE=external_oidc")
         if self.audit_queue == "nats" and not self.nats_url:
             raise _FieldProblem("nats_url", "required when IDGW_AUDIT_QUEUE=nats")
+        if self.audit_writer == "process" and (self.database_url.startswith("memory:") or self.audit_queue != "memory"):
+            raise _FieldProblem("audit_writer", "process needs a SQL database and IDGW_AUDIT_QUEUE=memory"
+                                " (a writer process cannot reach memory://; with NATS the stream is the queue)")
         return self
 
     @property

@@ -144,14 +144,18 @@ class AuditPublisher:
         except (ValueError, TypeError) as exc:  # a malformed event is dead-lettered, not lost
             payload = event.to_dict()
             payload["subject_ref"] = self.subject_refs.maybe_ref(payload.pop("subject", None))
-            self._rejected.append((event_id, payload, f"not an audit event: {exc}"))
-            self.outbox.wake()
+            self.reject(event_id, payload, f"not an audit event: {exc}")
             return
         if self._closed:  # after stop(): straight to a spill file, released at once
             self.outbox.spill.append(record)
             self.outbox.spill.close()
             return
         self.outbox.put(record)
+
+    def reject(self, event_id: str, payload: dict[str, Any], error: str) -> None:
+        """Dead-letter what cannot be an audit event (kept until the dead letter is stored)."""
+        self._rejected.append((event_id, payload, error))
+        self.outbox.wake()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -288,12 +292,15 @@ class AuditPublisher:
         backlog = self.jetstream.backlog if self.jetstream is not None else 0
         return self.outbox.depth() + len(self._rejected) + backlog
 
+    def delivering(self) -> bool:
+        return self._delivery is not None and not self._delivery.done()
+
     async def readiness(self) -> tuple[bool, str | None]:
         depth, limit = self.depth(), self.config.max_ready_depth
         detail = f"depth {depth} (ready up to {limit}), lag {self.outbox.lag():.1f}s"
         if self.writer is not None and self.writer.last_error:
             detail += f"; last error: {self.writer.last_error[:200]}"
-        if self._delivery is None or self._delivery.done():
+        if not self.delivering():
             return False, f"audit delivery is not running; {detail}"
         return depth <= limit, detail
 

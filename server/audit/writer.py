@@ -153,6 +153,8 @@ class BatchWriter:
         # as dead letters a second time.
         self.dead_letter_refused = dead_letter_refused
         self.refused: list[tuple[AuditEvent, str]] = []
+        #: Told the size and write time of each stored batch (the writer process reports them).
+        self.on_batch: Callable[[int, float], None] | None = None
 
     async def deliver(
         self, events: Sequence[AuditEvent], deadline: Deadline, heartbeat: Heartbeat | None = None
@@ -212,8 +214,11 @@ class BatchWriter:
             except Conflict:
                 part = await self._not_yet_stored(part, linked)
                 continue
-            AUDIT_WRITE_DURATION.observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            AUDIT_WRITE_DURATION.observe(seconds)
             AUDIT_BATCH_SIZE.observe(len(linked))
+            if self.on_batch is not None:
+                self.on_batch(len(linked), seconds)
             self._written(linked)
             return
 

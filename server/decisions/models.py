@@ -7,7 +7,7 @@ from typing import Any, Literal
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.parsing import parse_json, reject_non_finite
+from server.parsing import may_overflow, parse_json, reject_non_finite
 
 
 class DataRequest(BaseModel):
@@ -40,14 +40,15 @@ def parse_data_request(body: bytes) -> dict[str, Any]:
     JSON, a missing or extra field, an `input` that is not an object) goes through the
     model, so every error reads as before.
     """
-    try:
-        parsed = pydantic_core.from_json(body)
+    try:  # NaN and Infinity are refused here: such a body takes the model's path
+        parsed = pydantic_core.from_json(body, allow_inf_nan=False)
     except ValueError:
         parsed = None
     if parsed.__class__ is dict and len(parsed) == 1:
         facts = parsed.get("input")
         if facts.__class__ is dict:
-            reject_non_finite(body, parsed)
+            if may_overflow(body):  # a number like 1e999 still parses, as infinity
+                reject_non_finite(body, parsed)
             return facts  # type: ignore[no-any-return]
     return parse_json(body, DataRequest).input
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from server.audit import AuditPublisher, SubjectRefs, events_of_subject
+from server.audit import AUDIT_PUBLISHERS, SubjectRefs, events_of_subject
 from server.auth import AuthService
 from server.auth.events import AuditContext
 from server.credentials.service import credential_json
@@ -85,7 +85,7 @@ def iso(value: datetime | None) -> str | None:
 
 def subject_refs(events: EventPublisher, settings: Settings) -> SubjectRefs:
     """The publisher's subject_ref key (or the same key file, with a test publisher)."""
-    if isinstance(events, AuditPublisher):
+    if isinstance(events, AUDIT_PUBLISHERS):
         return events.subject_refs
     return SubjectRefs.from_key_dir(settings.key_dir)
 

@@ -1,0 +1,438 @@
+"""The audit writer in a process of its own (`IDGW_AUDIT_WRITER=process`).
+
+    worker:  emit(event) --> pseudonymise + id --> one JSON line --> pipe (one write per
+             loop turn) ......................... or the worker's spill file while the
+                                                  writer process is down or behind
+    writer:  pipe --> AuditPublisher's queue --> batches, chain, retries, dead letters,
+             spill (exactly as in-process: server.audit.publisher)
+    writer --> status pipe (every 100 ms): counts, depth, lag, batches --> the worker's
+             metrics and /health/ready
+
+Why: the writer's work (decoding, hash-chaining, encoding batches, the database driver)
+is Python code; in the worker it holds the GIL that the requests need. In its own
+process it runs on another core; the worker's share of an audited decision is building
+one line (SPEC section 10's pseudonymisation included) and a buffered pipe write.
+
+What survives what: the worker's lines are in the pipe or in its spill file as soon as
+the loop turn that emitted them ends. SIGTERM: the worker flushes and closes the pipe;
+the writer drains within `IDGW_AUDIT_DRAIN_TIMEOUT_MS` and spills what is left, then
+exits (it ignores SIGTERM and SIGINT itself: the end of the pipe is its signal, so a
+signal sent to the whole process group still drains in order). A crash or SIGKILL of
+the *worker* closes the pipe too: the writer still drains everything it received. A
+crash of the *writer* loses what it held in memory and had not stored or spilled
+(as a crash of the worker does in-process); the worker spills while it restarts it, and
+the new writer claims those files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pydantic_core
+import structlog
+
+from server.audit.metrics import (
+    AUDIT_BATCH_SIZE,
+    AUDIT_EVENTS_DEAD_LETTERED,
+    AUDIT_EVENTS_EMITTED,
+    AUDIT_EVENTS_SPILLED,
+    AUDIT_EVENTS_WRITTEN,
+    AUDIT_QUEUE_DEPTH,
+    AUDIT_QUEUE_LAG,
+    AUDIT_WRITE_DURATION,
+    AUDIT_WRITE_RETRIES,
+)
+from server.audit.publisher import AuditConfig, AuditPublisher, new_event_id, to_audit_event
+from server.audit.spill import SpillFiles, decode_event, encode_event
+from server.audit.subject_refs import SubjectRefs
+from server.events import AuditedEvent, DecisionMade
+from stores import AuditEvent
+
+logger = structlog.get_logger("idgw.audit")
+
+_STATUS_INTERVAL = 0.1
+_GAUGE_INTERVAL = 0.5
+#: Bytes the worker lets wait in its pipe transport before it spills instead (a writer
+#: that stopped reading): about 30,000 events.
+_PIPE_LIMIT = 8 * 1024 * 1024
+_RESTART_DELAY = 1.0
+_REJECTED = b'{"rejected":'
+_LINE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # encode_event's, built once
+
+
+class ShippingPublisher:
+    """`emit` for handlers, `start`/`stop` for the lifespan, `readiness` for
+    /health/ready, like `AuditPublisher`; the writing runs in a child process."""
+
+    def __init__(self, config: AuditConfig, subject_refs: SubjectRefs, database_url: str,
+                 log_level: str = "INFO", log_json: bool = True) -> None:
+        self.config = config
+        self.subject_refs = subject_refs
+        self.database_url = database_url
+        self.log_level = log_level
+        self.log_json = log_json
+        self.spill = SpillFiles(config.spill_dir)
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._pipe: asyncio.StreamWriter | None = None
+        self._status: dict[str, Any] = {}
+        self._sent = 0  # lines written to the current writer's pipe
+        self._stopping = False
+        self._closed = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.restarts = 0
+
+    # -- the request path --------------------------------------------------------------
+
+    def emit(self, event: AuditedEvent) -> None:
+        """Queue `event` for the writer process; never blocks, never raises for a bad event."""
+        AUDIT_EVENTS_EMITTED.inc()
+        event_id = new_event_id()
+        if event.__class__ is DecisionMade:
+            # The decision path: its line straight from the event, without building the
+            # AuditEvent that encode_event would take (the line decodes to the same event;
+            # the writer process checks it as it decodes).
+            assert isinstance(event, DecisionMade)
+            payload = {
+                "id": event_id, "timestamp": event.timestamp, "action": event.action,
+                "subject_ref": self.subject_refs.maybe_ref(event.subject), "purpose": event.purpose,
+                "decision": event.decision, "reason": event.reason, "request_id": event.request_id,
+                "decision_id": event.decision_id, "policy_revision": event.policy_revision,
+                "stream_id": None, "prev_hash": None, "hash": None,
+            }
+            try:  # pydantic-core's serializer: a fifth of json's cost; UTF-8, one line
+                self._enqueue(pydantic_core.to_json(payload) + b"\n")
+            except ValueError:  # text UTF-8 cannot hold (a lone surrogate): ASCII escapes
+                self._enqueue(_LINE.encode(payload).encode("ascii") + b"\n")
+            return
+        try:
+            record = to_audit_event(event, self.subject_refs, event_id)
+        except (ValueError, TypeError) as exc:  # a malformed event is dead-lettered, not lost
+            payload = event.to_dict()
+            payload["subject_ref"] = self.subject_refs.maybe_ref(payload.pop("subject", None))
+            rejected = json.dumps({"rejected": [event_id, payload, f"not an audit event: {exc}"]},
+                                  ensure_ascii=True, separators=(",", ":"), default=str)
+            self._enqueue(rejected.encode("ascii") + b"\n")
+            return
+        self._enqueue(encode_event(record))
+
+    def _enqueue(self, line: bytes) -> None:
+        if self._closed:  # after stop(): straight to a spill file, released at once
+            self._spill([line])
+            self.spill.close()
+            return
+        self._pending.append(line)
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            if threading.get_ident() == self._loop_thread:
+                self._loop.call_soon(self._flush)
+            else:
+                self._loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        """Everything emitted during this loop turn, in one write (or to the spill file)."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        pipe = self._pipe
+        if pipe is not None and not pipe.is_closing() and pipe.transport.get_write_buffer_size() < _PIPE_LIMIT:
+            if self.spill.pending:
+                self.spill.close()  # released: the writer claims what was spilled meanwhile
+            pipe.write(b"".join(pending))
+            self._sent += len(pending)
+            return
+        self._spill(pending)
+
+    def _spill(self, lines: list[bytes]) -> None:
+        """Lines the writer process cannot take now, into this worker's spill file (a
+        line that is not an event is logged whole: the spill format holds events only)."""
+        for line in lines:
+            event = decode_event(line)
+            if isinstance(event, AuditEvent):
+                self.spill.append(event)
+            else:
+                logger.error("audit_event_not_stored", line=line.decode("ascii", "replace"), error=event.error)
+        AUDIT_EVENTS_SPILLED.inc(len(lines))
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, *_stores: object) -> None:
+        """Start the writer process (the stores are its own: it opens `database_url`)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        await self._spawn()
+        self._tasks.append(asyncio.create_task(self._supervise(), name="audit-shipper-supervisor"))
+        self._tasks.append(asyncio.create_task(self._gauge_loop(), name="audit-gauges"))
+        if self._pending:
+            self._flush()
+
+    async def _spawn(self) -> None:
+        read_fd, write_fd = os.pipe()
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        options = {**asdict(self.config), "spill_dir": str(self.config.spill_dir),
+                   "database_url": self.database_url, "log_level": self.log_level,
+                   "log_json": self.log_json, "status_fd": write_fd}
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "from server.audit.shipper import main; main()", json.dumps(options),
+                stdin=asyncio.subprocess.PIPE, pass_fds=(write_fd,), env=env,
+                start_new_session=False,
+            )
+        finally:
+            os.close(write_fd)
+        assert self._process.stdin is not None
+        self._pipe = self._process.stdin
+        self._sent = 0
+        self._status = {}
+        self._tasks.append(asyncio.create_task(self._read_status(read_fd), name="audit-shipper-status"))
+        logger.info("audit_writer_process_started", pid=self._process.pid)
+
+    async def _supervise(self) -> None:
+        while True:  # ends when stop() cancels it
+            process = self._process
+            assert process is not None
+            code = await process.wait()
+            if self._stopping:
+                return
+            self._pipe = None
+            logger.error("audit_writer_process_exited", pid=process.pid, returncode=code,
+                         restart_in_seconds=_RESTART_DELAY)
+            self.restarts += 1
+            await asyncio.sleep(_RESTART_DELAY)
+            if self._stopping:
+                return
+            self.spill.close()  # what the worker spilled meanwhile: for the new writer
+            await self._spawn()
+
+    async def _read_status(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 24)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+        )
+        previous: dict[str, Any] = {}
+        try:
+            while line := await reader.readline():
+                status = json.loads(line)
+                _count(status, previous)
+                self._status = status
+                previous = status
+        finally:
+            transport.close()
+
+    async def _gauge_loop(self) -> None:
+        while True:  # ends when stop() cancels it
+            AUDIT_QUEUE_DEPTH.set(self.depth())
+            AUDIT_QUEUE_LAG.set(self.lag())
+            await asyncio.sleep(_GAUGE_INTERVAL)
+
+    async def stop(self) -> None:
+        """Flush, close the pipe, and wait for the writer's bounded drain."""
+        if self._closed:
+            return
+        self._stopping = True
+        self._flush()
+        process, pipe = self._process, self._pipe
+        if process is not None and pipe is not None and not pipe.is_closing():
+            with contextlib.suppress(ConnectionError):
+                await pipe.drain()
+            pipe.close()
+        if process is not None:
+            try:
+                await asyncio.wait_for(process.wait(), self.config.drain_timeout + 5.0)
+            except TimeoutError:
+                logger.error("audit_writer_process_killed", pid=process.pid)
+                process.kill()
+                await process.wait()
+        await asyncio.sleep(0)  # the status reader takes the last line
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._closed = True
+        self.spill.close()
+        logger.info("audit_stopped", written=self._status.get("written", 0),
+                    spilled=self._status.get("spilled_pending", 0))
+
+    # -- state -------------------------------------------------------------------------
+
+    def depth(self) -> int:
+        """Events emitted here and not yet stored: waiting in the worker (buffer, pipe,
+        spill) and in the writer process (queue, in flight, its spill files)."""
+        in_pipe = max(0, self._sent - int(self._status.get("received", 0)))
+        return len(self._pending) + in_pipe + self.spill.pending + int(self._status.get("depth", 0))
+
+    def lag(self) -> float:
+        return float(self._status.get("lag", 0.0))
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None and self._pipe is not None
+
+    async def readiness(self) -> tuple[bool, str | None]:
+        depth, limit = self.depth(), self.config.max_ready_depth
+        detail = f"depth {depth} (ready up to {limit}), lag {self.lag():.1f}s"
+        if self._status.get("last_error"):
+            detail += f"; last error: {str(self._status['last_error'])[:200]}"
+        if not self.running():
+            return False, f"the audit writer process is not running; {detail}"
+        if not self._status.get("delivering", False):
+            return False, f"audit delivery is not running; {detail}"
+        return depth <= limit, detail
+
+    async def wait_delivered(self, timeout: float) -> bool:
+        """Wait until nothing emitted here is left unstored (tests, benchmarks)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:  # bounded by `timeout`
+            self._flush()
+            if self.running() and self._status.get("received") == self._sent and self.depth() == 0:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+
+def _count(status: dict[str, Any], previous: dict[str, Any]) -> None:
+    """The writer's counters since its previous status, into this worker's metrics."""
+    for key, counter in (("written", AUDIT_EVENTS_WRITTEN), ("dead_lettered", AUDIT_EVENTS_DEAD_LETTERED),
+                         ("spilled", AUDIT_EVENTS_SPILLED), ("retries", AUDIT_WRITE_RETRIES)):
+        delta = int(status.get(key, 0)) - int(previous.get(key, 0))
+        if delta > 0:
+            counter.inc(delta)
+    for size, seconds in status.get("batches", ()):
+        AUDIT_BATCH_SIZE.observe(size)
+        AUDIT_WRITE_DURATION.observe(seconds)
+
+
+# -- the writer process -------------------------------------------------------------------
+
+
+class _Writer:
+    """The child's side: lines from stdin into an `AuditPublisher`'s queue."""
+
+    def __init__(self, publisher: AuditPublisher, status_fd: int) -> None:
+        self.publisher = publisher
+        self.status = os.fdopen(status_fd, "wb", buffering=0)
+        self.received = 0
+        self.batches: list[tuple[int, float]] = []
+
+    def take(self, line: bytes) -> None:
+        self.received += 1
+        publisher = self.publisher
+        if line.startswith(_REJECTED):
+            try:
+                event_id, payload, error = json.loads(line)["rejected"]
+            except (ValueError, TypeError, KeyError) as exc:
+                event_id, payload, error = "unknown", {"line": line.decode("utf-8", "replace")}, repr(exc)
+            publisher.reject(str(event_id), payload, str(error))
+            return
+        if not line.endswith(b"\n"):  # the worker died in the middle of a write
+            publisher.reject("unknown", {"line": line.decode("utf-8", "replace")}, "torn line at the end of the pipe")
+            return
+        event = decode_event(line)
+        if isinstance(event, AuditEvent):
+            publisher.outbox.put(event)
+        else:
+            publisher.reject("unknown", {"line": event.text}, event.error)
+
+    def report(self, final: bool = False) -> None:
+        publisher = self.publisher
+        writer = publisher.writer
+        registry_value = AUDIT_EVENTS_SPILLED.collect()[0].samples[0].value
+        retries = AUDIT_WRITE_RETRIES.collect()[0].samples[0].value
+        delivery = publisher.delivering()
+        status = {
+            "received": self.received,
+            "depth": publisher.depth(),
+            "lag": round(publisher.outbox.lag(), 3),
+            "written": writer.written if writer else 0,
+            "dead_lettered": writer.dead_lettered if writer else 0,
+            "spilled": int(registry_value),
+            "spilled_pending": publisher.outbox.spill.pending,
+            "retries": int(retries),
+            "last_error": writer.last_error if writer else None,
+            "delivering": delivery or final,
+            "batches": self.batches,
+        }
+        self.batches = []
+        with contextlib.suppress(OSError):  # the worker is gone: nobody to tell
+            self.status.write(json.dumps(status, separators=(",", ":")).encode() + b"\n")
+
+    async def report_loop(self) -> None:
+        ticks = 0
+        while True:  # ends when the main task cancels it
+            await asyncio.sleep(_STATUS_INTERVAL)
+            self.report()
+            ticks += 1
+            if ticks % 20 == 0:  # files the worker spilled while this process was behind
+                self.publisher.outbox.spill.claim_orphans()
+
+
+async def _run(options: dict[str, Any]) -> None:
+    from stores import open_stores
+
+    config = AuditConfig(
+        batch_size=options["batch_size"], flush_interval=options["flush_interval"],
+        max_batch=options["max_batch"], capacity=options["capacity"],
+        ready_max_depth=options["ready_max_depth"], drain_timeout=options["drain_timeout"],
+        spill_dir=Path(options["spill_dir"]), write_timeout=options["write_timeout"],
+    )
+    # No subject_ref key here: the worker pseudonymises before anything leaves it.
+    publisher = AuditPublisher(config, SubjectRefs(os.urandom(32)))
+    stores = await open_stores(options["database_url"])
+    writer = _Writer(publisher, options["status_fd"])
+    try:
+        await publisher.start(stores.audit_events, stores.audit_dead_letters)
+        assert publisher.writer is not None
+        publisher.writer.on_batch = lambda size, seconds: writer.batches.append((size, round(seconds, 6)))
+        reporter = asyncio.create_task(writer.report_loop())
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 24)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+        while True:  # ends at the end of the pipe: the worker stopped or died
+            try:
+                line = await reader.readline()
+            except ValueError:  # a line longer than the limit: not an event
+                line = await reader.read(1 << 24)
+                writer.take(line.rstrip(b"\n") + b"\0")
+                continue
+            if not line:
+                break
+            writer.take(line)
+        reporter.cancel()
+        await publisher.stop()
+        writer.report(final=True)
+    finally:
+        await stores.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -c "from server.audit.shipper import main; main()" OPTIONS_JSON`: started by
+    `ShippingPublisher` (not `-m`: the package imports this module first)."""
+    from server.logging import configure_logging
+
+    options = json.loads((argv or sys.argv[1:])[0])
+    # The end of stdin is the signal to drain and exit: a SIGTERM or Ctrl-C sent to the
+    # whole process group must not cut the drain short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_logging(options["log_level"], options["log_json"])
+    started = time.monotonic()
+    asyncio.run(_run(options))
+    logger.info("audit_writer_process_exited", seconds=round(time.monotonic() - started, 1))
+
+
+__all__ = ["ShippingPublisher"]
