@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -63,9 +64,10 @@ logger = structlog.get_logger("idgw.audit")
 
 _STATUS_INTERVAL = 0.1
 _GAUGE_INTERVAL = 0.5
-#: Bytes the worker lets wait in its pipe transport before it spills instead (a writer
-#: that stopped reading): about 30,000 events.
-_PIPE_LIMIT = 8 * 1024 * 1024
+#: The events pipe's kernel buffer (Linux's default limit for F_SETPIPE_SZ): ~3,000 lines.
+_PIPE_BYTES = 1024 * 1024
+#: How long the worker's start waits for the writer process's first status.
+_START_TIMEOUT = 30.0
 _RESTART_DELAY = 1.0
 _REJECTED = b'{"rejected":'
 _LINE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # encode_event's, built once
@@ -88,12 +90,14 @@ class ShippingPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._process: asyncio.subprocess.Process | None = None
-        self._pipe: asyncio.StreamWriter | None = None
+        self._pipe: asyncio.WriteTransport | None = None
+        self._reported = asyncio.Event()  # the writer process sent its first status
         self._status: dict[str, Any] = {}
         self._sent = 0  # lines written to the current writer's pipe
         self._stopping = False
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._status_task: asyncio.Task[None] | None = None
         self.restarts = 0
 
     # -- the request path --------------------------------------------------------------
@@ -150,7 +154,10 @@ class ShippingPublisher:
         if not pending:
             return
         pipe = self._pipe
-        if pipe is not None and not pipe.is_closing() and pipe.transport.get_write_buffer_size() < _PIPE_LIMIT:
+        # Only into a pipe whose earlier writes all reached the kernel: lines never wait in
+        # this process for longer than the loop turn that emitted them (a writer that is
+        # behind, starting or gone makes the worker spill instead).
+        if pipe is not None and not pipe.is_closing() and pipe.get_write_buffer_size() == 0:
             if self.spill.pending:
                 self.spill.close()  # released: the writer claims what was spilled meanwhile
             pipe.write(b"".join(pending))
@@ -176,30 +183,37 @@ class ShippingPublisher:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         await self._spawn()
+        with contextlib.suppress(TimeoutError):  # a slow start spills meanwhile; nothing waits on it
+            await asyncio.wait_for(self._reported.wait(), _START_TIMEOUT)
         self._tasks.append(asyncio.create_task(self._supervise(), name="audit-shipper-supervisor"))
         self._tasks.append(asyncio.create_task(self._gauge_loop(), name="audit-gauges"))
         if self._pending:
             self._flush()
 
     async def _spawn(self) -> None:
-        read_fd, write_fd = os.pipe()
+        events_read, events_write = os.pipe()
+        status_read, status_write = os.pipe()
+        with contextlib.suppress(OSError):  # room for ~3,000 lines while the writer is busy
+            fcntl.fcntl(events_write, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         options = {**asdict(self.config), "spill_dir": str(self.config.spill_dir),
                    "database_url": self.database_url, "log_level": self.log_level,
-                   "log_json": self.log_json, "status_fd": write_fd}
+                   "log_json": self.log_json, "status_fd": status_write}
         try:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", "from server.audit.shipper import main; main()", json.dumps(options),
-                stdin=asyncio.subprocess.PIPE, pass_fds=(write_fd,), env=env,
-                start_new_session=False,
+                stdin=events_read, pass_fds=(status_write,), env=env,
             )
         finally:
-            os.close(write_fd)
-        assert self._process.stdin is not None
-        self._pipe = self._process.stdin
+            os.close(events_read)
+            os.close(status_write)
+        loop = asyncio.get_running_loop()
+        self._pipe, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(events_write, "wb", buffering=0))
         self._sent = 0
         self._status = {}
-        self._tasks.append(asyncio.create_task(self._read_status(read_fd), name="audit-shipper-status"))
+        self._reported.clear()
+        self._status_task = asyncio.create_task(self._read_status(status_read), name="audit-shipper-status")
+        self._tasks.append(self._status_task)
         logger.info("audit_writer_process_started", pid=self._process.pid)
 
     async def _supervise(self) -> None:
@@ -209,6 +223,8 @@ class ShippingPublisher:
             code = await process.wait()
             if self._stopping:
                 return
+            if self._pipe is not None:
+                self._pipe.close()
             self._pipe = None
             logger.error("audit_writer_process_exited", pid=process.pid, returncode=code,
                          restart_in_seconds=_RESTART_DELAY)
@@ -232,6 +248,7 @@ class ShippingPublisher:
                 _count(status, previous)
                 self._status = status
                 previous = status
+                self._reported.set()
         finally:
             transport.close()
 
@@ -249,9 +266,10 @@ class ShippingPublisher:
         self._flush()
         process, pipe = self._process, self._pipe
         if process is not None and pipe is not None and not pipe.is_closing():
-            with contextlib.suppress(ConnectionError):
-                await pipe.drain()
-            pipe.close()
+            deadline = time.monotonic() + self.config.drain_timeout
+            while pipe.get_write_buffer_size() and process.returncode is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # bounded: the deadline
+            pipe.close()  # the end of the pipe: the writer drains and exits
         if process is not None:
             try:
                 await asyncio.wait_for(process.wait(), self.config.drain_timeout + 5.0)
@@ -259,7 +277,9 @@ class ShippingPublisher:
                 logger.error("audit_writer_process_killed", pid=process.pid)
                 process.kill()
                 await process.wait()
-        await asyncio.sleep(0)  # the status reader takes the last line
+        if self._status_task is not None:  # it ends at the end of the status pipe: the last line read
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._status_task), 2.0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -398,6 +418,7 @@ async def _run(options: dict[str, Any]) -> None:
         await publisher.start(stores.audit_events, stores.audit_dead_letters)
         assert publisher.writer is not None
         publisher.writer.on_batch = lambda size, seconds: writer.batches.append((size, round(seconds, 6)))
+        writer.report()  # the worker's start waits for this first status
         reporter = asyncio.create_task(writer.report_loop())
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=1 << 24)

@@ -1,0 +1,240 @@
+"""The audit writer in a process of its own (`ShippingPublisher`): a real child process,
+a real database; its crash, its restart, and a SIGKILLed `idgw serve` worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server.audit import AuditConfig, ShippingPublisher, SubjectRefs, audit_publisher, verify_trail
+from server.audit.metrics import AUDIT_EVENTS_WRITTEN
+from server.audit.publisher import to_audit_event
+from server.audit.spill import decode_event
+from server.events import SensitiveOperation
+from server.settings import ConfigError, load_settings
+from stores import Stores, open_stores
+from tests.audit.conftest import decision, eventually
+
+MakeShipper = Callable[..., ShippingPublisher]
+SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "policies"
+    shutil.copytree(SHIPPED_POLICIES, target)
+    return target
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'audit.db'}"
+
+
+@pytest.fixture
+async def stores(database_url: str) -> AsyncIterator[Stores]:
+    async with await open_stores(database_url) as opened:  # migrated before the child opens it
+        yield opened
+
+
+@pytest.fixture
+async def make_shipper(tmp_path: Path, refs: SubjectRefs, database_url: str) -> AsyncIterator[MakeShipper]:
+    made: list[ShippingPublisher] = []
+
+    def make(url: str | None = None, **overrides: Any) -> ShippingPublisher:
+        values: dict[str, Any] = {"spill_dir": tmp_path / "spill", "flush_interval": 0.05, "drain_timeout": 10.0}
+        values.update(overrides)
+        shipper = ShippingPublisher(AuditConfig(**values), refs, url or database_url, "WARNING", True)
+        made.append(shipper)
+        return shipper
+
+    yield make
+    for shipper in made:
+        await shipper.stop()
+
+
+def written() -> float:
+    return AUDIT_EVENTS_WRITTEN.collect()[0].samples[0].value
+
+
+async def test_events_reach_the_database_through_the_writer_process(
+    make_shipper: MakeShipper, stores: Stores, refs: SubjectRefs
+) -> None:
+    shipper = make_shipper()
+    before = written()
+    await shipper.start()
+    for n in range(500):
+        shipper.emit(decision(n, subject=f"user-{n % 7}"))
+    shipper.emit(SensitiveOperation(action="consent_granted", timestamp="2026-01-01T10:00:00Z",
+                                    subject="user-42", purpose="registry_check", outcome="granted"))
+    assert await shipper.wait_delivered(30)
+
+    stored = await stores.audit_events.query(limit=1000)
+    assert [e.decision_id for e in stored[:500]] == [f"dec_{n}" for n in range(500)]
+    assert stored[3].subject_ref == refs.ref("user-3") and stored[500].action == "consent_granted"
+    assert all("user-" not in json.dumps(e.subject_ref) for e in stored)  # pseudonymised in the worker
+    assert (await verify_trail(stores.audit_events)).intact
+    assert written() - before == 501  # the child's counts reach this process's /metrics
+    ok, detail = await shipper.readiness()
+    assert ok and detail is not None and detail.startswith("depth 0")
+
+    child = shipper._process
+    await shipper.stop()
+    assert child is not None and child.returncode == 0
+
+
+async def test_malformed_events_are_dead_lettered_by_the_writer_process(
+    make_shipper: MakeShipper, stores: Stores
+) -> None:
+    shipper = make_shipper()
+    await shipper.start()
+    shipper.emit(decision(1, timestamp="2026-01-01T10:00:00"))  # no time zone: decoded, refused
+    shipper.emit(SensitiveOperation(action="token_issued", timestamp="yesterday", subject="user-1"))
+    shipper.emit(decision(2))
+    await eventually(lambda: shipper._status.get("dead_lettered") == 2, 30)
+    assert await shipper.wait_delivered(30)
+
+    assert [e.decision_id for e in await stores.audit_events.query()] == ["dec_2"]
+    letters = await stores.audit_dead_letters.list_letters()
+    assert len(letters) == 2
+    assert any("yesterday" in json.dumps(letter.payload) for letter in letters)
+    assert not any("user-1" in json.dumps(letter.payload) for letter in letters)
+
+
+def test_a_decision_line_decodes_to_the_event_the_inline_publisher_stores(refs: SubjectRefs, tmp_path: Path) -> None:
+    shipper = ShippingPublisher(AuditConfig(spill_dir=tmp_path), refs, "sqlite:///unused.db")
+    event = decision(7, subject="user-ü", reason='quote " and \\ back')
+    shipper.emit(event)
+    (line,) = shipper._pending
+    decoded = decode_event(line)
+    assert decoded == to_audit_event(event, refs, json.loads(line)["id"])
+
+
+async def test_a_killed_writer_process_is_restarted_and_nothing_emitted_meanwhile_is_lost(
+    make_shipper: MakeShipper, stores: Stores, tmp_path: Path
+) -> None:
+    shipper = make_shipper()
+    await shipper.start()
+    for n in range(100):
+        shipper.emit(decision(n))
+    assert await shipper.wait_delivered(30)
+    first = shipper._process
+    assert first is not None
+    first.kill()
+    await first.wait()
+
+    for n in range(100, 300):  # the writer is down: the worker spills these
+        shipper.emit(decision(n))
+        await asyncio.sleep(0)
+    ok, detail = await shipper.readiness()
+    assert not ok and detail is not None and "not running" in detail
+    await eventually(lambda: shipper.restarts == 1 and shipper.running(), 15)
+    assert await shipper.wait_delivered(30)
+
+    stored = [e.decision_id for e in await stores.audit_events.query(limit=1000)]
+    assert sorted(stored) == sorted(f"dec_{n}" for n in range(300))
+    assert len(stored) == 300
+    assert (await verify_trail(stores.audit_events)).intact
+    assert not list((tmp_path / "spill").glob("*.jsonl"))
+
+
+async def test_the_writer_process_drains_into_postgresql(make_shipper: MakeShipper, postgres_url: str) -> None:
+    async with await open_stores(postgres_url) as pg:
+        shipper = make_shipper(postgres_url)
+        await shipper.start()
+        for n in range(2000):
+            shipper.emit(decision(n))
+        await shipper.stop()  # the end of the pipe: the child drains before it exits
+        assert await pg.audit_events.count() == 2000
+        assert (await verify_trail(pg.audit_events)).intact
+
+
+def test_process_mode_needs_a_sql_database_and_the_memory_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDGW_AUDIT_WRITER", "process")
+    monkeypatch.setenv("IDGW_DATABASE_URL", "memory://")
+    with pytest.raises(ConfigError, match="IDGW_AUDIT_WRITER"):
+        load_settings()
+
+
+def test_auto_means_a_writer_process_only_under_idgw_serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("IDGW_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setenv("IDGW_KEY_DIR", str(tmp_path / "keys"))
+    settings = load_settings()
+    assert isinstance(audit_publisher(settings, served=True), ShippingPublisher)
+    assert not isinstance(audit_publisher(settings, served=False), ShippingPublisher)
+    monkeypatch.setenv("IDGW_AUDIT_WRITER", "inline")
+    assert not isinstance(audit_publisher(load_settings(), served=True), ShippingPublisher)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_sigkilled_worker_loses_no_event_of_a_decision_it_answered(tmp_path: Path, policy_dir: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
+    env.update(IDGW_DATABASE_URL=f"sqlite:///{tmp_path / 'gw.db'}", IDGW_KEY_DIR=str(tmp_path / "keys"),
+               IDGW_AUDIT_SPILL_DIR=str(tmp_path / "spill"), IDGW_POLICY_RELOAD="false",
+               IDGW_DATA_API_AUTH="none", IDGW_LOG_LEVEL="WARNING", IDGW_AUDIT_FLUSH_MS="60000")
+    idgw = Path(sys.executable).with_name("idgw")
+    server = subprocess.Popen([str(idgw), "serve", "--port", str(port), "--policy-dir", str(policy_dir)],
+                              env=env, cwd=tmp_path)
+    try:
+        body = {"input": {"sanctions_listed": False, "citizen_valid": True, "is_over_18": True,
+                          "has_credential": False, "context": {"national_id": "AB123456"}}}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            deadline = time.monotonic() + 30
+            while True:  # bounded by the deadline
+                try:
+                    client.get("/health/live")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the server did not start"
+                    time.sleep(0.1)
+            answered = [client.post("/v1/data/age_verification", json=body).json()["decision_id"]
+                        for _ in range(250)]
+        children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 1  # the writer process
+        # a flush interval of 60 s: every answered event still waits in the child's queue
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        writer = int(children[0])
+        deadline = time.monotonic() + 30
+        while _alive(writer):  # bounded: the child drains, then exits
+            assert time.monotonic() < deadline, "the writer process did not exit"
+            time.sleep(0.05)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+    async def stored() -> list[str | None]:
+        async with await open_stores(f"sqlite:///{tmp_path / 'gw.db'}") as gw:
+            return [e.decision_id for e in await gw.audit_events.query(limit=1000)]
+
+    assert sorted(i for i in asyncio.run(stored()) if i) == sorted(answered)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return status not in ("Z", "X")
