@@ -72,9 +72,10 @@ class Decision:
     def to_dict(
         self,
         decision_id: str | None = None,
-        evaluated_at: datetime | None = None,
+        evaluated_at: datetime | str | None = None,
         evidence: Mapping[str, object] | None = None,
     ) -> dict[str, object]:
+        """The decision JSON; `evaluated_at` as a datetime, or already in its JSON form."""
         when = evaluated_at or datetime.now(UTC)
         out: dict[str, object] = {
             "decision_id": decision_id,
@@ -84,7 +85,7 @@ class Decision:
             "conditions": list(self.conditions),
             "evidence": dict(evidence) if evidence is not None else {},
             "policy_revision": self.revision,
-            "evaluated_at": _utc_seconds(when),
+            "evaluated_at": when if isinstance(when, str) else _utc_seconds(when),
         }
         if self.explanation is not None:
             out["explanation"] = self.explanation

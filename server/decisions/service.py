@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from dsl import UNDEFINED
@@ -27,6 +26,20 @@ _evaluation_durations = LabelCache(POLICY_EVALUATION_DURATION)
 
 def new_decision_id() -> str:
     return "dec_" + random_urlsafe(16)
+
+
+_formatted_second: tuple[int, str] = (-1, "")
+
+
+def evaluated_at_now() -> str:
+    """The current UTC second as the decision JSON writes it (`YYYY-MM-DDTHH:MM:SSZ`),
+    formatted once per second: formatting a datetime cost ~3 µs of every decision."""
+    global _formatted_second
+    second = int(time.time())
+    cached = _formatted_second
+    if cached[0] != second:
+        cached = _formatted_second = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return cached[1]
 
 
 def resolve_purpose(policy_set: PolicySet, name: str) -> Purpose:
@@ -72,8 +85,8 @@ def decide(
     _evaluation_durations(purpose_name)[0].observe(time.perf_counter() - started)
     _decisions(purpose_name, decision.status)[0].inc()
     decision_id = new_decision_id()
-    now = datetime.now(UTC)
-    body = decision.to_dict(decision_id=decision_id, evaluated_at=now, evidence=supplied_evidence(purpose, facts))
+    evaluated_at = evaluated_at_now()
+    body = decision.to_dict(decision_id=decision_id, evaluated_at=evaluated_at, evidence=supplied_evidence(purpose, facts))
     events.emit(
         DecisionMade(
             decision_id=decision_id,
@@ -81,7 +94,7 @@ def decide(
             decision=decision.status,
             reason=decision.reason,
             policy_revision=decision.revision,
-            timestamp=str(body["evaluated_at"]),
+            timestamp=evaluated_at,
             request_id=request_id,
             subject=subject,
         )
@@ -89,4 +102,4 @@ def decide(
     return body
 
 
-__all__ = ["decide", "new_decision_id", "resolve_purpose", "supplied_evidence"]
+__all__ = ["decide", "evaluated_at_now", "new_decision_id", "resolve_purpose", "supplied_evidence"]

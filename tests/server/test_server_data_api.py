@@ -142,3 +142,16 @@ async def test_policies_listing(client: httpx.AsyncClient, app: Starlette) -> No
     assert age["evidence"] == ["sanctions_listed", "citizen_valid", "is_over_18", "has_credential"]
     assert age["consent"] == ["decision_evaluation"]
     assert body["last_reload"] is None
+
+
+def test_evaluated_at_is_the_current_utc_second() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from server.decisions.service import evaluated_at_now
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    text = evaluated_at_now()
+    after = datetime.now(UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text)
+    assert before <= datetime.fromisoformat(text) <= after
+    assert evaluated_at_now() in (text, (datetime.fromisoformat(text) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
