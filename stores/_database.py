@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 __all__ = ["Codec", "Database", "Executor", "Params", "Row"]
 
-Params = Mapping[str, Any]
+#: Named parameters (`%(name)s`); SQLite's audit batch alone binds a positional list (`?`).
+Params = Mapping[str, Any] | Sequence[Any]
 Row = dict[str, Any]
 
 

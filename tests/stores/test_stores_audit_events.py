@@ -184,11 +184,25 @@ async def test_a_sqlite_batch_is_one_statement(tmp_path: Path, now: datetime) ->
         assert await stores.audit_events.append(events, all_or_nothing=True) == 250
         assert await stores.audit_events.append([*events[:10], _event(250, now)]) == 1
 
-        assert len(statements) == 2 and all(s.startswith("INSERT INTO audit_events") for s in statements)
+        assert len(statements) == 2 and "BEGIN" not in " ".join(statements)
+        assert all("INSERT INTO audit_events" in s for s in statements)
         stored = await stores.audit_events.query(limit=1000)
         assert ids(stored) == [f"evt-{n}" for n in range(251)]  # batch order is seq order
     finally:
         await stores.close()
+
+
+async def test_a_batch_larger_than_one_statement_is_still_all_or_nothing(stores: Stores, now: datetime) -> None:
+    await stores.audit_events.append([_event(4000, now)])
+    events = [_event(n, now) for n in range(4500)]  # beyond SQLite's 2,000 rows a statement
+
+    with pytest.raises(Conflict):
+        await stores.audit_events.append(events, all_or_nothing=True)
+    assert await stores.audit_events.count() == 1
+
+    fresh = [e for e in events if e.id != "evt-4000"]
+    assert await stores.audit_events.append(fresh, all_or_nothing=True) == 4499
+    assert ids(await stores.audit_events.query(limit=10)) == ["evt-4000"] + [f"evt-{n}" for n in range(9)]
 
 
 def test_postgresql_batch_rows_follow_the_column_order() -> None:
