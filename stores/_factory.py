@@ -127,13 +127,15 @@ async def open_stores(
     migrate: bool = True,
     pool_max_size: int = DEFAULT_POOL_MAX_SIZE,
     pool_timeout: float = DEFAULT_POOL_TIMEOUT_SECONDS,
+    sqlite_blocking: bool = False,
 ) -> Stores:
     """Open the stores of the database at ``url`` (``IDGW_DATABASE_URL``).
 
     ``sqlite:///PATH`` opens (or creates) a SQLite file, ``postgresql://...`` a pool of
     at most ``pool_max_size`` connections (waiting up to ``pool_timeout`` seconds for
     one), ``memory://`` empty in-memory stores. With ``migrate`` (the default) pending
-    migrations are applied first. Raises ``InvalidDatabaseURL``, ``Unavailable`` or
+    migrations are applied first. ``sqlite_blocking`` runs SQLite statements on the event
+    loop's thread (see ``SqliteDatabase.blocking``). Raises ``InvalidDatabaseURL``, ``Unavailable`` or
     ``MigrationError``.
     """
     parsed = parse_database_url(url)
@@ -143,7 +145,7 @@ async def open_stores(
         await apply_migrations(url)
     database: Database
     if parsed.backend == "sqlite":
-        database = await SqliteDatabase.open(parsed.target)
+        database = await SqliteDatabase.open(parsed.target, blocking=sqlite_blocking)
     else:
         database = await PostgresDatabase.open(
             parsed.target, max_size=pool_max_size, timeout=pool_timeout

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 import structlog
 
 from server.audit.chain import unlinked
@@ -63,11 +64,18 @@ def encode_event(event: AuditEvent) -> bytes:
 
 
 def decode_event(line: bytes) -> AuditEvent | BrokenLine:
-    text = line.decode("utf-8", "replace").rstrip("\n")
+    try:  # pydantic-core's parser first: a third of json.loads's cost, per event
+        payload: Any = pydantic_core.from_json(line)
+    except ValueError:  # e.g. an escaped lone surrogate, which only json.loads accepts
+        payload = None
+    text = None
     try:
-        payload: Any = json.loads(text)
+        if payload is None:
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            payload = json.loads(text)
         return audit_event_from_json(payload)
     except (ValueError, TypeError, KeyError) as exc:
+        text = text if text is not None else line.decode("utf-8", "replace").rstrip("\n")
         return BrokenLine(text, f"unreadable spill line: {type(exc).__name__}: {exc}")
 
 

@@ -223,3 +223,18 @@ def test_postgresql_batch_rows_follow_the_column_order() -> None:
     assert json.loads(_json_rows([dataclasses.replace(event, reason="\\u0000")]))[0][6] == "\\u0000"
     with pytest.raises(InvalidRecord, match="NUL"):
         _json_rows([dataclasses.replace(event, reason="a\x00b")])
+
+
+async def test_a_blocking_sqlite_database_runs_statements_on_the_loop_thread(tmp_path: Path, now: datetime) -> None:
+    import threading
+
+    stores = await open_stores(f"sqlite:///{tmp_path / 'blocking.db'}", sqlite_blocking=True)
+    try:
+        database = stores.audit_events._db  # type: ignore[attr-defined]
+        threads: list[int] = []
+        await database._call(lambda: database._connection.set_trace_callback(lambda _: threads.append(threading.get_ident())))
+        assert await stores.audit_events.append([_event(n, now) for n in range(3)], all_or_nothing=True) == 3
+        assert ids(await stores.audit_events.query()) == ["evt-0", "evt-1", "evt-2"]
+        assert threads and set(threads) == {threading.get_ident()}
+    finally:
+        await stores.close()
