@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     #: worker's event loop), "auto": process under `idgw serve` with a SQL database and
     #: the memory queue, inline otherwise (an app embedded elsewhere, memory://, NATS).
     audit_writer: Literal["auto", "inline", "process"] = "auto"
+    #: Niceness of the writer process: under CPU contention the requests come first.
+    audit_writer_nice: int = Field(10, ge=0, le=19)
     nats_url: str | None = None
     audit_batch_size: int = Field(100, ge=1, le=10_000)
     audit_flush_ms: int = Field(1000, ge=1, le=600_000)

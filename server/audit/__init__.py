@@ -38,7 +38,8 @@ def audit_publisher(settings: Settings, *, served: bool = False) -> AuditPublish
     if mode == "inline":
         return AuditPublisher.from_settings(settings)
     return ShippingPublisher(AuditConfig.from_settings(settings), SubjectRefs.from_key_dir(settings.key_dir),
-                             settings.database_url, settings.log_level, settings.log_as_json)
+                             settings.database_url, settings.log_level, settings.log_as_json,
+                             settings.audit_writer_nice)
 
 __all__ = [
     "AUDIT_PUBLISHERS",

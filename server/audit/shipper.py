@@ -78,12 +78,13 @@ class ShippingPublisher:
     /health/ready, like `AuditPublisher`; the writing runs in a child process."""
 
     def __init__(self, config: AuditConfig, subject_refs: SubjectRefs, database_url: str,
-                 log_level: str = "INFO", log_json: bool = True) -> None:
+                 log_level: str = "INFO", log_json: bool = True, nice: int = 0) -> None:
         self.config = config
         self.subject_refs = subject_refs
         self.database_url = database_url
         self.log_level = log_level
         self.log_json = log_json
+        self.nice = nice
         self.spill = SpillFiles(config.spill_dir)
         self._pending: list[bytes] = []
         self._flush_scheduled = False
@@ -198,7 +199,7 @@ class ShippingPublisher:
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         options = {**asdict(self.config), "spill_dir": str(self.config.spill_dir),
                    "database_url": self.database_url, "log_level": self.log_level,
-                   "log_json": self.log_json, "status_fd": status_write}
+                   "log_json": self.log_json, "status_fd": status_write, "nice": self.nice}
         try:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", "from server.audit.shipper import main; main()", json.dumps(options),
@@ -453,6 +454,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(options["log_level"], options["log_json"])
+    if options["nice"]:
+        os.nice(options["nice"])  # background work: under CPU contention the requests come first
     started = time.monotonic()
     asyncio.run(_run(options))
     logger.info("audit_writer_process_exited", seconds=round(time.monotonic() - started, 1))
