@@ -73,6 +73,17 @@ class AuditConfig:
         return self.ready_max_depth if self.ready_max_depth is not None else self.capacity * 4 // 5
 
 
+def queue_readiness(depth: int, limit: int, lag: float, last_error: str | None,
+                    problem: str | None) -> tuple[bool, str | None]:
+    """The `audit_queue` check of /health/ready: unready past `limit`, or with a `problem`."""
+    detail = f"depth {depth} (ready up to {limit}), lag {lag:.1f}s"
+    if last_error:
+        detail += f"; last error: {last_error[:200]}"
+    if problem is not None:
+        return False, f"{problem}; {detail}"
+    return depth <= limit, detail
+
+
 def new_event_id() -> str:
     # 128 random bits like uuid4, from the buffered CSPRNG of server.ids (one system
     # call per 256 ids instead of one per event, on the request path)
@@ -296,13 +307,9 @@ class AuditPublisher:
         return self._delivery is not None and not self._delivery.done()
 
     async def readiness(self) -> tuple[bool, str | None]:
-        depth, limit = self.depth(), self.config.max_ready_depth
-        detail = f"depth {depth} (ready up to {limit}), lag {self.outbox.lag():.1f}s"
-        if self.writer is not None and self.writer.last_error:
-            detail += f"; last error: {self.writer.last_error[:200]}"
-        if not self.delivering():
-            return False, f"audit delivery is not running; {detail}"
-        return depth <= limit, detail
+        problem = None if self.delivering() else "audit delivery is not running"
+        return queue_readiness(self.depth(), self.config.max_ready_depth, self.outbox.lag(),
+                               self.writer.last_error if self.writer else None, problem)
 
     async def wait_delivered(self, timeout: float) -> bool:
         """Wait until nothing emitted here is left undelivered (tests, benchmarks)."""

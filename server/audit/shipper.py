@@ -54,7 +54,13 @@ from server.audit.metrics import (
     AUDIT_WRITE_DURATION,
     AUDIT_WRITE_RETRIES,
 )
-from server.audit.publisher import AuditConfig, AuditPublisher, new_event_id, to_audit_event
+from server.audit.publisher import (
+    AuditConfig,
+    AuditPublisher,
+    new_event_id,
+    queue_readiness,
+    to_audit_event,
+)
 from server.audit.spill import SpillFiles, decode_event, encode_event
 from server.audit.subject_refs import SubjectRefs
 from server.events import AuditedEvent, DecisionMade
@@ -304,15 +310,14 @@ class ShippingPublisher:
         return self._process is not None and self._process.returncode is None and self._pipe is not None
 
     async def readiness(self) -> tuple[bool, str | None]:
-        depth, limit = self.depth(), self.config.max_ready_depth
-        detail = f"depth {depth} (ready up to {limit}), lag {self.lag():.1f}s"
-        if self._status.get("last_error"):
-            detail += f"; last error: {str(self._status['last_error'])[:200]}"
+        problem = None
         if not self.running():
-            return False, f"the audit writer process is not running; {detail}"
-        if not self._status.get("delivering", False):
-            return False, f"audit delivery is not running; {detail}"
-        return depth <= limit, detail
+            problem = "the audit writer process is not running"
+        elif not self._status.get("delivering", False):
+            problem = "audit delivery is not running"
+        error = self._status.get("last_error")
+        return queue_readiness(self.depth(), self.config.max_ready_depth, self.lag(),
+                               str(error) if error else None, problem)
 
     async def wait_delivered(self, timeout: float) -> bool:
         """Wait until nothing emitted here is left unstored (tests, benchmarks)."""

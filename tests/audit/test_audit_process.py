@@ -4,7 +4,6 @@ events the stream acknowledged survive a SIGKILL of the gateway."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import threading
 import uuid
@@ -12,24 +11,15 @@ from pathlib import Path
 
 import httpx
 import nats
-import pytest
 
 from tests.audit.conftest import TcpProxy, request_ids
 from tests.server.conftest import (
     ADULT_WITHOUT_CREDENTIAL,
-    SHIPPED_POLICIES,
     ServerProcess,
     wait_until,
 )
 
 DATA = "/v1/data/age_verification"
-
-
-@pytest.fixture
-def policy_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "policies"
-    shutil.copytree(SHIPPED_POLICIES, target)
-    return target
 
 
 def audit_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:

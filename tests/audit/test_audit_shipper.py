@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from server.audit import AuditConfig, ShippingPublisher, SubjectRefs, audit_publisher, verify_trail
@@ -26,16 +23,9 @@ from server.events import SensitiveOperation
 from server.settings import ConfigError, load_settings
 from stores import Stores, open_stores
 from tests.audit.conftest import decision, eventually
+from tests.server.conftest import ADULT_WITHOUT_CREDENTIAL, ServerProcess
 
 MakeShipper = Callable[..., ShippingPublisher]
-SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
-
-
-@pytest.fixture
-def policy_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "policies"
-    shutil.copytree(SHIPPED_POLICIES, target)
-    return target
 
 
 @pytest.fixture
@@ -180,54 +170,30 @@ def test_auto_means_a_writer_process_only_under_idgw_serve(monkeypatch: pytest.M
     assert not isinstance(audit_publisher(load_settings(), served=True), ShippingPublisher)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_sigkilled_worker_loses_no_event_of_a_decision_it_answered(tmp_path: Path, policy_dir: Path) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
-    env.update(IDGW_DATABASE_URL=f"sqlite:///{tmp_path / 'gw.db'}", IDGW_KEY_DIR=str(tmp_path / "keys"),
-               IDGW_AUDIT_SPILL_DIR=str(tmp_path / "spill"), IDGW_POLICY_RELOAD="false",
-               IDGW_DATA_API_AUTH="none", IDGW_LOG_LEVEL="WARNING", IDGW_AUDIT_FLUSH_MS="60000")
-    idgw = Path(sys.executable).with_name("idgw")
-    server = subprocess.Popen([str(idgw), "serve", "--port", str(port), "--policy-dir", str(policy_dir)],
-                              env=env, cwd=tmp_path)
+    database_url = f"sqlite:///{tmp_path / 'gw.db'}"
+    server = ServerProcess(policy_dir, tmp_path, IDGW_DATABASE_URL=database_url, IDGW_KEY_DIR=str(tmp_path / "keys"),
+                           IDGW_AUDIT_SPILL_DIR=str(tmp_path / "spill"), IDGW_POLICY_RELOAD="false",
+                           IDGW_LOG_LEVEL="WARNING", IDGW_AUDIT_FLUSH_MS="60000")
     try:
-        body = {"input": {"sanctions_listed": False, "citizen_valid": True, "is_over_18": True,
-                          "has_credential": False, "context": {"national_id": "AB123456"}}}
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            deadline = time.monotonic() + 30
-            while True:  # bounded by the deadline
-                try:
-                    client.get("/health/live")
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, "the server did not start"
-                    time.sleep(0.1)
-            answered = [client.post("/v1/data/age_verification", json=body).json()["decision_id"]
-                        for _ in range(250)]
-        children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+        server.wait_ready()
+        answered = [server.client.post("/v1/data/age_verification", json={"input": ADULT_WITHOUT_CREDENTIAL})
+                    .json()["decision_id"] for _ in range(250)]
+        children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 1  # the writer process
         # a flush interval of 60 s: every answered event still waits in the child's queue
-        server.send_signal(signal.SIGKILL)
-        server.wait(10)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
         writer = int(children[0])
         deadline = time.monotonic() + 30
         while _alive(writer):  # bounded: the child drains, then exits
             assert time.monotonic() < deadline, "the writer process did not exit"
             time.sleep(0.05)
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        server.stop()
 
     async def stored() -> list[str | None]:
-        async with await open_stores(f"sqlite:///{tmp_path / 'gw.db'}") as gw:
+        async with await open_stores(database_url) as gw:
             return [e.decision_id for e in await gw.audit_events.query(limit=1000)]
 
     assert sorted(i for i in asyncio.run(stored()) if i) == sorted(answered)
