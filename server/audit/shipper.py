@@ -161,10 +161,12 @@ class ShippingPublisher:
         if not pending:
             return
         pipe = self._pipe
-        # Only into a pipe whose earlier writes all reached the kernel: lines never wait in
-        # this process for longer than the loop turn that emitted them (a writer that is
-        # behind, starting or gone makes the worker spill instead).
-        if pipe is not None and not pipe.is_closing() and pipe.get_write_buffer_size() == 0:
+        # Only into the pipe of a writer that has reported (it started: its stores are
+        # open), and whose earlier writes all reached the kernel: lines never wait in this
+        # process for longer than the loop turn that emitted them (a writer that is behind,
+        # starting or gone makes the worker spill instead).
+        if (pipe is not None and self._reported.is_set() and not pipe.is_closing()
+                and pipe.get_write_buffer_size() == 0):
             if self.spill.pending:
                 self.spill.close()  # released: the writer claims what was spilled meanwhile
             pipe.write(b"".join(pending))
@@ -190,8 +192,13 @@ class ShippingPublisher:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         await self._spawn()
-        with contextlib.suppress(TimeoutError):  # a slow start spills meanwhile; nothing waits on it
-            await asyncio.wait_for(self._reported.wait(), _START_TIMEOUT)
+        # Until the writer's first status (or its exit: the supervisor restarts it), for
+        # at most _START_TIMEOUT; what is emitted meanwhile is spilled, nothing waits on it.
+        assert self._process is not None
+        waits = [asyncio.ensure_future(self._reported.wait()), asyncio.ensure_future(self._process.wait())]
+        await asyncio.wait(waits, timeout=_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
         self._tasks.append(asyncio.create_task(self._supervise(), name="audit-shipper-supervisor"))
         self._tasks.append(asyncio.create_task(self._gauge_loop(), name="audit-gauges"))
         if self._pending:

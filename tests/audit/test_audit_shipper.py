@@ -206,3 +206,23 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}/stat").exists() else "X"
     return status not in ("Z", "X")
+
+
+async def test_a_writer_that_cannot_start_leaves_the_worker_running_and_spilling(
+    make_shipper: MakeShipper, tmp_path: Path
+) -> None:
+    unreachable = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
+    shipper = make_shipper(unreachable)
+    started = time.monotonic()
+    await shipper.start()
+    assert time.monotonic() - started < 20  # did not wait for a status that cannot come
+    for n in range(20):
+        shipper.emit(decision(n))
+        await asyncio.sleep(0)
+    await eventually(lambda: not shipper.running(), 20)
+    ok, detail = await shipper.readiness()
+    assert not ok and detail is not None and "not running" in detail
+    await shipper.stop()
+    spilled = b"".join(path.read_bytes() for path in (tmp_path / "spill").glob("spill-*.jsonl"))
+    assert sorted(decode_event(line).decision_id for line in spilled.splitlines(keepends=True)) == sorted(  # type: ignore[union-attr]
+        f"dec_{n}" for n in range(20))
