@@ -258,7 +258,10 @@ class ShippingPublisher:
         previous: dict[str, Any] = {}
         try:
             while line := await reader.readline():
-                status = json.loads(line)
+                try:
+                    status = json.loads(line)
+                except ValueError:  # the writer died in the middle of a line
+                    break
                 _count(status, previous)
                 self._status = status
                 previous = status
