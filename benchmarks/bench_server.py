@@ -196,6 +196,12 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(port: int, workdir: Path, database_url: str = DATABASE_URL) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
     env.update(IDGW_DATA_API_AUTH="none", IDGW_LOG_FORMAT="json", IDGW_LOG_LEVEL="INFO",
@@ -228,9 +234,13 @@ async def bench(port: int, pid: int, args: argparse.Namespace) -> dict[str, obje
     await closed_loop(port, DECISION, args.warmup, args.connections, limit)
     best: dict[str, Run] = {}
     ratios: list[float] = []  # per round: the two runs next to each other in time
+    # The worker's CPU per request: unlike throughput, it does not depend on how the
+    # client and the audit writer process share the other core.
+    cpu_per_request: dict[str, list[float]] = {"trivial": [], "decision": []}
     for _ in range(args.repeat):
         rates = {}
         for name, request, path in (("trivial", TRIVIAL, "/health/live"), ("decision", DECISION, DECISION_PATH)):
+            cpu_before = cpu_seconds(pid)
             if args.client == "wrk":
                 script = args.wrk_script if name == "decision" else None
                 run = await asyncio.to_thread(wrk_run, port, path, script, args.wrk_seconds, args.connections)
@@ -238,6 +248,7 @@ async def bench(port: int, pid: int, args: argparse.Namespace) -> dict[str, obje
                 run = await closed_loop(port, request, args.requests, args.connections, limit)
             if run.errors:
                 raise SystemExit(f"{name}: {run.errors} non-200 answers")
+            cpu_per_request[name].append((cpu_seconds(pid) - cpu_before) / max(1, run.requests))
             rates[name] = run.rate
             if name not in best or run.rate > best[name].rate:
                 best[name] = run
@@ -257,6 +268,7 @@ async def bench(port: int, pid: int, args: argparse.Namespace) -> dict[str, obje
         "trivial": best["trivial"],
         "decision": best["decision"],
         "ratios": ratios,
+        "cpu_per_request": cpu_per_request,
         "paced": paced,
         "paced_worst_p99": worst.percentile(0.99),
         "half_rate": half_rate,
@@ -324,6 +336,8 @@ def main() -> None:
     ratio = decision.rate / trivial.rate
     ratios: list[float] = figures["ratios"]  # type: ignore[assignment]  (in round order)
     median_ratio = statistics.median(ratios)
+    cpu: dict[str, list[float]] = figures["cpu_per_request"]  # type: ignore[assignment]
+    cpu_trivial, cpu_decision = statistics.median(cpu["trivial"]), statistics.median(cpu["decision"])
     growth = (after - before) / before * 100
     result = {
         "machine": f"{platform.python_implementation()} {platform.python_version()}, "
@@ -338,6 +352,9 @@ def main() -> None:
         "round_ratios_percent": [round(r * 100, 1) for r in ratios],
         "median_round_ratio_percent": round(median_ratio * 100, 1),
         "client": args.client,
+        "worker_cpu_us_trivial": round(cpu_trivial * 1e6, 1),
+        "worker_cpu_us_decision": round(cpu_decision * 1e6, 1),
+        "worker_cpu_ratio_percent": round(cpu_trivial / cpu_decision * 100, 1),
         "paced_rate": round(figures["half_rate"]),  # type: ignore[call-overload]
         "paced_achieved_rps": round(paced.rate), "paced_errors": paced.errors,
         "paced_p50_ms": ms(paced.percentile(0.5)), "paced_p99_ms": ms(paced.percentile(0.99)),
@@ -360,6 +377,8 @@ def main() -> None:
           f"{result['paced_p50_ms']} | {result['paced_p99_ms']} |")
     print(f"decision/ceiling: {result['ratio_percent']}% of the best runs; per round "
           f"{result['round_ratios_percent']}, median {result['median_round_ratio_percent']}% (target >= 70%)")
+    print(f"worker CPU per request (median of the rounds): {result['worker_cpu_us_trivial']} µs ceiling, "
+          f"{result['worker_cpu_us_decision']} µs decision: {result['worker_cpu_ratio_percent']}%")
     print(f"p99 at half rate: {result['paced_p99_ms']} ms, best of {args.repeat} runs of {args.paced_seconds:g} s "
           f"(worst {result['paced_worst_p99_ms']} ms; target < 10 ms)")
     print(f"worker RSS: {result['rss_before_mib']} MiB -> {result['rss_after_mib']} MiB after "
