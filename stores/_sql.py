@@ -634,6 +634,12 @@ def _sqlite_insert(rows: int, all_or_nothing: bool) -> str:
 _NUL_IN_TEXT = "PostgreSQL text fields cannot contain NUL (0x00) bytes"
 
 
+def _require_all(all_or_nothing: bool, new: int, total: int) -> None:
+    """An all-or-nothing append that inserted fewer than all met stored events."""
+    if all_or_nothing and new != total:
+        raise Conflict(f"{total - new} of {total} audit events already stored")
+
+
 def _json_rows(events: Sequence[AuditEvent]) -> str:
     """`events` as the JSON parameter of `_INSERT_*_JSON`."""
     rows = [
@@ -686,10 +692,8 @@ class SqlAuditEventStore:
                 for start in range(0, len(events), _SQLITE_ROWS_PER_STATEMENT):
                     part = events[start : start + _SQLITE_ROWS_PER_STATEMENT]
                     new += await tx.execute(_sqlite_insert(len(part), all_or_nothing), self._flat(part, all_or_nothing))
-                if all_or_nothing and new != len(events):
-                    raise Conflict(f"{len(events) - new} of {len(events)} audit events already stored")
-        if all_or_nothing and new != len(events):
-            raise Conflict(f"{len(events) - new} of {len(events)} audit events already stored")
+                _require_all(all_or_nothing, new, len(events))
+        _require_all(all_or_nothing, new, len(events))
         return new
 
     def _flat(self, events: Sequence[AuditEvent], all_or_nothing: bool) -> list[Any]:

@@ -120,6 +120,13 @@ def to_audit_event(event: AuditedEvent, refs: SubjectRefs, event_id: str | None 
     )
 
 
+def rejected_payload(event: AuditedEvent, refs: SubjectRefs) -> dict[str, Any]:
+    """The dead letter's payload of an event that cannot be stored: pseudonymised too."""
+    payload = event.to_dict()
+    payload["subject_ref"] = refs.maybe_ref(payload.pop("subject", None))
+    return payload
+
+
 class AuditPublisher:
     """`emit` from handlers; `start`/`stop` from the lifespan; `readiness` for /health/ready."""
 
@@ -153,9 +160,7 @@ class AuditPublisher:
         try:
             record = to_audit_event(event, self.subject_refs, event_id)
         except (ValueError, TypeError) as exc:  # a malformed event is dead-lettered, not lost
-            payload = event.to_dict()
-            payload["subject_ref"] = self.subject_refs.maybe_ref(payload.pop("subject", None))
-            self.reject(event_id, payload, f"not an audit event: {exc}")
+            self.reject(event_id, rejected_payload(event, self.subject_refs), f"not an audit event: {exc}")
             return
         if self._closed:  # after stop(): straight to a spill file, released at once
             self.outbox.spill.append(record)

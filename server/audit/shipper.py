@@ -59,6 +59,7 @@ from server.audit.publisher import (
     AuditPublisher,
     new_event_id,
     queue_readiness,
+    rejected_payload,
     to_audit_event,
 )
 from server.audit.spill import SpillFiles, decode_event, encode_event
@@ -116,11 +117,10 @@ class ShippingPublisher:
         """Queue `event` for the writer process; never blocks, never raises for a bad event."""
         AUDIT_EVENTS_EMITTED.inc()
         event_id = new_event_id()
-        if event.__class__ is DecisionMade:
+        if isinstance(event, DecisionMade):
             # The decision path: its line straight from the event, without building the
             # AuditEvent that encode_event would take (the line decodes to the same event;
             # the writer process checks it as it decodes).
-            assert isinstance(event, DecisionMade)
             payload = {
                 "id": event_id, "timestamp": event.timestamp, "action": event.action,
                 "subject_ref": self.subject_refs.maybe_ref(event.subject), "purpose": event.purpose,
@@ -136,8 +136,7 @@ class ShippingPublisher:
         try:
             record = to_audit_event(event, self.subject_refs, event_id)
         except (ValueError, TypeError) as exc:  # a malformed event is dead-lettered, not lost
-            payload = event.to_dict()
-            payload["subject_ref"] = self.subject_refs.maybe_ref(payload.pop("subject", None))
+            payload = rejected_payload(event, self.subject_refs)
             rejected = json.dumps({"rejected": [event_id, payload, f"not an audit event: {exc}"]},
                                   ensure_ascii=True, separators=(",", ":"), default=str)
             self._enqueue(rejected.encode("ascii") + b"\n")
@@ -213,7 +212,7 @@ class ShippingPublisher:
         with contextlib.suppress(OSError):  # room for ~3,000 lines while the writer is busy
             fcntl.fcntl(events_write, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        options = {**asdict(self.config), "spill_dir": str(self.config.spill_dir),
+        options = {"config": {**asdict(self.config), "spill_dir": str(self.config.spill_dir)},
                    "database_url": self.database_url, "log_level": self.log_level,
                    "log_json": self.log_json, "status_fd": status_write, "nice": self.nice}
         try:
@@ -387,12 +386,11 @@ class _Writer:
         else:
             publisher.reject("unknown", {"line": event.text}, event.error)
 
-    def report(self, final: bool = False) -> None:
+    def report(self) -> None:
         publisher = self.publisher
         writer = publisher.writer
         registry_value = AUDIT_EVENTS_SPILLED.collect()[0].samples[0].value
         retries = AUDIT_WRITE_RETRIES.collect()[0].samples[0].value
-        delivery = publisher.delivering()
         status = {
             "received": self.received,
             "depth": publisher.depth(),
@@ -403,7 +401,7 @@ class _Writer:
             "spilled_pending": publisher.outbox.spill.pending,
             "retries": int(retries),
             "last_error": writer.last_error if writer else None,
-            "delivering": delivery or final,
+            "delivering": publisher.delivering(),
             "batches": self.batches,
         }
         self.batches = []
@@ -423,12 +421,7 @@ class _Writer:
 async def _run(options: dict[str, Any]) -> None:
     from stores import open_stores
 
-    config = AuditConfig(
-        batch_size=options["batch_size"], flush_interval=options["flush_interval"],
-        max_batch=options["max_batch"], capacity=options["capacity"],
-        ready_max_depth=options["ready_max_depth"], drain_timeout=options["drain_timeout"],
-        spill_dir=Path(options["spill_dir"]), write_timeout=options["write_timeout"],
-    )
+    config = AuditConfig(**{**options["config"], "spill_dir": Path(options["config"]["spill_dir"])})
     # No subject_ref key here: the worker pseudonymises before anything leaves it.
     publisher = AuditPublisher(config, SubjectRefs(os.urandom(32)))
     # SQLite statements on this loop's thread: it serves no requests, and the hand-off to
@@ -462,7 +455,7 @@ async def _run(options: dict[str, Any]) -> None:
             writer.take(rest)  # the worker died in the middle of a write: a torn line
         reporter.cancel()
         await publisher.stop()
-        writer.report(final=True)
+        writer.report()  # the final counts
     finally:
         await stores.close()
 

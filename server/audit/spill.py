@@ -64,18 +64,14 @@ def encode_event(event: AuditEvent) -> bytes:
 
 
 def decode_event(line: bytes) -> AuditEvent | BrokenLine:
-    try:  # pydantic-core's parser first: a third of json.loads's cost, per event
-        payload: Any = pydantic_core.from_json(line)
-    except ValueError:  # e.g. an escaped lone surrogate, which only json.loads accepts
-        payload = None
-    text = None
     try:
-        if payload is None:
-            text = line.decode("utf-8", "replace").rstrip("\n")
-            payload = json.loads(text)
+        try:  # pydantic-core's parser first: a third of json.loads's cost, per event
+            payload: Any = pydantic_core.from_json(line)
+        except ValueError:  # e.g. an escaped lone surrogate, which only json.loads accepts
+            payload = json.loads(line.decode("utf-8", "replace"))
         return audit_event_from_json(payload)
     except (ValueError, TypeError, KeyError) as exc:
-        text = text if text is not None else line.decode("utf-8", "replace").rstrip("\n")
+        text = line.decode("utf-8", "replace").rstrip("\n")
         return BrokenLine(text, f"unreadable spill line: {type(exc).__name__}: {exc}")
 
 

@@ -226,3 +226,18 @@ async def test_a_writer_that_cannot_start_leaves_the_worker_running_and_spilling
     spilled = b"".join(path.read_bytes() for path in (tmp_path / "spill").glob("spill-*.jsonl"))
     assert sorted(decode_event(line).decision_id for line in spilled.splitlines(keepends=True)) == sorted(  # type: ignore[union-attr]
         f"dec_{n}" for n in range(20))
+
+
+def test_the_writer_settings_reach_the_publisher_or_fail_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("IDGW_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setenv("IDGW_KEY_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("IDGW_AUDIT_MAX_BATCH", "50")
+    monkeypatch.setenv("IDGW_AUDIT_WRITER_NICE", "7")
+    shipper = audit_publisher(load_settings(), served=True)
+    assert isinstance(shipper, ShippingPublisher)
+    assert (shipper.config.max_batch, shipper.nice) == (50, 7)
+    monkeypatch.setenv("IDGW_AUDIT_WRITER_NICE", "20")
+    with pytest.raises(ConfigError, match="IDGW_AUDIT_WRITER_NICE"):
+        load_settings()
