@@ -17,7 +17,7 @@ from engine.context import context_validator
 from engine.policyset import lookup
 from server.errors import ApiError
 from server.events import DecisionMade, EventPublisher
-from server.ids import random_urlsafe
+from server.ids import random_urlsafe, time_ordered
 from server.metrics import DECISIONS, POLICY_EVALUATION_DURATION, LabelCache
 
 _decisions = LabelCache(DECISIONS)
@@ -25,7 +25,8 @@ _evaluation_durations = LabelCache(POLICY_EVALUATION_DURATION)
 
 
 def new_decision_id() -> str:
-    return "dec_" + random_urlsafe(16)
+    """`dec_`, the current second (8 hex digits: ids sort by time), 128 random bits."""
+    return "dec_" + time_ordered() + random_urlsafe(16)
 
 
 _formatted_second: tuple[int, str] = (-1, "")
