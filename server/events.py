@@ -14,9 +14,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DecisionMade:
-    """One decision, from either API: the `decision_made` audit event."""
+    """One decision, from either API: the `decision_made` audit event.
+
+    Not frozen, though nothing changes it once emitted: a frozen dataclass sets each
+    field through `object.__setattr__`, and this one is built for every decision (1.2
+    against 0.4 µs).
+    """
 
     decision_id: str
     purpose: str

