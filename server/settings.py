@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     #: Niceness of the writer process: under CPU contention the requests come first.
     audit_writer_nice: int = Field(10, ge=0, le=19)
     nats_url: str | None = None
-    audit_batch_size: int = Field(100, ge=1, le=10_000)
+    audit_batch_size: int = Field(500, ge=1, le=10_000)
     audit_flush_ms: int = Field(1000, ge=1, le=600_000)
     audit_max_batch: int | None = Field(None, ge=1, le=100_000)  # default: 10 x batch size
     audit_queue_capacity: int = Field(10_000, ge=1, le=10_000_000)

@@ -41,7 +41,7 @@ _GAUGE_INTERVAL_SECONDS = 0.5
 
 @dataclass(frozen=True, slots=True)
 class AuditConfig:
-    batch_size: int = 100
+    batch_size: int = 500
     flush_interval: float = 1.0
     max_batch: int | None = None  # None: 10 x `batch_size`
     capacity: int = 10_000
