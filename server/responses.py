@@ -13,6 +13,7 @@ plain ASGI endpoint without a response object (the data API).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -32,7 +33,11 @@ def render_json(content: Any) -> bytes:
     try:
         return orjson.dumps(content, option=_PLAIN_DATA_ONLY)
     except TypeError:
+        pass
+    try:
         return pydantic_core.to_json(content, inf_nan_mode="null", fallback=str)
+    except ValueError:  # text UTF-8 cannot hold (a lone surrogate): ASCII escapes
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":"), default=str).encode("ascii")
 
 
 def json_headers(body: bytes) -> list[tuple[bytes, bytes]]:

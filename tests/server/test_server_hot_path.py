@@ -5,6 +5,8 @@
 - the compiled context validator gives the messages of the plain per-request loop;
 - the data API body is checked by hand when it has the usual shape, otherwise by the
   pydantic model: same facts, same errors;
+- responses rendered by orjson are the bytes pydantic-core renders, and what orjson
+  refuses falls back to it;
 - request, decision and event ids come from a buffered CSPRNG: right format, never
   repeated, not shared with a forked child or another thread; decision and event ids
   start with the second they were made.
@@ -18,10 +20,14 @@ import random
 import re
 import threading
 import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 import pytest
 import re2
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from dsl import SCHEMA_TYPES, type_name
 from dsl.runtime import compile_regex
@@ -40,6 +46,7 @@ from server.errors import ApiError
 from server.ids import random_bytes, random_hex, random_urlsafe, time_ordered
 from server.middleware import new_request_id
 from server.parsing import parse_json
+from server.responses import JSONResponse, render_json
 
 TRICKY = [
     "", "A", "AB1234", "AB123456", "AB123456\n", "\nAB123456", "AB123456\r\n", "AB12 3456", "ab123456",
@@ -233,6 +240,16 @@ BODIES = [
     b'{}', b'[]', b'"x"', b'null', b'{"input": {}, "extra": 1}', b'{"extra": 1}', b'{"input": {"a": 1}',
     b'{"input": {"a": "\\ud800"}}', b'{"input": {"a": "\xff"}}', b'{"input": {"a": 1}} x', b"{'input': {}}",
     b'{"input": {"a": 1,}}', b'{"Input": {}}',
+    # what orjson reads differently from pydantic-core, or refuses where it does not
+    b'{"input": {"n": 9223372036854775807, "m": -9223372036854775809, "u": 18446744073709551616}}',
+    b'{"input": {"f": 0.1234567890123456789, "g": 1e308, "h": 1.7976931348623159e308, "i": -1e-999}}',
+    b'{"input": {"a": 1E+400}}', b'{"input": {"a": -1e400}}', b'{"input": {"a": "\\u0001", "b": "\\u0000"}}',
+    b'{"input": {"a": "\x01"}}', b'\xef\xbb\xbf{"input": {}}', b'{"input": {"a": "\\udc00\\ud800"}}',
+    b'{"input": {"a": [1234567890, 1234567890, 123456789012345678], "b": -123456789012345678}}',
+    b'{"input": {"d": ' + b"[" * 100 + b"]" * 100 + b'}}',
+    b'{"input": {"d": ' + b"[" * 300 + b"]" * 300 + b'}}',
+    b'{"input": {"d": ' + b"[" * 1100 + b"]" * 1100 + b'}}',
+    b'{"input": {"d": ' + b'{"a": ' * 150 + b"1" + b"}" * 150 + b'}}',
 ]
 
 
@@ -313,3 +330,31 @@ def test_a_forked_child_does_not_reuse_the_parents_buffer() -> None:
     from_child = queue.get(timeout=10)
     child.join(10)
     assert all(a != b for a, b in zip(from_child, (random_bytes(16), random_hex(16), random_urlsafe(16)), strict=True))
+
+
+# -- responses ------------------------------------------------------------------------------
+
+RESPONSE_CONTENTS: list[object] = [
+    {"a": 1, "b": [1.5, None, True], "c": {"d": "é\u2028\x00\x1f\"\\"}}, [0.1, 1e16, 1e-7, -0.0, 5e-324],
+    {"nan": float("nan"), "inf": float("inf")},  # null, as pydantic-core renders them
+    {"when": datetime(2026, 11, 30, 7, 0, tzinfo=UTC)}, {"big": 2**70},
+    {"id": uuid.UUID(int=7)}, {"set": frozenset({1})}, (1, "x"), {1: "non-str key"}, None,
+]
+
+
+@pytest.mark.parametrize("content", RESPONSE_CONTENTS)
+def test_responses_render_the_bytes_pydantic_core_renders(content: object) -> None:
+    """orjson where it renders the same bytes; what it refuses goes to pydantic-core."""
+    assert render_json(content) == pydantic_core.to_json(content, inf_nan_mode="null", fallback=str)
+
+
+def test_text_no_encoder_can_hold_is_escaped_rather_than_failing() -> None:
+    assert render_json({"lone": "\ud800", "n": 1}) == b'{"lone":"\\ud800","n":1}'
+
+
+@pytest.mark.parametrize("content", [{"a": [1, "é"]}, None, []])
+def test_plain_json_responses_carry_starlettes_headers(content: object) -> None:
+    ours, theirs = JSONResponse(content), StarletteJSONResponse(content)
+    assert ours.raw_headers == theirs.raw_headers and ours.body == theirs.body
+    assert JSONResponse(content, 201, headers={"X-A": "1"}).raw_headers == StarletteJSONResponse(
+        content, 201, headers={"X-A": "1"}).raw_headers
