@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,16 +203,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(port: int, workdir: Path, database_url: str = DATABASE_URL) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, workdir: Path, database_url: str = DATABASE_URL, prefix: Sequence[str] = (), timeout: float = 30,
+) -> subprocess.Popen[bytes]:
+    """`idgw serve` with one worker in `workdir` (`prefix`: e.g. valgrind and the
+    interpreter, which then runs the `idgw` script)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
     env.update(IDGW_DATA_API_AUTH="none", IDGW_LOG_FORMAT="json", IDGW_LOG_LEVEL="INFO",
                IDGW_DATABASE_URL=database_url)
     process = subprocess.Popen(
-        [str(IDGW), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        [*prefix, str(IDGW), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--policy-dir", str(workdir / "policies")],
         cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"server exited with {process.returncode}")
@@ -221,7 +226,7 @@ def start_server(port: int, workdir: Path, database_url: str = DATABASE_URL) -> 
         except OSError:
             time.sleep(0.1)
     process.kill()
-    raise SystemExit("server did not start within 30 s")
+    raise SystemExit(f"server did not start within {timeout:.0f} s")
 
 
 def ms(seconds: float) -> str:
