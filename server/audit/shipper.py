@@ -76,8 +76,10 @@ _PIPE_BYTES = 1024 * 1024
 #: How long the worker's start waits for the writer process's first status.
 _START_TIMEOUT = 30.0
 _RESTART_DELAY = 1.0
-#: The writer's pause between two reads of the pipe (it holds ~3,000 events).
+#: The writer's pause between two reads of the pipe (it holds ~3,000 events), and the
+#: longest one, reached by doubling while the pipe stays empty.
 _READ_PAUSE = 0.002
+_IDLE_READ_PAUSE = 0.05
 _MAX_LINE = 1 << 24
 _REJECTED = b'{"rejected":'
 _LINE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # encode_event's, built once
@@ -435,12 +437,22 @@ async def _run(options: dict[str, Any]) -> None:
         publisher.writer.on_batch = lambda size, seconds: writer.batches.append((size, round(seconds, 6)))
         writer.report()  # the worker's start waits for this first status
         reporter = asyncio.create_task(writer.report_loop())
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_PIPE_BYTES)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+        # The pipe is read on a timer, not watched: a watched pipe wakes this process for
+        # every write of the worker (one per loop turn of its, thousands a second under
+        # load), each wake-up a context switch on a core the worker or its clients need.
+        # Lines gather in the pipe (1 MiB) between reads; the pause grows while it is
+        # idle and is back to the shortest at the first line.
+        events_fd = sys.stdin.fileno()
+        os.set_blocking(events_fd, False)
+        pause = _READ_PAUSE
         rest = b""
         while True:  # ends at the end of the pipe: the worker stopped or died
-            chunk = await reader.read(_PIPE_BYTES)
+            try:
+                chunk = os.read(events_fd, _PIPE_BYTES)
+            except BlockingIOError:
+                pause = min(pause * 2, _IDLE_READ_PAUSE)
+                await asyncio.sleep(pause)
+                continue
             if not chunk:
                 break
             *lines, rest = (rest + chunk).split(b"\n")
@@ -449,9 +461,8 @@ async def _run(options: dict[str, Any]) -> None:
             if len(rest) > _MAX_LINE:  # no end in sight: not an event
                 writer.take(rest[:_MAX_LINE])
                 rest = b""
-            # Let lines gather in the pipe: one wake-up and one read per pause rather
-            # than one per loop turn of the worker (each a system call on both sides).
-            await asyncio.sleep(_READ_PAUSE)
+            pause = _READ_PAUSE
+            await asyncio.sleep(pause)
         if rest:
             writer.take(rest)  # the worker died in the middle of a write: a torn line
         reporter.cancel()
