@@ -47,11 +47,6 @@ class Executor(Protocol):
         """Run one statement; returns the number of rows it changed."""
         ...
 
-    async def execute_many(self, sql: str, params: Sequence[Params]) -> int:
-        """Run one statement per parameter set, in one transaction and one round trip;
-        returns the total number of rows changed."""
-        ...
-
 
 class Database(Executor, Protocol):
     dialect: str

@@ -105,13 +105,6 @@ class _PostgresExecutor:
             cursor = await self._conn.execute(sql, params)
             return cursor.rowcount
 
-    async def execute_many(self, sql: str, params: Sequence[Params]) -> int:
-        # executemany pipelines the statements: one network round trip for the batch.
-        with translated_errors():
-            async with self._conn.cursor() as cursor:
-                await cursor.executemany(sql, params)
-                return cursor.rowcount
-
 
 class PostgresDatabase:
     """A pool of connections to ``conninfo``; open it with :meth:`open`."""
@@ -168,10 +161,6 @@ class PostgresDatabase:
     async def execute(self, sql: str, params: Params | None = None) -> int:
         async with self._connection() as executor:
             return await executor.execute(sql, params)
-
-    async def execute_many(self, sql: str, params: Sequence[Params]) -> int:
-        async with self.transaction() as executor:
-            return await executor.execute_many(sql, params)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:

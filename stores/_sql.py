@@ -692,7 +692,8 @@ class SqlAuditEventStore:
                 for start in range(0, len(events), _SQLITE_ROWS_PER_STATEMENT):
                     part = events[start : start + _SQLITE_ROWS_PER_STATEMENT]
                     new += await tx.execute(_sqlite_insert(len(part), all_or_nothing), self._flat(part, all_or_nothing))
-                _require_all(all_or_nothing, new, len(events))
+                _require_all(all_or_nothing, new, len(events))  # inside: raising rolls it all back
+            return new
         _require_all(all_or_nothing, new, len(events))
         return new
 

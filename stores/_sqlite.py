@@ -161,10 +161,6 @@ class SqliteDatabase:
         _rows(cursor)
         return cursor.rowcount
 
-    def _execute_many(self, sql: str, params: Sequence[Params]) -> int:
-        cursor = self._connection.executemany(_sqlite_sql(sql), params)
-        return cursor.rowcount
-
     def _begin(self) -> None:
         self._connection.execute("BEGIN IMMEDIATE")
 
@@ -176,16 +172,6 @@ class SqliteDatabase:
         # and hide the error that caused it.
         if self._connection.in_transaction:
             self._connection.execute("ROLLBACK")
-
-    def _in_transaction(self, work: Callable[[], _T]) -> _T:
-        self._begin()
-        try:
-            result = work()
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
-        return result
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -216,10 +202,6 @@ class SqliteDatabase:
     async def execute(self, sql: str, params: Params | None = None) -> int:
         async with self._lock:
             return await self._call(self._execute, sql, params)
-
-    async def execute_many(self, sql: str, params: Sequence[Params]) -> int:
-        async with self._lock:
-            return await self._call(self._in_transaction, lambda: self._execute_many(sql, params))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
@@ -260,5 +242,3 @@ class _SqliteTransaction:
     async def execute(self, sql: str, params: Params | None = None) -> int:
         return await self._db._call(self._db._execute, sql, params)
 
-    async def execute_many(self, sql: str, params: Sequence[Params]) -> int:
-        return await self._db._call(self._db._execute_many, sql, params)
