@@ -43,7 +43,7 @@ from server.audit.publisher import new_event_id
 from server.decisions.models import DataRequest, parse_data_request
 from server.decisions.service import new_decision_id
 from server.errors import ApiError
-from server.ids import random_bytes, random_hex, random_urlsafe, time_ordered
+from server.ids import PerSecond, random_hex, random_urlsafe, time_ordered
 from server.middleware import new_request_id
 from server.parsing import parse_json
 from server.responses import JSONResponse, render_json
@@ -276,7 +276,6 @@ def test_ids_keep_their_formats_and_never_repeat() -> None:
     assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in request_ids)
     assert all(re.fullmatch(r"dec_[0-9a-f]{8}[A-Za-z0-9_-]{22}", did) for did in decision_ids)
     assert all(re.fullmatch(r"evt_[0-9a-f]{32}", eid) for eid in event_ids)
-    assert len(random_bytes(4096)) == 4096 and len(random_bytes(1)) == 1
     assert [len(random_urlsafe(n)) for n in (1, 2, 3, 16, 32)] == [2, 3, 4, 22, 43]  # as token_urlsafe
     assert len(random_hex(4096)) == 8192 and len(random_urlsafe(3072)) == 4096
 
@@ -290,6 +289,18 @@ def test_decision_and_event_ids_sort_by_the_second_they_were_made() -> None:
     assert format(before - 1, "08x") < time_ordered() <= format(after + 1, "08x")
 
 
+def test_per_second_text_is_rendered_again_when_the_second_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered: list[int] = []
+    clock = [1000.2]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    text = PerSecond(lambda second: rendered.append(second) or f"s{second}")
+    assert [text(), text()] == ["s1000", "s1000"] and rendered == [1000]
+    clock[0] = 1000.9
+    assert text() == "s1000" and rendered == [1000]
+    clock[0] = 1001.0
+    assert text() == "s1001" and rendered == [1000, 1001]
+
+
 def test_text_pools_hand_out_every_character_once() -> None:
     """Consecutive ids are consecutive slices of one random text: nothing is reused,
     and a refill starts a fresh text (no id straddles two)."""
@@ -301,35 +312,35 @@ def test_text_pools_hand_out_every_character_once() -> None:
     assert len(set(urlsafe)) == 64  # all of base64url's alphabet shows up: the bits are random
 
 
-def test_threads_draw_different_bytes() -> None:
-    drawn: list[list[bytes | str]] = [[], []]
+def test_threads_draw_different_ids() -> None:
+    drawn: list[list[str]] = [[], []]
 
-    def draw(into: list[bytes | str]) -> None:
+    def draw(into: list[str]) -> None:
         for _ in range(1000):
-            into.extend((random_bytes(16), random_hex(16), random_urlsafe(16)))
+            into.extend((random_hex(16), random_urlsafe(16)))
 
     threads = [threading.Thread(target=draw, args=(into,)) for into in drawn]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
-    assert len(set(drawn[0]) | set(drawn[1])) == 6000
+    assert len(set(drawn[0]) | set(drawn[1])) == 4000
 
 
 def _child_draws(queue: Any) -> None:
-    queue.put((random_bytes(16), random_hex(16), random_urlsafe(16)))
+    queue.put((random_hex(16), random_urlsafe(16)))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_does_not_reuse_the_parents_buffer() -> None:
-    random_bytes(16), random_hex(16), random_urlsafe(16)  # the parent now holds pools it has barely used
+    random_hex(16), random_urlsafe(16)  # the parent now holds pools it has barely used
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_child_draws, args=(queue,))
     child.start()
     from_child = queue.get(timeout=10)
     child.join(10)
-    assert all(a != b for a, b in zip(from_child, (random_bytes(16), random_hex(16), random_urlsafe(16)), strict=True))
+    assert all(a != b for a, b in zip(from_child, (random_hex(16), random_urlsafe(16)), strict=True))
 
 
 # -- responses ------------------------------------------------------------------------------
