@@ -26,7 +26,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_server import DECISION, REPO, TRIVIAL, closed_loop, free_port, start_server
+from bench_server import DECISION, REPO, TRIVIAL, closed_loop, free_port, start_server, stop_server
 
 _TOTAL = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
@@ -82,12 +81,7 @@ def main() -> None:
     try:
         counts = asyncio.run(measure(port, server.pid, args.requests, args.connections, workdir))
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(120)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_server(server, workdir, timeout=120)  # valgrind: shutting down takes a while
     ratio = counts["trivial"] / counts["decision"]
     print(f"machine: CPython {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.requests} requests per "
           f"endpoint, {args.connections} connections; callgrind, user-space instructions of the worker")

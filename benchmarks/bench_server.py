@@ -229,6 +229,16 @@ def start_server(
     raise SystemExit(f"server did not start within {timeout:.0f} s")
 
 
+def stop_server(server: subprocess.Popen[bytes], workdir: Path, timeout: float = 15) -> None:
+    """SIGTERM (the server drains), SIGKILL after `timeout` seconds; the run's directory goes."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
@@ -326,12 +336,7 @@ def main() -> None:
     try:
         figures = asyncio.run(bench(port, server.pid, args))
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_server(server, workdir)
 
     trivial: Run = figures["trivial"]  # type: ignore[assignment]
     decision: Run = figures["decision"]  # type: ignore[assignment]
