@@ -84,6 +84,13 @@ async def test_unknown_purpose_is_404_listing_known_ones(client: httpx.AsyncClie
     assert "age_verification" in body["error_description"]
 
 
+async def test_no_policy_set_loaded_is_503_not_ready(client: httpx.AsyncClient, app: Starlette) -> None:
+    """A server whose first load failed answers in the error shape, not with a 500."""
+    app.state.policies.current = None
+    body = assert_error_shape(await client.post(DATA, json={"input": ADULT_WITHOUT_CREDENTIAL}), 503, "not_ready")
+    assert "no policy set" in body["error_description"] and body["request_id"]
+
+
 async def test_each_decision_is_emitted_for_the_audit(client: httpx.AsyncClient, app: Starlette) -> None:
     response = await client.post(DATA, json={"input": ADULT_WITHOUT_CREDENTIAL}, headers={"X-Request-ID": "r-42"})
     body = response.json()
