@@ -4,6 +4,9 @@
     checked = dsl.check(node, source, scope)
     program = dsl.compile_program([checked], outcomes=[...], default=...)
 
+Large rule lists go through `Shapes.prepare`, which checks each *shape* of condition
+once (`dsl.conditions`), and the compiler may index them (`dsl.index`).
+
 Errors::
 
     PolicyError            every diagnostic of a failed load (engine raises it too)
@@ -17,10 +20,12 @@ from dsl.checker import Checked, FactBinding, Scope, check
 from dsl.compiler import (
     Program,
     Required,
+    Tracer,
     compile_evidence_check,
     compile_expression,
     compile_program,
 )
+from dsl.conditions import Condition, Shape, Shapes, as_condition
 from dsl.diagnostics import CODES, Diagnostic, PolicyError, Position, SourceText, scalar_positions
 from dsl.functions import FUNCTIONS, QUANTIFIERS, Function
 from dsl.parser import ParseFailure, parse
@@ -38,6 +43,7 @@ __all__ = [
     "UNDEFINED",
     "Checked",
     "Clock",
+    "Condition",
     "Diagnostic",
     "Expr",
     "Fact",
@@ -50,9 +56,13 @@ __all__ = [
     "Recorder",
     "Required",
     "Scope",
+    "Shape",
+    "Shapes",
     "SourceText",
     "Span",
+    "Tracer",
     "Type",
+    "as_condition",
     "check",
     "compile_evidence_check",
     "compile_expression",

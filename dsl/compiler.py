@@ -1,208 +1,48 @@
-"""Compile stage: checked ASTs -> Python source -> one code object, compiled once.
+"""Compile stage: an ordered rule list -> Python functions, compiled once.
 
-Source is generated only from AST nodes (names are identifiers the grammar accepted,
-literals go through `repr` or the constant pool), compiled with `compile()` and run in
-a namespace holding the helpers of `dsl.runtime` and nothing else: no builtins, no
-`eval` of policy text.
+A program is what a person would write by hand for the rule list, in one of two forms:
 
-Where the checker proved a value's type (declared evidence facts are validated before
-any rule runs), the generated code is what a person would write by hand: `if
-sanctions_listed:`. Everything else goes through the undefined-aware helpers.
+- **In order** (`dsl.codegen` for each condition): after the evidence checks, one `if`
+  per rule, first match returns. Values several rules read are computed once, in a
+  statement just before the first rule that needs them.
+- **Indexed** (`dsl.index` chose keys): the program computes each key's value, looks up
+  the *bucket* of rules its value admits, runs the bucket, and runs the *scan* rules
+  (those no key covers) that come before the best match so far; the smallest matching
+  rule index wins, exactly as a linear scan. Buckets are functions generated once per
+  sequence of rule shapes and called with each bucket's literal values, so 100,000
+  rules of one shape compile to a handful of functions.
+
+The explaining variant tries every rule in order with the helpers that report reads
+and mismatches; rules the index rules out are reported with the probe that excluded
+them, without being tried.
+
+Generated code runs in a namespace holding the helpers of `dsl.runtime` and nothing
+else: no builtins, no `eval` of policy text.
 """
 
 from __future__ import annotations
 
-import itertools
+import types
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeAlias, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
-from dsl import ast
-from dsl.checker import Checked, data_value
-from dsl.functions import FUNCTIONS
+from dsl.checker import Checked
+from dsl.codegen import ROOT_LOCALS, Codegen, Literals, Pool, Shared
+from dsl.conditions import Condition, as_condition
+from dsl.index import IndexKey, Plan, Probe, interval_of, plan_index, show_value
 from dsl.runtime import UNDEFINED, Clock, Recorder, namespace, utc_now
 from dsl.types import Type
 
-_KIND_OF_TYPE = {"bool": "bool", "number": "num", "string": "str"}
-_ROOT_LOCALS = {"context": "_ctx", "subject": "_subj", "consent": "_cons"}
-_COMPARE_HELPERS = {"==": "_eq", "!=": "_ne", "<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge",
-                    "in": "_in", "not in": "_not_in"}
-_ARITH_HELPERS = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod"}
+Outcome = TypeVar("Outcome")
 
+#: The facts mapping a compiled program reads: JSON-like values by name.
+Facts: TypeAlias = dict[str, object]
 
-class _Pool:
-    """Constants of one program, each stored once however many rules use it."""
-
-    def __init__(self) -> None:
-        self.values: list[object] = []
-        self._names: dict[int, str] = {}
-        self._sets: dict[int, str] = {}
-
-    def add(self, value: object) -> str:
-        name = self._names.get(id(value))
-        if name is None:
-            self.values.append(value)
-            name = self._names[id(value)] = f"_k{len(self.values) - 1}"
-        return name
-
-    def members(self, values: list[str]) -> str:
-        """A frozenset of `values` for membership tests, shared by every rule using it."""
-        name = self._sets.get(id(values))
-        if name is None:
-            name = self._sets[id(values)] = self.add(frozenset(values))
-        return name
-
-
-class _Codegen:
-    """Emits one Python expression per AST node, with the kind of value it yields.
-
-    Kinds: `bool` (always True/False), `num`, `str` (guaranteed, never undefined) and
-    `value` (anything, including UNDEFINED).
-    """
-
-    def __init__(self, checked: Checked, pool: _Pool, data: Mapping[str, object], trace: bool) -> None:
-        self.checked = checked
-        self.pool = pool
-        self.data = data
-        self.trace = trace
-        self.temps = itertools.count()
-        self.bound: list[str] = []
-        self.roots_used: set[str] = set()
-
-    def const(self, value: object) -> str:
-        return self.pool.add(value)
-
-    def cond(self, node: ast.Expr) -> str:
-        if isinstance(node, ast.Literal):  # `(0 is True)` compiles, but with a SyntaxWarning
-            return repr(node.value is True)
-        code, kind = self.expr(node)
-        return code if kind == "bool" else f"({code} is True)"
-
-    def expr(self, node: ast.Expr, wrap: bool = True) -> tuple[str, str]:
-        code, kind = self._expr(node)
-        if self.trace and wrap and isinstance(node, (ast.Name, ast.Attr, ast.Index)):
-            path = ast.path_text(node)
-            root = ast.root_name(node)
-            if path is not None and root is not None and root.name not in self.bound:
-                return f"_rd({path!r}, {code})", kind
-        return code, kind
-
-    def _expr(self, node: ast.Expr) -> tuple[str, str]:
-        match node:
-            case ast.Literal(value=value):
-                if isinstance(value, bool):
-                    return repr(value), "bool"
-                if isinstance(value, int):
-                    return repr(value), "num"
-                if isinstance(value, float):
-                    return (repr(value) if value == value and abs(value) != float("inf") else self.const(value)), "num"
-                if isinstance(value, str):
-                    return repr(value), "str"
-                return "None", "value"
-            case ast.ListExpr(items=items):
-                if all(isinstance(item, ast.Literal) for item in items):
-                    return self.const([item.value for item in items if isinstance(item, ast.Literal)]), "value"
-                return "_mklist(" + ", ".join(self.expr(item)[0] for item in items) + ")", "value"
-            case ast.Name(name=name):
-                if name in self.bound:
-                    return f"v_{name}", "value"
-                if name == "data":
-                    return self.const(dict(self.data)), "value"
-                if name in _ROOT_LOCALS:
-                    self.roots_used.add(name)
-                    return _ROOT_LOCALS[name], "value"
-                guaranteed = self.checked.guaranteed.get(name)
-                if guaranteed is not None:
-                    return f"f_{name}", _KIND_OF_TYPE.get(guaranteed.kind, "value")
-                return f"_f.get({name!r}, _U)", "value"
-            case ast.Attr() | ast.Index():
-                constant = self._data_constant(node)
-                if constant is not UNDEFINED:
-                    kind = _KIND_OF_TYPE.get(self._type(node).kind, "value")
-                    if isinstance(constant, bool) or constant is None:
-                        return repr(constant), kind
-                    return self.const(constant), kind
-                obj, _ = self.expr(node.obj, wrap=False)
-                if isinstance(node, ast.Attr):
-                    return f"_key({obj}, {node.name!r})", "value"
-                index, _ = self.expr(node.index)
-                return f"_key({obj}, {index})", "value"
-            case ast.Not(operand=operand):
-                return f"(not {self.cond(operand)})", "bool"
-            case ast.BoolOp(op=op, operands=operands):
-                return "(" + f" {op} ".join(self.cond(o) for o in operands) + ")", "bool"
-            case ast.Compare():
-                return self._compare(node), "bool"
-            case ast.Arith(op=op, left=left, right=right):
-                return f"{_ARITH_HELPERS[op]}({self.expr(left)[0]}, {self.expr(right)[0]})", "value"
-            case ast.Neg(operand=operand):
-                return f"_neg({self.expr(operand)[0]})", "value"
-            case ast.Call(name=name, args=args):
-                if name == "exists":
-                    return f"({self.expr(args[0])[0]} is not _U)", "bool"
-                function = FUNCTIONS[name]
-                code = f"{function.helper}(" + ", ".join(self.expr(a)[0] for a in args) + ")"
-                return code, "bool" if function.predicate else ("num" if name == "now" else "value")
-            case ast.Quantifier(kind=kind, var=var, iterable=iterable, body=body):
-                sequence, _ = self.expr(iterable)
-                self.bound.append(var)
-                try:
-                    condition = self.cond(body)
-                finally:
-                    self.bound.pop()
-                return f"_{kind}({sequence}, lambda v_{var}: {condition})", "bool"
-        raise TypeError(f"unknown node {node!r}")  # pragma: no cover
-
-    def _type(self, node: ast.Expr) -> Type:
-        return self.checked.types.get(id(node), Type("any"))
-
-    def _data_constant(self, node: ast.Attr | ast.Index) -> object:
-        """The value of a `data.` path with literal steps, resolved at compile time."""
-        return UNDEFINED if "data" in self.bound else data_value(node, self.data)
-
-    def _compare(self, node: ast.Compare) -> str:
-        op = node.op
-        left, lk = self.expr(node.left)
-        right, rk = self.expr(node.right)
-        if not self.trace:
-            if lk == rk and lk in ("num", "str"):
-                return f"({left} {op} {right})"
-            if lk == rk == "bool" and op in ("==", "!="):
-                return f"({left} {'is' if op == '==' else 'is not'} {right})"
-            if op == "==" and "str" in (lk, rk):
-                return f"({left} == {right})"
-            if op in ("<", "<=", ">", ">=") and "value" in (lk, rk) and {lk, rk} <= {"value", "num", "str"}:
-                known = rk if lk == "value" else lk
-                if known != "value":
-                    t = f"_t{next(self.temps)}"
-                    test = "in _NUM" if known == "num" else "is _str"
-                    if lk == "value":
-                        return f"(({t} := {left}).__class__ {test} and {t} {op} {right})"
-                    return f"(({t} := {right}).__class__ {test} and {left} {op} {t})"
-            if op in ("in", "not in"):
-                fast = self._membership(node, left, lk)
-                if fast is not None:
-                    return fast
-        return f"{_COMPARE_HELPERS[op]}({left}, {right})"
-
-    def _membership(self, node: ast.Compare, left: str, lk: str) -> str | None:
-        """`x in <constant list of strings>` becomes a set lookup guarded by a type test."""
-        values: object = UNDEFINED
-        if isinstance(node.right, ast.ListExpr) and all(isinstance(i, ast.Literal) for i in node.right.items):
-            values = [i.value for i in node.right.items if isinstance(i, ast.Literal)]
-        elif isinstance(node.right, (ast.Attr, ast.Index)):
-            values = self._data_constant(node.right)
-        if not (isinstance(values, list) and values and all(type(v) is str for v in values)):
-            return None
-        members = self.pool.members(values)  # type: ignore[arg-type]
-        if lk == "str":
-            test = f"({left} in {members})"
-        else:
-            t = f"_t{next(self.temps)}"
-            test = f"(({t} := {left}).__class__ is _str and {t} in {members})"
-            if node.op == "not in":
-                return f"(({t} := {left}) is not _U and ({t}.__class__ is not _str or {t} not in {members}))"
-        return test if node.op == "in" else f"({left} not in {members})"
+#: Rules per generated function when trying rules in order: small rule lists compile to a
+#: single function; large ones to a chain of functions compiled one by one, which keeps
+#: the compiler's peak memory small.
+CHUNK_SIZE = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +53,81 @@ class Required:
     type: Type
 
 
+class Tracer(Recorder, Protocol):
+    """What an explaining evaluation reports to: each rule tried, what it read and met."""
+
+    def begin(self, index: int) -> None: ...
+
+    def end(self, matched: bool) -> None: ...
+
+
+@dataclass(eq=False)
+class Program(Generic[Outcome]):
+    """A compiled rule list.
+
+    `run(facts)` returns the outcome of the first matching rule (the fast path);
+    `explain(facts, tracer)` does the same while reporting every rule tried to `tracer`;
+    `plan` is the rule index (None when the rules are tried in order).
+    """
+
+    run: Callable[[Facts], Outcome | None]
+    source: str
+    plan: Plan | None = None
+    _explainer: _Explainer[Outcome] | None = field(default=None, repr=False)
+
+    def explain(self, facts: Facts, tracer: Tracer) -> Outcome | None:
+        """The outcome, reporting to `tracer` each rule tried (`begin(i)`, reads, notes,
+        `end(matched)`), up to the deciding one. Evidence is not checked here."""
+        assert self._explainer is not None
+        return self._explainer.explain(facts, tracer)
+
+
+def compile_program(
+    conditions: Sequence[Condition | Checked | None],
+    outcomes: Sequence[Outcome],
+    default: Outcome,
+    required: Sequence[Required] = (),
+    invalid: Outcome | None = None,
+    data: Mapping[str, object] | None = None,
+    clock: Clock = utc_now,
+    recorder: Tracer | None = None,
+    failures: Mapping[tuple[str | None, ...], Outcome] | None = None,
+    index: bool | None = None,
+) -> Program[Outcome]:
+    """Compile an ordered rule list into a function of the facts mapping.
+
+    `conditions[i]` is the condition of rule `i` (None for `else`); the function returns
+    `outcomes[i]` for the first rule that matches, `default` when none does, and
+    `invalid` when a `required` fact is missing or of the wrong type (or, when the
+    `failures` mapping holds one for the per-fact verdicts of `compile_evidence_check`,
+    that prepared outcome: the caller may fill the mapping as it goes). `index` None
+    lets the compiler decide whether to index the rules, True indexes whatever can be,
+    False never. With a `recorder`, `run` is the explaining variant reporting to it.
+    Outcomes must not be None.
+    """
+    rules = [c if c is None or isinstance(c, Condition) else as_condition(c) for c in conditions]
+    end = next((i for i, c in enumerate(rules) if c is None), None)
+    if end is not None:
+        rules = rules[: end + 1]  # rules after an `else` are never reached
+    data = data or {}
+    explainer = _Explainer(rules, list(outcomes), default, data, clock, required)
+    if recorder is not None:
+        tracer = recorder
+
+        def traced(facts: Facts) -> Outcome | None:
+            return explainer.explain(facts, tracer)
+
+        return Program(run=traced, source="", plan=None, _explainer=explainer)
+    plan = plan_index(rules, data, force=index)
+    builder = _Builder(rules, outcomes, default, required, invalid, data, clock, failures)
+    run, source = builder.indexed(plan) if plan is not None else builder.in_order()
+    if plan is not None:
+        explainer.keys = builder.key_function(plan)
+    explainer.plan = plan
+    return Program(run=run, source=source, plan=plan, _explainer=explainer)
+
+
+# -- generated source ---------------------------------------------------------------------
 def _type_test(var: str, t: Type) -> str:
     """Python that is true when `var` does NOT hold a value of type `t`."""
     match t.kind:
@@ -239,109 +154,6 @@ def _fetch(name: str) -> str:
     return f"_f.get({name!r}, _U)"
 
 
-Outcome = TypeVar("Outcome")
-
-#: The facts mapping a compiled program reads: JSON-like values by name.
-Facts: TypeAlias = dict[str, object]
-
-
-@dataclass(frozen=True, slots=True)
-class Program(Generic[Outcome]):
-    """A compiled rule list: `run(facts)` returns the outcome of the first match."""
-
-    run: Callable[[Facts], Outcome | None]
-    source: str
-
-
-#: Rules per generated function. Small policies compile to a single function (the
-#: form a person would write); large ones to a chain of functions compiled one by one,
-#: which keeps the compiler's peak memory small.
-CHUNK_SIZE = 200
-
-
-def compile_program(
-    conditions: Sequence[Checked | None],
-    outcomes: Sequence[Outcome],
-    default: Outcome,
-    required: Sequence[Required] = (),
-    invalid: Outcome | None = None,
-    data: Mapping[str, object] | None = None,
-    clock: Clock = utc_now,
-    recorder: Recorder | None = None,
-    failures: Mapping[tuple[str | None, ...], Outcome] | None = None,
-) -> Program[Outcome]:
-    """Compile an ordered rule list into one function of the facts mapping.
-
-    `conditions[i]` is the checked condition of rule `i` (None for `else`); the function
-    returns `outcomes[i]` for the first rule that matches, `default` when none does, and
-    `invalid` when a `required` fact is missing or of the wrong type (or, when the
-    `failures` mapping holds one for the per-fact verdicts of `compile_evidence_check`,
-    that prepared outcome: the caller may fill the mapping as it goes). With a `recorder`
-    the function reports each rule it tries (`begin(i)`/`end(matched)`), the paths it
-    reads and the mismatches it meets; without one it is the fast path. Outcomes must
-    not be None.
-    """
-    trace = recorder is not None
-    pool = _Pool()
-    data = data or {}
-    bodies: list[list[str]] = [[]]
-    roots: set[str] = set()
-    closed = False
-    for i, checked in enumerate(conditions):
-        body = bodies[-1]
-        if checked is None:
-            if trace:
-                body += [f"    _rec.begin({i})", "    _rec.end(True)"]
-            body.append(f"    return _o{i}")
-            closed = True
-            break
-        gen = _Codegen(checked, pool, data, trace)
-        condition = gen.cond(checked.node)
-        roots |= gen.roots_used
-        if trace:
-            body += [f"    _rec.begin({i})", f"    _m = {condition}", "    _rec.end(_m)", "    if _m:"]
-        else:
-            body.append(f"    if {condition}:")
-        body.append(f"        return _o{i}")
-        if (i + 1) % CHUNK_SIZE == 0 and i + 1 < len(conditions):
-            bodies.append([])
-    prelude = [f"    f_{req.name} = {_fetch(req.name)}" for req in required if "." not in req.name]
-    if required and not trace:
-        # one test for the common case; on failure, the per-fact verdicts pick a
-        # prepared outcome (see compile_evidence_check for the same verdicts)
-        values = [f"f_{req.name}" if "." not in req.name else _fetch(req.name) for req in required]
-        tests = [_type_test(value, req.type) for value, req in zip(values, required, strict=True)]
-        prelude.append("    if " + " or ".join(f"({test})" for test in tests) + ":")
-        prelude.append(f"        return _failures.get({_verdicts(values, tests)}, _invalid)")
-    for root in sorted(roots):
-        prelude.append(f"    {_ROOT_LOCALS[root]} = _f.get({root!r}, _U)")
-    env = namespace(clock, recorder)
-    env.update({f"_k{i}": value for i, value in enumerate(pool.values)})
-    env.update({f"_o{i}": outcome for i, outcome in enumerate(outcomes)})
-    env["_default"] = default
-    env["_invalid"] = invalid
-    env["_failures"] = failures if failures is not None else {}
-    env["_rec"] = recorder
-    ending = [] if closed else ["    return _default"]
-    if len(bodies) == 1:
-        sources = ["\n".join(["def _program(_f):", *prelude, *bodies[0], *ending]) + "\n"]
-    else:
-        params = ", ".join(
-            ["_f", *(f"f_{r.name}" for r in required if "." not in r.name), *(_ROOT_LOCALS[r] for r in sorted(roots))]
-        )
-        sources = [
-            "\n".join([f"def _chunk{n}({params}):", *body]) + "\n" for n, body in enumerate(bodies)
-        ]
-        calls: list[str] = []
-        for n in range(len(bodies)):
-            calls += [f"    _r = _chunk{n}({params})", "    if _r is not None:", "        return _r"]
-        sources.append("\n".join(["def _program(_f):", *prelude, *calls, *ending]) + "\n")
-    for source in sources:
-        # each source is generated from the AST above, never from policy text
-        exec(compile(source, "<policy>", "exec"), env)
-    return Program(run=env["_program"], source="".join(sources))
-
-
 def _verdicts(values: Sequence[str], tests: Sequence[str]) -> str:
     """A tuple expression: per fact None (fine), 'missing' or 'invalid'."""
     items = [
@@ -349,6 +161,405 @@ def _verdicts(values: Sequence[str], tests: Sequence[str]) -> str:
         for value, test in zip(values, tests, strict=True)
     ]
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+class _Builder(Generic[Outcome]):
+    """Writes the functions of one program and compiles them into one namespace."""
+
+    def __init__(
+        self,
+        rules: list[Condition | None],
+        outcomes: Sequence[Outcome],
+        default: Outcome,
+        required: Sequence[Required],
+        invalid: Outcome | None,
+        data: Mapping[str, object],
+        clock: Clock,
+        failures: Mapping[tuple[str | None, ...], Outcome] | None,
+    ) -> None:
+        self.rules = rules
+        self.outcomes = outcomes
+        self.default = default
+        self.required = required
+        self.invalid = invalid
+        self.data = data
+        self.pool = Pool()
+        self.env = namespace(clock)
+        self.env["_default"] = default
+        self.env["_invalid"] = invalid
+        self.env["_failures"] = failures if failures is not None else {}
+        self.sources: list[str] = []
+        self.facts = [f"f_{r.name}" for r in required if "." not in r.name]
+        #: Per shape (and bound keys, assumed conjunct): the shared-value keys one rule
+        #: of the shape asks for, and its roots.
+        self._asks: dict[tuple[object, ...], tuple[list[str], set[str]]] = {}
+        self.roots = self._roots()
+        self._bound: dict[int, dict[str, tuple[str, str]]] = {}
+        self._signatures: dict[tuple[object, ...], tuple[str, list[Literals]]] = {}
+        self._assumed: list[int | None] = []
+        self._single = False
+        self._buckets: dict[tuple[int, ...], tuple[Any, tuple[object, ...]] | None] = {}
+
+    # -- pieces ----------------------------------------------------------------------
+    def _asked(
+        self, condition: Condition, bound: Mapping[str, tuple[str, str]] | None = None, assume: int | None = None
+    ) -> tuple[list[str], set[str]]:
+        """What one rule of this shape asks to share, counted once per shape (and place)."""
+        shape = condition.shape
+        place = (id(shape), tuple(bound or ()), assume)
+        found = self._asks.get(place)
+        if found is None:
+            counting = Shared(None, bound)
+            gen = Codegen(shape.checked, Literals(condition, Pool()), Pool(), self.data,
+                          shared=counting, keys=counting.keys(shape), assume=assume)
+            gen.condition(shape.checked.node)
+            found = self._asks[place] = (list(counting.counts.elements()), gen.roots_used)
+        return found
+
+    def _roots(self) -> list[str]:
+        roots: set[str] = set()
+        for condition in self.rules:
+            if condition is not None:
+                roots |= self._asked(condition)[1]
+        return sorted(roots)
+
+    def prelude(self) -> list[str]:
+        lines = [f"    f_{req.name} = {_fetch(req.name)}" for req in self.required if "." not in req.name]
+        if self.required:
+            # one test for the common case; on failure, the per-fact verdicts pick a
+            # prepared outcome (see compile_evidence_check for the same verdicts)
+            values = [f"f_{req.name}" if "." not in req.name else _fetch(req.name) for req in self.required]
+            tests = [_type_test(value, req.type) for value, req in zip(values, self.required, strict=True)]
+            lines.append("    if " + " or ".join(f"({test})" for test in tests) + ":")
+            lines.append(f"        return _failures.get({_verdicts(values, tests)}, _invalid)")
+        lines += [f"    {ROOT_LOCALS[root]} = _f.get({root!r}, _U)" for root in self.roots]
+        return lines
+
+    def params(self, *extra: str) -> str:
+        return ", ".join(["_f", *self.facts, *(ROOT_LOCALS[r] for r in self.roots), *extra])
+
+    def chain(
+        self,
+        rules: Sequence[tuple[int, Condition | None]],
+        returns: Callable[[int], str],
+        literals: Callable[[int, int, Condition], Literals],
+        bound: Mapping[str, tuple[str, str]] | None = None,
+        assumed: Mapping[int, int] | None = None,
+        indent: str = "    ",
+    ) -> list[str]:
+        """`if` statements trying `rules` in order; values asked twice are shared.
+
+        `assumed[i]` is a conjunct of rule `i` known to hold here (not tested again).
+        """
+        assumed = assumed or {}
+        counts: dict[str, int] = {}
+        for index, condition in rules:
+            if condition is not None:
+                for key in self._asked(condition, bound, assumed.get(index))[0]:
+                    counts[key] = counts.get(key, 0) + 1
+        shared = Shared({key for key, n in counts.items() if n > 1}, bound)
+        lines: list[str] = []
+        for slot, (index, condition) in enumerate(rules):
+            if condition is None:
+                lines.append(f"{indent}return {returns(index)}")
+                break
+            shape = condition.shape
+            gen = Codegen(shape.checked, literals(slot, index, condition), self.pool, self.data,
+                          shared=shared, keys=shared.keys(shape), assume=assumed.get(index))
+            code = gen.condition(shape.checked.node)
+            lines += [f"{indent}{statement}" for statement in shared.take()]
+            if code == "True":
+                lines.append(f"{indent}return {returns(index)}")
+                break
+            lines += [f"{indent}if {code}:", f"{indent}    return {returns(index)}"]
+        return lines
+
+    def inline(self, slot: int, index: int, condition: Condition) -> Literals:
+        return Literals(condition, self.pool)
+
+    def compile(self, source: str) -> None:
+        self.sources.append(source)
+        # each source is generated from the AST, never from policy text
+        exec(compile(source, "<policy>", "exec"), self.env)
+
+    def finish(self) -> None:
+        self.env.update({f"_k{i}": value for i, value in enumerate(self.pool.values)})
+
+    # -- rules in order ---------------------------------------------------------------
+    def in_order(self) -> tuple[Callable[[Facts], Any], str]:
+        self.env.update({f"_o{i}": outcome for i, outcome in enumerate(self.outcomes)})
+        numbered = list(enumerate(self.rules))
+        closed = bool(numbered) and numbered[-1][1] is None
+        ending = [] if closed else ["    return _default"]
+        chunks = [numbered[i : i + CHUNK_SIZE] for i in range(0, len(numbered), CHUNK_SIZE)] or [[]]
+        if len(chunks) == 1:
+            body = self.chain(chunks[0], lambda i: f"_o{i}", self.inline)
+            self.finish()
+            self.compile("\n".join(["def _program(_f):", *self.prelude(), *body, *ending]) + "\n")
+        else:
+            calls: list[str] = []
+            for n, chunk in enumerate(chunks):
+                body = self.chain(chunk, lambda i: f"_o{i}", self.inline)
+                self.compile("\n".join([f"def _chunk{n}({self.params()}):", *body]) + "\n")
+                calls += [f"    _r = _chunk{n}({self.params()})", "    if _r is not None:", "        return _r"]
+            self.finish()
+            self.compile("\n".join(["def _program(_f):", *self.prelude(), *calls, *ending]) + "\n")
+        return self.env["_program"], "".join(self.sources)
+
+    # -- indexed ----------------------------------------------------------------------
+    def key_code(self, key: IndexKey, shared: Shared) -> str:
+        gen = Codegen(key.shape.checked, None, self.pool, self.data, shared=shared, keys=shared.keys(key.shape))
+        code, _ = gen.expr(key.node)
+        return code
+
+    def key_function(self, plan: Plan) -> Callable[[Facts], dict[str, object]]:
+        """Each key's value for some facts (for explanations)."""
+        shared = Shared(set())
+        values = [self.key_code(key, shared) for key in plan.keys]
+        lines = ["def _keys(_f):", *(f"    {name} = {_fetch(name[2:])}" for name in self.facts)]
+        lines += [f"    {ROOT_LOCALS[root]} = _f.get({root!r}, _U)" for root in ROOT_LOCALS]
+        lines += [f"    {s}" for s in shared.take()]
+        lines.append("    return (" + "".join(f"{v}, " for v in values) + ")")
+        self.finish()
+        self.compile("\n".join(lines) + "\n")
+        function = self.env["_keys"]
+        names = [key.key for key in plan.keys]
+
+        def key_values(facts: Facts) -> dict[str, object]:
+            return dict(zip(names, function(facts), strict=True))
+
+        return key_values
+
+    def indexed(self, plan: Plan) -> tuple[Callable[[Facts], Any], str]:
+        n = len(self.rules)
+        self.env["_O"] = (*self.outcomes[:n], self.default)
+        self.env["_interval"] = interval_of
+        self._assumed = plan.assumed
+        body: list[str] = []
+        shared = Shared(set())
+        for k, key in enumerate(plan.keys):
+            code = self.key_code(key, shared)
+            body += [f"    {s}" for s in shared.take()]
+            body.append(f"    _kv{k} = {code}")
+        scan = [i for i in plan.scan if i < n]
+        # one key whose value picks one bucket, nothing to scan: its answer is the answer
+        self._single = not scan and len(plan.keys) == 1 and plan.keys[0].kind in ("eq", "truth", "range")
+        if not self._single:
+            body.append(f"    _i = {n}")
+        for k, key in enumerate(plan.keys):
+            body += self.lookup(k, key)
+        chunks = [scan[i : i + CHUNK_SIZE] for i in range(0, len(scan), CHUNK_SIZE)]
+        for c, chunk in enumerate(chunks):
+            lines = self.chain([(i, self.rules[i]) for i in chunk], str, self.inline)
+            self.compile("\n".join([f"def _scan{c}({self.params()}):", *lines, f"    return {n}"]) + "\n")
+            body += [
+                f"    if _i > {chunk[0]}:",
+                f"        _r = _scan{c}({self.params()})",
+                "        if _r < _i:",
+                "            _i = _r",
+            ]
+        body.append("    return _default" if self._single else "    return _O[_i]")
+        self.finish()
+        self.compile("\n".join(["def _program(_f):", *self.prelude(), *body]) + "\n")
+        return self.env["_program"], "".join(self.sources)
+
+    def bucket(self, rules: Sequence[int], k: int) -> tuple[Any, tuple[object, ...]] | None:
+        """The function trying these rules (in order) and the values it is called with."""
+        if not rules:
+            return None
+        assumed = {i: a for i in rules if (a := self._assumed[i]) is not None}
+        signature = (k, *((id(self.rules[i].shape), assumed.get(i)) for i in rules))  # type: ignore[union-attr]
+        cached = self._buckets.get((k, *rules))
+        if cached is not None:
+            return cached
+        made = self._signatures.get(signature)
+        if made is None:
+            name = f"_bucket{len(self._signatures)}"
+            slots: list[Literals] = []
+
+            def named(slot: int, index: int, condition: Condition) -> Literals:
+                literals = Literals(condition, self.pool, prefix=f"_p{slot}_")
+                slots.append(literals)
+                return literals
+
+            slot_of = {index: slot for slot, index in enumerate(rules)}
+            lines = self.chain([(i, self.rules[i]) for i in rules], lambda i: f"_i{slot_of[i]}", named,
+                               bound=self._bound[k], assumed=assumed)
+            unpack: list[str] = []
+            for slot, literals in enumerate(slots):
+                unpack += [f"_i{slot}", *literals.names()]
+            head = [f"def {name}({self.params(f'_kv{k}', '_a')}):"]
+            if unpack:
+                head.append(f"    {', '.join(unpack)}{',' if len(unpack) == 1 else ''} = _a")
+            self.compile("\n".join([*head, *lines, f"    return {len(self.rules)}"]) + "\n")
+            made = self._signatures[signature] = (name, slots)
+        name, slots = made
+        args: list[object] = []
+        # the rules after one known to match here were not generated (never tried)
+        for slot, index in enumerate(rules[: len(slots)]):
+            condition = self.rules[index]
+            assert condition is not None
+            args.append(index)
+            args += slots[slot].bind(condition)
+        bucket = (self.env[name], tuple(args))
+        self._buckets[(k, *rules)] = bucket
+        return bucket
+
+    def lookup(self, k: int, key: IndexKey) -> list[str]:
+        """Statements finding the buckets key `k`'s value admits and running them."""
+        self._bound[k] = {key.key: (f"_kv{k}", "value")}
+        v = f"_kv{k}"
+        call = [
+            f"_r = _b[0]({self.params(v, '_b[1]')})",
+            "if _r < _i:",
+            "    _i = _r",
+        ]
+        if self._single:
+            call = [f"return _O[_b[0]({self.params(v, '_b[1]')})]"]
+
+        def run(indent: str) -> list[str]:
+            return [f"{indent}if _b is not None:", *(f"{indent}    {line}" for line in call)]
+
+        def tables(prefix: str) -> dict[str, str]:
+            names: dict[str, str] = {}
+            for value_class, table in key.table.items():
+                name = f"_T{k}{prefix}{value_class}"
+                self.env[name] = {value: self.bucket(rules, k) for value, rules in table.items()}
+                names[value_class] = name
+            return names
+
+        lines: list[str] = []
+        if key.kind == "truth":
+            names = tables("")
+            table = self.env.get(names.get("truth", ""), {})
+            for flag in ("T", "F", "O"):
+                self.env[f"_T{k}{flag}"] = table.get(flag)
+            lines.append(f"    _b = _T{k}T if {v} is True else _T{k}F if {v} is False else _T{k}O")
+            return lines + run("    ")
+        if key.kind == "range":
+            self.env[f"_B{k}"] = key.bounds
+            self.env[f"_R{k}"] = [self.bucket(rules, k) for rules in key.intervals]
+            lines.append(f"    if {v}.__class__ in _NUM and {v} == {v}:")
+            lines.append(f"        _b = _R{k}[_interval(_B{k}, {v})]")
+            return lines + run("        ")
+        names = tables("")
+        if key.kind == "eq":
+            return lines + self._typed_lookup(v, names, "    ") + run("    ")
+        # has / elem: the value is a list whose items are looked up (has: also a map's keys,
+        # or, for a string, each string constant it contains)
+        lines.append(f"    if {v}.__class__ is _list:")
+        lines.append(f"        for _x in {v}:")
+        lines += self._typed_lookup("_x", names, "            ")
+        lines += run("            ")
+        if key.kind == "has" and "str" in names:
+            lines.append(f"    elif {v}.__class__ is _dict:")
+            lines.append(f"        for _x in {v}:")
+            lines.append(f"            _b = {names['str']}.get(_x)")
+            lines += run("            ")
+            self.env[f"_H{k}"] = list(self.env[names["str"]].items())
+            lines.append(f"    elif {v}.__class__ is _str:")
+            lines.append(f"        for _x, _b in _H{k}:")
+            lines.append(f"            if _x in {v}:")
+            lines += [f"                {line}" for line in call]
+        return lines
+
+    def _typed_lookup(self, v: str, names: dict[str, str], indent: str) -> list[str]:
+        """`_b = <the bucket of v's value>`: values of another type are never equal."""
+        branches: list[tuple[str, str]] = []
+        if "str" in names:
+            branches.append((f"{v}.__class__ is _str", f"{names['str']}.get({v})"))
+        if "num" in names:
+            branches.append((f"{v}.__class__ in _NUM", f"{names['num']}.get({v})"))
+        for flag, test in (("true", "is True"), ("false", "is False"), ("null", "is None")):
+            if flag in names:
+                branches.append((f"{v} {test}", f"{names[flag]}.get({v})"))
+        if not branches:
+            return [f"{indent}_b = None"]
+        expression = "None"
+        for test, found in reversed(branches):
+            expression = f"{found} if {test} else {expression}"
+        return [f"{indent}_b = {expression}"]
+
+
+# -- the explaining variant -------------------------------------------------------------------
+class _Explainer(Generic[Outcome]):
+    """Tries every rule in order through the helpers that report to a tracer."""
+
+    def __init__(
+        self,
+        rules: list[Condition | None],
+        outcomes: list[Outcome],
+        default: Outcome,
+        data: Mapping[str, object],
+        clock: Clock,
+        required: Sequence[Required],
+    ) -> None:
+        self.rules = rules
+        self.outcomes = outcomes
+        self.default = default
+        self.data = data
+        self.clock = clock
+        self.plan: Plan | None = None
+        self.keys: Callable[[Facts], dict[str, object]] | None = None
+        #: Per shape: the traced code object, its constants and its literal names.
+        self._traced: dict[int, tuple[types.CodeType, dict[str, object], Literals]] = {}
+
+    def _code(self, condition: Condition) -> tuple[types.CodeType, dict[str, object], Literals]:
+        shape = condition.shape
+        found = self._traced.get(id(shape))
+        if found is None:
+            pool = Pool()
+            literals = Literals(condition, pool, prefix="_p")
+            gen = Codegen(shape.checked, literals, pool, self.data, trace=True)
+            code = gen.cond(shape.checked.node)
+            names = literals.names()
+            lines = [f"def _traced(_f, {', '.join(ROOT_LOCALS.values())}{''.join(', ' + n for n in names)}):"]
+            lines += [f"    f_{name} = _f.get({name!r}, _U)" for name in shape.checked.guaranteed]
+            lines.append(f"    return {code}")
+            module = compile("\n".join(lines) + "\n", "<policy>", "exec")
+            function_code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
+            constants = {f"_k{i}": value for i, value in enumerate(pool.values)}
+            found = self._traced[id(shape)] = (function_code, constants, literals)
+        return found
+
+    def explain(self, facts: Facts, tracer: Tracer) -> Outcome | None:
+        env = namespace(self.clock, tracer)
+        roots = [facts.get(root, UNDEFINED) for root in ROOT_LOCALS]
+        excluded: dict[int, tuple[Probe, ...]] = {}
+        values: dict[str, object] = {}
+        if self.plan is not None and self.keys is not None:
+            values = self.keys(facts)
+            excluded = self.plan.excluded(values)
+        functions: dict[int, Callable[..., bool]] = {}
+        for i, condition in enumerate(self.rules):
+            tracer.begin(i)
+            if condition is None:
+                tracer.end(True)
+                return self.outcomes[i]
+            probes = excluded.get(i)
+            if probes is not None:
+                for probe in probes:
+                    value = values.get(probe.key, UNDEFINED)
+                    tracer.read(probe.key, value)
+                    tracer.note(f"{probe.key} is {_shown(value)}, rule needs {probe.describe()}")
+                tracer.end(False)
+                continue
+            function = functions.get(id(condition.shape))
+            code, constants, literals = self._code(condition)
+            if function is None:
+                function = functions[id(condition.shape)] = types.FunctionType(code, {**env, **constants})
+            matched = function(facts, *roots, *literals.bind(condition))
+            tracer.end(matched)
+            if matched:
+                return self.outcomes[i]
+        return self.default
+
+
+def _shown(value: object) -> str:
+    if value is UNDEFINED:
+        return "undefined"
+    text = show_value(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def compile_evidence_check(required: Sequence[Required]) -> Callable[[Facts], tuple[str | None, ...]]:
@@ -375,11 +586,11 @@ def compile_expression(
         node=checked.node, type=checked.type, types=checked.types, diagnostics=checked.diagnostics,
         facts_used=checked.facts_used, data_used=checked.data_used, guaranteed={}, constant=checked.constant,
     )
-    pool = _Pool()
-    gen = _Codegen(unguarded, pool, data or {}, trace=False)
+    pool = Pool()
+    gen = Codegen(unguarded, None, pool, data or {})
     code, _ = gen.expr(checked.node)
     lines = ["def _value(_f):"]
-    lines += [f"    {_ROOT_LOCALS[root]} = _f.get({root!r}, _U)" for root in sorted(gen.roots_used)]
+    lines += [f"    {ROOT_LOCALS[root]} = _f.get({root!r}, _U)" for root in sorted(gen.roots_used)]
     lines.append(f"    return {code}")
     env = namespace(clock)
     env.update({f"_k{i}": value for i, value in enumerate(pool.values)})
@@ -388,4 +599,6 @@ def compile_expression(
     return function
 
 
-__all__ = ["Facts", "Program", "Required", "compile_evidence_check", "compile_expression", "compile_program"]
+__all__ = [
+    "Facts", "Program", "Required", "Tracer", "compile_evidence_check", "compile_expression", "compile_program",
+]

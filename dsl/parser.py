@@ -366,8 +366,11 @@ def _template(node: ast.Expr, tokens: tuple[_Token, ...]) -> _Template | None:
     return _Template(node, tokens, literals)
 
 
-def _instantiate(template: _Template, tokens: tuple[_Token, ...]) -> ast.Expr:
-    """The template's tree with these tokens' values, spans moved to this text."""
+def _instantiate(
+    template: _Template, tokens: tuple[_Token, ...], literals: dict[int, tuple[int, bool]]
+) -> ast.Expr:
+    """The template's tree with these tokens' values, spans moved to this text; each new
+    literal node's token goes into `literals`."""
     ends = [t.end for t in template.tokens]
     shifts: list[int] = []
     total = 0
@@ -391,7 +394,9 @@ def _instantiate(template: _Template, tokens: tuple[_Token, ...]) -> ast.Expr:
                     return ast.Literal(node.value, span(node.span))
                 index, negated = found
                 value = tokens[index].value
-                return ast.Literal(-value if negated else value, span(node.span))  # type: ignore[operator]
+                literal = ast.Literal(-value if negated else value, span(node.span))  # type: ignore[operator]
+                literals[id(literal)] = found
+                return literal
             case ast.Name():
                 return ast.Name(node.name, span(node.span))
             case ast.ListExpr():
@@ -421,6 +426,39 @@ def _instantiate(template: _Template, tokens: tuple[_Token, ...]) -> ast.Expr:
 
 def parse(source: SourceText | str) -> ast.Expr:
     """Parse one expression; raise `ParseFailure` with a located diagnostic."""
+    return parse_literals(source).node
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A parsed expression and its string and number literals, in text order.
+
+    `shape` is the text with those literals blanked out: two expressions of one shape
+    differ only in their literal values. `literals` maps each of these `Literal` nodes of
+    `node` (by id) to its index in `values`; it is None when the tree cannot be matched
+    to the literals of the text (the expression has no reusable shape).
+    """
+
+    node: ast.Expr
+    shape: str
+    values: tuple[ast.Scalar, ...]
+    literals: dict[int, int] | None
+    #: For each value: the literal is the negation of the number written (`-5`).
+    negated: tuple[bool, ...] = ()
+
+
+def literal_shape(text: str) -> tuple[str, tuple[ast.Scalar, ...]] | None:
+    """The shape of `text` and its literal values as written (a leading minus apart), or
+    None when the scanner cannot read a literal."""
+    try:
+        key, tokens = _shape(text)
+    except ValueError:  # pragma: no cover - an escape the scanner cannot read
+        return None
+    return key, tuple(token.value for token in tokens)
+
+
+def parse_literals(source: SourceText | str) -> Parsed:
+    """Parse one expression and locate its literals; raise `ParseFailure` as `parse` does."""
     if isinstance(source, str):
         source = SourceText(source)
     text = source.text
@@ -438,13 +476,24 @@ def parse(source: SourceText | str) -> ast.Expr:
         key, tokens = "", ()
     cached = _templates.get(key) if key else None
     if cached is not None:
-        return _instantiate(cached, tokens)
-    node = _parse_uncached(source)
-    if key and len(_templates) < _MAX_TEMPLATES:
-        template = _template(node, tokens)
-        if template is not None:
+        literals: dict[int, tuple[int, bool]] = {}
+        node = _instantiate(cached, tokens, literals)
+    else:
+        node = _parse_uncached(source)
+        template = _template(node, tokens) if key else None
+        if template is not None and len(_templates) < _MAX_TEMPLATES:
             _templates[key] = template
-    return node
+        literals = template.literals if template is not None else {}
+        if template is None:
+            return Parsed(node, key, tuple(t.value for t in tokens), None)
+    values = [token.value for token in tokens]
+    negated = [False] * len(values)
+    for index, minus in literals.values():
+        if minus:
+            values[index] = -values[index]  # type: ignore[operator]
+            negated[index] = True
+    mapping = {node_id: index for node_id, (index, _) in literals.items()}
+    return Parsed(node, key, tuple(values), mapping, tuple(negated))
 
 
 def _parse_uncached(source: SourceText) -> ast.Expr:
@@ -494,5 +543,8 @@ __all__ = [
     "MAX_NESTING",
     "MAX_NODES",
     "ParseFailure",
+    "Parsed",
+    "literal_shape",
     "parse",
+    "parse_literals",
 ]

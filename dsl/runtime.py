@@ -48,6 +48,8 @@ class _Undefined:
 UNDEFINED: Any = _Undefined()
 
 _NUMBERS = (int, float)
+#: What a path into a root that is not a map reads from: nothing (never written to).
+_EMPTY: dict[str, object] = {}
 
 
 class Recorder(Protocol):
@@ -397,6 +399,9 @@ def namespace(clock: Clock = utc_now, recorder: Recorder | None = None) -> dict[
         "_float": float,
         "_list": list,
         "_dict": dict,
+        "_len": len,
+        "_LSD": (list, str, dict),
+        "_EMPTY": _EMPTY,
     }
 
 

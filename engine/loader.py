@@ -10,7 +10,6 @@ everything it found; `load()` raises `PolicyError` when any of it is an error.
 from __future__ import annotations
 
 import difflib
-import functools
 import gc
 import hashlib
 import json
@@ -32,7 +31,6 @@ from dsl.types import ANY, BOOL, type_of_value
 from engine.model import PolicyFileModel, PurposeModel, RuleModel
 from engine.policyset import (
     OUTCOMES,
-    RECORDER,
     ContextField,
     Decision,
     EvidenceSpec,
@@ -292,7 +290,7 @@ class _Builder:
         used = self.facts_seen
         for c in checked:
             if c is not None:
-                self.data_used |= c.data_used
+                self.data_used |= c.checked.data_used
         # With errors in its rules, a purpose's fact usage is unknown: no W302 guesses.
         purpose_ok = sum(d.severity == "error" for d in self.diagnostics) == errors_before
         for i, spec in enumerate(evidence):
@@ -321,16 +319,6 @@ class _Builder:
         program = dsl.compile_program(
             conditions, outcomes, default, required, None, self.data, self.clock, failures=failures
         )
-        data, clock = self.data, self.clock
-        texts = [rule.condition for rule in rules]
-
-        @functools.cache
-        def explainer() -> dsl.Program[Decision]:
-            # Compiled on first use from the rule texts (already known to be valid): most
-            # purposes are never explained, and keeping their syntax trees would cost
-            # more memory than the whole compiled set.
-            again = [None if text is None else _recheck(text, scope) for text in texts]
-            return dsl.compile_program(again, outcomes, default, required, None, data, clock, recorder=RECORDER)
 
         self.purposes[name] = Purpose(
             name=name,
@@ -342,7 +330,6 @@ class _Builder:
             evidence=tuple(evidence),
             rules=tuple(rules),
             program=program,
-            explainer=explainer,
             evidence_check=dsl.compile_evidence_check(required),
             prepared_failures=failures,
             revision=self.revision,
@@ -440,9 +427,10 @@ class _Builder:
 
     def _rules(
         self, doc: YamlDocument, base: tuple[str | int, ...], purpose: str, models: list[RuleModel], scope: Scope
-    ) -> tuple[list[Rule], list[dsl.Checked | None]]:
+    ) -> tuple[list[Rule], list[dsl.Condition | None]]:
         rules: list[Rule] = []
-        checked_all: list[dsl.Checked | None] = []
+        checked_all: list[dsl.Condition | None] = []
+        shapes = dsl.Shapes(scope)
         closed_by: Rule | None = None
         reported = False
         for i, model in enumerate(models):
@@ -470,17 +458,17 @@ class _Builder:
                 )
                 self.diagnostics.append(doc.diagnostic("E205", message, rule_node))
                 if has_if:
-                    self._condition(doc, (*rule_base, "if"), scope)  # its own problems still count
+                    self._condition(doc, (*rule_base, "if"), shapes)  # its own problems still count
                 continue
             outcome = model.then if has_if else model.else_
             outcome_key = "then" if has_if else "else"
             if outcome is None:
                 self.diagnostics.append(doc.diagnostic("E201", "`if` needs a `then` outcome", rule_node))
-                self._condition(doc, (*rule_base, "if"), scope)
+                self._condition(doc, (*rule_base, "if"), shapes)
                 continue
             if outcome not in OUTCOMES:
                 if has_if:
-                    self._condition(doc, (*rule_base, "if"), scope)
+                    self._condition(doc, (*rule_base, "if"), shapes)
                 close = difflib.get_close_matches(outcome, OUTCOMES, n=1)
                 self.diagnostics.append(
                     doc.diagnostic(
@@ -502,10 +490,10 @@ class _Builder:
                         doc.locate((*rule_base, "conditions"), key=True), severity="warning",
                     )
                 )
-            checked: dsl.Checked | None = None
+            checked: dsl.Condition | None = None
             text: str | None = None
             if has_if:
-                checked, text = self._condition(doc, (*rule_base, "if"), scope)
+                checked, text = self._condition(doc, (*rule_base, "if"), shapes)
                 if checked is None:
                     continue
             rule = Rule(
@@ -523,8 +511,8 @@ class _Builder:
             checked_all.append(checked)
             if checked is None:
                 closed_by = rule
-            elif checked.constant and checked.ok:
-                value = dsl.compile_expression(checked, self.data, self.clock)({})
+            elif checked.checked.constant:
+                value = dsl.compile_expression(checked.checked, self.data, self.clock)({})
                 self.diagnostics.append(
                     doc.diagnostic(
                         "W301",
@@ -538,22 +526,26 @@ class _Builder:
         return rules, checked_all
 
     def _condition(
-        self, doc: YamlDocument, loc: tuple[str | int, ...], scope: Scope
-    ) -> tuple[dsl.Checked | None, str | None]:
+        self, doc: YamlDocument, loc: tuple[str | int, ...], shapes: dsl.Shapes
+    ) -> tuple[dsl.Condition | None, str | None]:
         node = doc.locate(loc)
         if not isinstance(node, yaml.ScalarNode):
             self.diagnostics.append(doc.diagnostic("E002", "`if` must be an expression (a string)", node))
             return None, None
         source = doc.source_text(node)
         try:
-            tree = dsl.parse(source)
+            condition = shapes.prepare(source)
         except dsl.ParseFailure as failure:
             self.diagnostics.append(failure.diagnostic)
             return None, None
-        checked = dsl.check(tree, source, scope)
+        checked = condition.checked
+        if condition.values:  # an instance of a shape checked before: nothing new to report
+            self.facts_seen |= checked.facts_used
+            return condition, source.text
         self.diagnostics.extend(checked.diagnostics)
         self.facts_seen |= checked.facts_used
         if checked.ok and checked.type.known and checked.type != BOOL:
+            tree = checked.node
             self.diagnostics.append(
                 source.diagnostic(
                     "E105", f"a condition must be a bool, this is a {checked.type}", tree.span.start, tree.span.end,
@@ -561,7 +553,7 @@ class _Builder:
                 )
             )
             return None, source.text
-        return (checked if checked.ok else None), source.text
+        return (condition if checked.ok else None), source.text
 
     # -- stage: across files ---------------------------------------------------------
     def finish(self) -> None:
@@ -577,11 +569,6 @@ class _Builder:
                         col=1,
                     )
                 )
-
-
-def _recheck(text: str, scope: Scope) -> dsl.Checked:
-    source = dsl.SourceText(text)
-    return dsl.check(dsl.parse(source), source, scope)
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:

@@ -9,7 +9,6 @@ mismatch).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -154,8 +153,6 @@ class Purpose:
     evidence: tuple[EvidenceSpec, ...]
     rules: tuple[Rule, ...]
     program: Program[Decision] = field(repr=False)
-    #: Compiles (once, on first use) the explaining variant of `program`.
-    explainer: Callable[[], Program[Decision]] = field(repr=False)
     #: For each declared fact: None when fine, else "missing" or "invalid".
     evidence_check: Callable[[dict[str, Any]], tuple[str | None, ...]] = field(repr=False)
     #: Fail-closed decisions by evidence verdicts, filled on first use; `program` reads it.
@@ -236,31 +233,6 @@ class _Trace:
     def note(self, message: str) -> None:
         if self.current is not None and message not in self.current["notes"]:
             self.current["notes"].append(message)
-
-
-class TraceRecorder(threading.local):
-    """The recorder compiled into explaining programs; routes to this thread's trace."""
-
-    trace: _Trace | None = None
-
-    def begin(self, index: int) -> None:
-        if self.trace:
-            self.trace.begin(index)
-
-    def end(self, matched: bool) -> None:
-        if self.trace:
-            self.trace.end(matched)
-
-    def read(self, path: str, value: object) -> None:
-        if self.trace:
-            self.trace.read(path, value)
-
-    def note(self, message: str) -> None:
-        if self.trace:
-            self.trace.note(message)
-
-
-RECORDER = TraceRecorder()
 
 
 _MAX_PREPARED_FAILURES = 4096
@@ -352,11 +324,7 @@ class PolicySet:
                 purpose=purpose.name, status="fail", reason=reason, revision=self.revision, explanation=entries
             )
         trace = _Trace()
-        RECORDER.trace = trace
-        try:
-            outcome = purpose.explainer().run(facts)
-        finally:
-            RECORDER.trace = None
+        outcome = purpose.program.explain(facts, trace)
         # evidence was validated above, so the explaining program always decides
         result = outcome if outcome is not None else self._missing_evidence(purpose, facts)
         for record in trace.rules:
@@ -406,7 +374,6 @@ def _evidence_entries(purpose: Purpose, facts: Mapping[str, object]) -> list[Exp
 
 __all__ = [
     "OUTCOMES",
-    "RECORDER",
     "ContextField",
     "Decision",
     "EvidenceSpec",

@@ -293,17 +293,39 @@ def test_regular_expression_escapes_are_kept(policy_dir: Callable[..., Path]) ->
 
 
 def test_large_rule_lists_compile_in_chunks_with_first_match_semantics(policy_dir: Callable[..., Path]) -> None:
+    # `context.n - i == 0` has no test an index can look up: the rules are tried in order
     rules = "".join(
-        f"      - if: context.n == {i}\n        then: {'fail' if i % 2 else 'pass'}\n        reason: r{i}\n"
+        f"      - if: context.n - {i} == 0\n        then: {'fail' if i % 2 else 'pass'}\n        reason: r{i}\n"
         for i in range(450)
     )
     text = "purposes:\n  p:\n    evidence: [is_pep]\n    rules:\n" + rules + "      - else: pass_with_conditions\n        reason: rest\n"
     policies = engine.load(policy_dir({"p.yaml": text}))
     program = policies.purposes["p"].program
+    assert program.plan is None
     assert "def _chunk2(" in program.source and "def _chunk3(" not in program.source
     for n in (0, 199, 200, 399, 400, 449):
         decision = policies.decide("p", {"is_pep": False, "context": {"n": n}})
         assert (decision.reason, decision.rule) == (f"r{n}", n)
         assert policies.decide("p", {"is_pep": False, "context": {"n": n}}, explain=True).reason == f"r{n}"
     assert policies.decide("p", {"is_pep": False, "context": {"n": 450}}).reason == "rest"
+    assert policies.decide("p", {"context": {"n": 3}}).reason == "missing_evidence"
+
+
+def test_large_indexed_rule_lists_keep_first_match_semantics(policy_dir: Callable[..., Path]) -> None:
+    rules = "".join(
+        f"      - if: context.n == {i % 300}\n        then: {'fail' if i % 2 else 'pass'}\n        reason: r{i}\n"
+        for i in range(450)
+    )
+    text = "purposes:\n  p:\n    evidence: [is_pep]\n    rules:\n" + rules + "      - else: pass_with_conditions\n        reason: rest\n"
+    policies = engine.load(policy_dir({"p.yaml": text}))
+    program = policies.purposes["p"].program
+    assert program.plan is not None and program.plan.scan == [450]
+    for n, reason, rule in [(0, "r0", 0), (299, "r299", 299), (150, "r150", 150), (300, "rest", 450),
+                            (1.0, "r1", 1), (True, "rest", 450), ("1", "rest", 450)]:
+        decision = policies.decide("p", {"is_pep": False, "context": {"n": n}})
+        assert (decision.reason, decision.rule) == (reason, rule)
+        explained = policies.decide("p", {"is_pep": False, "context": {"n": n}}, explain=True)
+        assert explained.reason == reason
+        rule_entries = [e for e in explained.explanation or [] if e["kind"] == "rule"]
+        assert [e["index"] for e in rule_entries] == list(range(rule + 1))
     assert policies.decide("p", {"context": {"n": 3}}).reason == "missing_evidence"

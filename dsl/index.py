@@ -1,0 +1,509 @@
+"""Index stage: which rules a decision need not try, chosen at load time from their tests.
+
+A rule's condition is a tree of AND, OR and NOT over tests. Some tests can be *looked
+up* instead of tried: given the input's value of their key expression, a table says at
+once whether they can hold. Such a test is a `Probe`:
+
+- `eq`: the key equals one of some constants (`context.country == "GB"`, `x in ["a",
+  "b"]`, `x in data.doc`);
+- `has`: a constant is in the key (`"AgeOver18" in credentials`, `contains(k, "x")`): an
+  item of a list, a substring of a string, a key of a map;
+- `elem`: the key is a list holding one of some constants (`any(c in k, c == "x")`);
+- `truth`: the key is true (`is_pep`), or not true (`NOT is_pep`);
+- `range`: the key is a number above or below a bound (`context.amount > 100`).
+
+If a condition holds, at least one probe of each of its *options* holds: an option is a
+probe of one conjunct of an AND, or one probe per branch of an OR. So a rule whose
+chosen option has no probe that holds for an input cannot match it, and a decision tries
+only the rules some probe lets through, in rule order: the first of them that matches is
+the rule a linear scan would have found. Rules with no option stay candidates for
+every input (the scan rules).
+
+The plan picks one option per rule by estimated selectivity, keeps only keys enough
+rules share, and is used only when it is cheaper than trying the rules in order.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dsl import ast
+from dsl.checker import data_value
+from dsl.codegen import conjuncts, shareable_keys
+from dsl.conditions import Condition, Shape
+from dsl.runtime import UNDEFINED, same
+from dsl.types import BOOL as _BOOL
+
+Kind = Literal["eq", "has", "elem", "truth", "range"]
+_TRUTH = {"T", "F", "O"}
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+#: A key needs this many indexed rules to pay for its lookup.
+MIN_KEY_RULES = 4
+#: Above this many distinct bounds, a range key keeps no table (each bound is a bucket).
+MAX_RANGE_BOUNDS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One test a table can answer: `kind` on the value of the key expression `key`.
+
+    `values`: the constants (eq, has, elem), the subset of "T"/"F"/"O" (truth), or
+    `(operator, bound)` (range).
+    """
+
+    kind: Kind
+    key: str
+    values: tuple[Any, ...]
+
+    def admits(self, value: object) -> bool:
+        """Could the test hold when the key's value is `value`? (Exact, as the rule reads it.)"""
+        match self.kind:
+            case "eq":
+                return value is not UNDEFINED and any(same(value, c) for c in self.values)
+            case "has":
+                return any(_member(c, value) for c in self.values)
+            case "elem":
+                return value.__class__ is list and any(same(c, item) for c in self.values for item in value)  # type: ignore[attr-defined]
+            case "truth":
+                return ("T" if value is True else "F" if value is False else "O") in self.values
+            case "range":
+                op, bound = self.values
+                if value.__class__ not in (int, float):
+                    return False
+                return bool(_ORDER[op](value, bound))
+        return True  # pragma: no cover
+
+    def describe(self) -> str:
+        """What the rule needs of the key, for an explanation."""
+        match self.kind:
+            case "eq":
+                shown = [show_value(v) for v in self.values]
+                return shown[0] if len(shown) == 1 else "one of " + ", ".join(shown)
+            case "has":
+                return "to contain " + " or ".join(show_value(v) for v in self.values)
+            case "elem":
+                return "a list holding " + " or ".join(show_value(v) for v in self.values)
+            case "truth":
+                if set(self.values) == {"F", "O"}:
+                    return "not true"
+                return " or ".join({"T": "true", "F": "false", "O": "neither"}[v] for v in self.values)
+            case "range":
+                return f"a number {self.values[0]} {show_value(self.values[1])}"
+        return "?"  # pragma: no cover
+
+
+_ORDER = {
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+}
+
+
+def show_value(value: object) -> str:
+    """A constant as the rule language writes it."""
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _member(item: object, container: object) -> bool:
+    cls = container.__class__
+    if cls is list:
+        return any(same(item, x) for x in container)  # type: ignore[attr-defined]
+    if (cls is str or cls is dict) and item.__class__ is str:
+        return item in container  # type: ignore[operator]
+    return False
+
+
+def _scalar(value: object) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+# -- per shape: the options of a condition, with references to its parameters -------------
+#: A value in an option template: ("param", index) | ("const", value) | ("consts", values)
+Ref = tuple[str, Any]
+ProbeTemplate = tuple[Kind, str, tuple[Ref, ...]]
+Option = tuple[ProbeTemplate, ...]
+
+
+@dataclass(slots=True)
+class ShapeProbes:
+    """The options of one shape, and for each key the node its code is generated from.
+
+    `sources[i]` is the id of the top-level conjunct option `i` is the one probe of (a
+    rule reached through that probe's bucket need not test it again), else None.
+    """
+
+    options: list[Option]
+    key_nodes: dict[str, ast.Expr]
+    sources: list[int | None] = field(default_factory=list)
+
+
+def shape_probes(shape: Shape, data: Mapping[str, object]) -> ShapeProbes:
+    keys = shareable_keys(shape)
+    found = ShapeProbes([], {})
+    params = shape.params
+    guaranteed = shape.checked.guaranteed
+
+    def key_of(node: ast.Expr) -> str | None:
+        key = keys.get(id(node))
+        if key is not None:
+            found.key_nodes.setdefault(key, node)
+        return key
+
+    def const(node: ast.Expr) -> Ref | None:
+        if isinstance(node, ast.Literal):
+            if id(node) in params:
+                return ("param", params[id(node)])
+            return ("const", node.value)
+        return None
+
+    def constants(node: ast.Expr) -> Ref | None:
+        """The constants a membership test's right side lists, if it is a constant list."""
+        if isinstance(node, ast.ListExpr):
+            refs = [const(item) for item in node.items]
+            if any(r is None for r in refs):
+                return None
+            return ("refs", tuple(refs))
+        if isinstance(node, (ast.Attr, ast.Index)):
+            value = data_value(node, data)
+            if isinstance(value, list) and all(_scalar(v) for v in value):
+                return ("consts", tuple(value))
+            if isinstance(value, dict):
+                return ("keys", tuple(value))
+        return None
+
+    def options(node: ast.Expr) -> list[Option]:
+        match node:
+            case ast.BoolOp(op="and", operands=operands):
+                return [option for o in operands for option in options(o)]
+            case ast.BoolOp(op="or", operands=operands):
+                branches = [options(o) for o in operands]
+                if not all(branches):
+                    return []
+                combos = itertools.islice(itertools.product(*(b[:3] for b in branches)), 8)
+                return [tuple(p for option in combo for p in option) for combo in combos]
+            case ast.Not(operand=operand):
+                key = _truth_key(operand)
+                if key is None:
+                    return []
+                if isinstance(operand, ast.Name) and guaranteed.get(operand.name) == _BOOL:
+                    return [(("truth", key, (("const", "F"),)),)]
+                return [(("truth", key, (("const", "F"), ("const", "O"))),)]
+            case ast.Compare(op="==", left=left, right=right):
+                for side, other in ((left, right), (right, left)):
+                    ref = const(other)
+                    key = key_of(side) if ref is not None else None
+                    if key is not None and ref is not None:
+                        if ref[0] == "const" and isinstance(ref[1], bool):
+                            return [(("truth", key, (("const", "T" if ref[1] else "F"),)),)]
+                        return [(("eq", key, (ref,)),)]
+                return []
+            case ast.Compare(op="in", left=left, right=right):
+                ref = const(left)
+                if ref is not None:
+                    key = key_of(right)
+                    return [(("has", key, (ref,)),)] if key is not None else []
+                listed = constants(right)
+                key = key_of(left) if listed is not None else None
+                if key is None or listed is None:
+                    return []
+                kind, items = listed
+                if kind == "refs":
+                    return [(("eq", key, items),)]
+                if kind == "keys":  # `x in map`: x is a string key of the map
+                    return [(("eq", key, tuple(("const", k) for k in items)),)]
+                return [(("eq", key, tuple(("const", v) for v in items)),)]
+            case ast.Compare(op="<" | "<=" | ">" | ">=" as op, left=left, right=right):
+                for side, other, which in ((left, right, op), (right, left, _FLIP[op])):
+                    ref = const(other)
+                    if ref is None or (ref[0] == "const" and not _number(ref[1])):
+                        continue
+                    if ref[0] == "param" and not _number(_literal_value(other)):
+                        continue
+                    key = key_of(side)
+                    if key is not None:
+                        return [(("range", key, (("const", which), ref)),)]
+                return []
+            case ast.Call(name="contains", args=(container, item)):
+                ref = const(item)
+                key = key_of(container) if ref is not None else None
+                return [(("has", key, (ref,)),)] if key is not None and ref is not None else []
+            case ast.Quantifier(kind="any", var=var, iterable=iterable, body=ast.Compare(op="==") as body):
+                for side, other in ((body.left, body.right), (body.right, body.left)):
+                    ref = const(other)
+                    if isinstance(side, ast.Name) and side.name == var and ref is not None:
+                        key = key_of(iterable)
+                        return [(("elem", key, (ref,)),)] if key is not None else []
+                return []
+            case ast.Name() | ast.Attr() | ast.Index() | ast.Call():
+                key = _truth_key(node)
+                return [(("truth", key, (("const", "T"),)),)] if key is not None else []
+        return []
+
+    def _truth_key(node: ast.Expr) -> str | None:
+        if isinstance(node, (ast.Name, ast.Attr, ast.Index, ast.Call)):
+            return key_of(node) if not isinstance(node, ast.Name) or node.name not in guaranteed else _fact_key(node)
+        return None
+
+    def _fact_key(node: ast.Name) -> str:
+        found.key_nodes.setdefault(node.name, node)
+        return node.name
+
+    for conjunct in conjuncts(shape.checked.node):
+        for option in options(conjunct):
+            found.options.append(option)
+            found.sources.append(id(conjunct) if len(option) == 1 else None)
+    return found
+
+
+def _literal_value(node: ast.Expr) -> object:
+    return node.value if isinstance(node, ast.Literal) else None
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def instantiate(option: Option, condition: Condition) -> tuple[Probe, ...]:
+    """The probes of one option for one rule's literal values."""
+    probes: list[Probe] = []
+    for kind, key, refs in option:
+        values: list[Any] = []
+        for ref in refs:
+            value = condition.values[ref[1]] if ref[0] == "param" else ref[1]
+            values.append(value)
+        if kind == "range":
+            bound = values[1]
+            if not _number(bound) or bound != bound:  # NaN: the test never holds
+                probes.append(Probe("eq", key, ()))
+                continue
+        elif kind != "truth":
+            # NaN equals nothing; lists and maps are not looked up (the option is dropped)
+            if not all(_scalar(v) for v in values):
+                return ()
+            values = [v for v in values if v == v]
+        probes.append(Probe(kind, key, tuple(values)))
+    return tuple(probes)
+
+
+# -- the plan -------------------------------------------------------------------------------
+@dataclass(slots=True)
+class IndexKey:
+    """One looked-up key: its kind, canonical text, the node its code comes from, and the
+    rules filed under each value."""
+
+    kind: Kind
+    key: str
+    node: ast.Expr
+    shape: Shape
+    rules: list[int] = field(default_factory=list)
+    #: eq/has/elem: value -> rule indexes, one map per value class ("str", "num", "true",
+    #: "false", "null"); truth: "T"/"F"/"O" -> rule indexes.
+    table: dict[str, dict[Any, list[int]]] = field(default_factory=dict)
+    #: range: sorted distinct bounds, and the rules admitted in each elementary interval
+    #: (below the first bound, at it, between it and the next, ..., above the last).
+    bounds: list[float] = field(default_factory=list)
+    intervals: list[list[int]] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return self.key
+
+
+@dataclass(slots=True)
+class Plan:
+    """The index of one rule list: keys, the probes each rule is filed under, scan rules."""
+
+    keys: list[IndexKey]
+    #: rule index -> its chosen probes (empty for scan rules)
+    probes: list[tuple[Probe, ...]]
+    scan: list[int]
+    #: rule index -> id of the conjunct its one probe stands for (true in its buckets)
+    assumed: list[int | None] = field(default_factory=list)
+
+    @property
+    def indexed(self) -> int:
+        return sum(1 for p in self.probes if p)
+
+    def excluded(self, values: Mapping[str, object]) -> dict[int, tuple[Probe, ...]]:
+        """Rules no probe admits for these key values, each with the probes that say so."""
+        out: dict[int, tuple[Probe, ...]] = {}
+        for rule, probes in enumerate(self.probes):
+            if probes and not any(p.admits(values.get(p.key, UNDEFINED)) for p in probes):
+                out[rule] = probes
+        return out
+
+
+def _value_class(value: object) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    return "str" if isinstance(value, str) else "num"
+
+
+def plan_index(
+    conditions: Sequence[Condition | None], data: Mapping[str, object], force: bool | None = None
+) -> Plan | None:
+    """The index for these rules, or None when trying them in order is as cheap.
+
+    `force=True` builds the index whenever any rule can be indexed (for tests), `False`
+    never.
+    """
+    if force is False:
+        return None
+    per_shape: dict[int, ShapeProbes] = {}
+    choices: list[list[tuple[tuple[Probe, ...], int | None]]] = []
+    key_nodes: dict[str, tuple[ast.Expr, Shape]] = {}
+    for condition in conditions:
+        if condition is None:
+            choices.append([])
+            continue
+        shape = condition.shape
+        found = per_shape.get(id(shape))
+        if found is None:
+            found = per_shape[id(shape)] = shape_probes(shape, data)
+            for key, node in found.key_nodes.items():
+                key_nodes.setdefault(key, (node, shape))
+        rule_options = [(instantiate(option, condition), source) for option, source in zip(
+            found.options, found.sources, strict=True)]
+        choices.append([(option, source) for option, source in rule_options if option])
+    if not any(choices):
+        return None
+    n = len(conditions)
+    # Distinct constants per key: how finely a key splits the rules.
+    distinct: dict[tuple[str, str], set[Any]] = defaultdict(set)
+    for options in choices:
+        for option, _ in options:
+            for probe in option:
+                if probe.kind in ("eq", "has", "elem"):
+                    distinct[(probe.kind, probe.key)].update((_value_class(v), v) for v in probe.values)
+                elif probe.kind == "range":
+                    distinct[(probe.kind, probe.key)].add(probe.values)
+
+    def chance(probe: Probe) -> float:
+        """Estimated chance that the probe admits an input (inputs spread over the constants)."""
+        if probe.kind == "truth":
+            return len(probe.values) / 2
+        if probe.kind == "range":
+            return 0.5
+        spread = len(distinct[(probe.kind, probe.key)]) + 1
+        return min(1.0, len(probe.values) * (2 if probe.kind != "eq" else 1) / spread)
+
+    # Forced (tests), every rule with an option is indexed, however little that pays.
+    threshold = math.inf if force else 0.5
+    min_rules = 1 if force else MIN_KEY_RULES
+    dropped: set[tuple[str, str]] = set()
+    while True:
+        chosen: list[tuple[Probe, ...]] = []
+        assumed: list[int | None] = []
+        for options in choices:
+            best: tuple[Probe, ...] = ()
+            best_source: int | None = None
+            best_score = threshold  # a probe less likely to admit than that is worth looking up
+            for option, source in options:
+                if any((p.kind, p.key) in dropped for p in option):
+                    continue
+                score = sum(chance(p) for p in option)
+                if score < best_score or (score == best_score and not best):
+                    best, best_score, best_source = option, score, source
+            chosen.append(best)
+            assumed.append(best_source)
+        usage: Counter[tuple[str, str]] = Counter()
+        for option in chosen:
+            usage.update({(p.kind, p.key) for p in option})
+        small = {k for k, count in usage.items() if count < min_rules}
+        ranges = {
+            k for k in usage if k[0] == "range" and len(distinct[k]) > MAX_RANGE_BOUNDS
+        }
+        if not (small | ranges):
+            break
+        dropped |= small | ranges
+    indexed = [i for i, option in enumerate(chosen) if option]
+    if not indexed:
+        return None
+    scan = [i for i, option in enumerate(chosen) if not option]
+    expected = sum(sum(chance(p) for p in chosen[i]) for i in indexed)
+    # Costs in units of one rule tried in order: a lookup costs about four, a candidate
+    # tried through a bucket about two.
+    inline_cost = float(n)
+    indexed_cost = 4.0 * len(usage) + 2.0 * expected + 2.0 * len(usage) + len(scan)
+    if force is not True and indexed_cost > 0.7 * inline_cost:
+        return None
+    keys: dict[tuple[str, str], IndexKey] = {}
+    for (kind, key) in sorted(usage):
+        node, shape = key_nodes[key]
+        keys[(kind, key)] = IndexKey(kind, key, node, shape)  # type: ignore[arg-type]
+    for rule in indexed:
+        for probe in chosen[rule]:
+            entry = keys[(probe.kind, probe.key)]
+            if not entry.rules or entry.rules[-1] != rule:
+                entry.rules.append(rule)
+            _file(entry, probe, rule)
+    for entry in keys.values():
+        if entry.kind == "range":
+            _intervals(entry, [(r, p) for r in entry.rules for p in chosen[r] if (p.kind, p.key) == ("range", entry.key)])
+        for table in entry.table.values():
+            for value, rules in table.items():
+                table[value] = sorted(set(rules))
+    return Plan(list(keys.values()), chosen, scan, assumed)
+
+
+def _file(entry: IndexKey, probe: Probe, rule: int) -> None:
+    if probe.kind == "range":
+        return
+    if probe.kind == "truth":
+        for value in probe.values:
+            entry.table.setdefault("truth", {}).setdefault(value, []).append(rule)
+        return
+    for value in probe.values:
+        entry.table.setdefault(_value_class(value), {}).setdefault(value, []).append(rule)
+
+
+def _intervals(entry: IndexKey, probes: list[tuple[int, Probe]]) -> None:
+    """Elementary intervals of the bounds, each with the rules a number there admits.
+
+    Interval 2k is the open interval below bound k (above bound k-1), 2k+1 is bound k
+    itself, and the last one is above every bound. Every bound of the key is one of
+    `bounds`, so on an open interval each test is true throughout or false throughout.
+    """
+    bounds = sorted({p.values[1] for _, p in probes})
+    entry.bounds = bounds
+    entry.intervals = []
+    for k in range(2 * len(bounds) + 1):
+        if k % 2:
+            point = bounds[k // 2]
+            admitted = {rule for rule, p in probes if p.admits(point)}
+        else:
+            low = bounds[k // 2 - 1] if k else None
+            admitted = {rule for rule, p in probes if _open_admits(p.values[0], p.values[1], low)}
+        entry.intervals.append(sorted(admitted))
+
+
+def _open_admits(op: str, bound: float, low: float | None) -> bool:
+    """Does `x op bound` hold for x strictly between `low` and the next bound up?"""
+    if op in (">", ">="):
+        return low is not None and bound <= low
+    return low is None or bound > low
+
+
+def interval_of(bounds: list[float], value: float) -> int:
+    """The elementary interval of `value`: 2k for below bound k (or above all), 2k+1 at it."""
+    k = bisect.bisect_left(bounds, value)
+    if k < len(bounds) and bounds[k] == value:
+        return 2 * k + 1
+    return 2 * k
+
+
+__all__ = ["IndexKey", "Kind", "Plan", "Probe", "interval_of", "plan_index", "shape_probes", "show_value"]
