@@ -22,6 +22,7 @@ else: no builtins, no `eval` of policy text.
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,11 +39,20 @@ Outcome = TypeVar("Outcome")
 
 #: The facts mapping a compiled program reads: JSON-like values by name.
 Facts: TypeAlias = dict[str, object]
+#: For each required fact: None (fine), "missing" or "invalid".
+Verdicts: TypeAlias = tuple[str | None, ...]
+#: Up to this many required facts, the outcome of every pattern of verdicts is prepared
+#: at compile time (3 ** 6 = 729 at most) and picked by a number; above, `failure` is
+#: called with the verdicts.
+PREPARED_FACTS = 6
 
 #: Rules per generated function when trying rules in order: small rule lists compile to a
 #: single function; large ones to a chain of functions compiled one by one, which keeps
 #: the compiler's peak memory small.
 CHUNK_SIZE = 200
+#: Rules per generated bucket function: a larger bucket is tried chunk by chunk, so a
+#: decision stops at the chunk holding its first match.
+BUCKET_SIZE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +101,17 @@ def compile_program(
     data: Mapping[str, object] | None = None,
     clock: Clock = utc_now,
     recorder: Tracer | None = None,
-    failures: Mapping[tuple[str | None, ...], Outcome] | None = None,
+    failure: Callable[[Verdicts], Outcome] | None = None,
     index: bool | None = None,
 ) -> Program[Outcome]:
     """Compile an ordered rule list into a function of the facts mapping.
 
     `conditions[i]` is the condition of rule `i` (None for `else`); the function returns
-    `outcomes[i]` for the first rule that matches, `default` when none does, and
-    `invalid` when a `required` fact is missing or of the wrong type (or, when the
-    `failures` mapping holds one for the per-fact verdicts of `compile_evidence_check`,
-    that prepared outcome: the caller may fill the mapping as it goes). `index` None
+    `outcomes[i]` for the first rule that matches and `default` when none does. When a
+    `required` fact is missing or of the wrong type it returns `failure(verdicts)`, the
+    verdicts saying for each required fact None (fine), "missing" or "invalid" (prepared
+    at compile time for up to `PREPARED_FACTS` facts), or `invalid` without a `failure`
+    function. `index` None
     lets the compiler decide whether to index the rules, True indexes whatever can be,
     False never. With a `recorder`, `run` is the explaining variant reporting to it.
     Outcomes must not be None.
@@ -119,7 +130,7 @@ def compile_program(
 
         return Program(run=traced, source="", plan=None, _explainer=explainer)
     plan = plan_index(rules, data, force=index)
-    builder = _Builder(rules, outcomes, default, required, invalid, data, clock, failures)
+    builder = _Builder(rules, outcomes, default, required, invalid, data, clock, failure)
     run, source = builder.indexed(plan) if plan is not None else builder.in_order()
     if plan is not None:
         explainer.keys = builder.key_function(plan)
@@ -175,7 +186,7 @@ class _Builder(Generic[Outcome]):
         invalid: Outcome | None,
         data: Mapping[str, object],
         clock: Clock,
-        failures: Mapping[tuple[str | None, ...], Outcome] | None,
+        failure: Callable[[Verdicts], Outcome] | None,
     ) -> None:
         self.rules = rules
         self.outcomes = outcomes
@@ -186,8 +197,9 @@ class _Builder(Generic[Outcome]):
         self.pool = Pool()
         self.env = namespace(clock)
         self.env["_default"] = default
+        self.failure = failure
         self.env["_invalid"] = invalid
-        self.env["_failures"] = failures if failures is not None else {}
+        self.env["_failure"] = failure
         self.sources: list[str] = []
         self.facts = [f"f_{r.name}" for r in required if "." not in r.name]
         #: Per shape (and bound keys, assumed conjunct): the shared-value keys one rule
@@ -198,7 +210,7 @@ class _Builder(Generic[Outcome]):
         self._signatures: dict[tuple[object, ...], tuple[str, list[Literals]]] = {}
         self._assumed: list[int | None] = []
         self._single = False
-        self._buckets: dict[tuple[int, ...], tuple[Any, tuple[object, ...]] | None] = {}
+        self._buckets: dict[tuple[int, ...], object] = {}
 
     # -- pieces ----------------------------------------------------------------------
     def _asked(
@@ -226,14 +238,31 @@ class _Builder(Generic[Outcome]):
     def prelude(self) -> list[str]:
         lines = [f"    f_{req.name} = {_fetch(req.name)}" for req in self.required if "." not in req.name]
         if self.required:
-            # one test for the common case; on failure, the per-fact verdicts pick a
-            # prepared outcome (see compile_evidence_check for the same verdicts)
+            # one test for the common case; on failure, the per-fact verdicts pick the outcome
             values = [f"f_{req.name}" if "." not in req.name else _fetch(req.name) for req in self.required]
             tests = [_type_test(value, req.type) for value, req in zip(values, self.required, strict=True)]
             lines.append("    if " + " or ".join(f"({test})" for test in tests) + ":")
-            lines.append(f"        return _failures.get({_verdicts(values, tests)}, _invalid)")
+            lines.append(f"        return {self._failing(values, tests)}")
         lines += [f"    {ROOT_LOCALS[root]} = _f.get({root!r}, _U)" for root in self.roots]
         return lines
+
+    def _failing(self, values: Sequence[str], tests: Sequence[str]) -> str:
+        """The expression of the outcome for facts that failed their tests."""
+        if self.failure is None:
+            return "_invalid"
+        if len(self.required) > PREPARED_FACTS:
+            return f"_failure({_verdicts(values, tests)})"
+        # each fact's verdict as a digit in base 3 (0 fine, 1 missing, 2 invalid)
+        prepared: list[object] = [None]
+        for code in range(1, 3 ** len(self.required)):
+            verdicts = tuple((None, "missing", "invalid")[code // 3**i % 3] for i in range(len(self.required)))
+            prepared.append(self.failure(verdicts))
+        self.env["_FAIL"] = prepared
+        digits = [
+            f"(0 if not ({test}) else 1 if {value} is _U else 2){f' * {3**i}' if i else ''}"
+            for i, (value, test) in enumerate(zip(values, tests, strict=True))
+        ]
+        return f"_FAIL[{' + '.join(digits)}]"
 
     def params(self, *extra: str) -> str:
         return ", ".join(["_f", *self.facts, *(ROOT_LOCALS[r] for r in self.roots), *extra])
@@ -337,17 +366,23 @@ class _Builder(Generic[Outcome]):
         self._assumed = plan.assumed
         body: list[str] = []
         shared = Shared(set())
-        for k, key in enumerate(plan.keys):
-            code = self.key_code(key, shared)
-            body += [f"    {s}" for s in shared.take()]
-            body.append(f"    _kv{k} = {code}")
         scan = [i for i in plan.scan if i < n]
         # one key whose value picks one bucket, nothing to scan: its answer is the answer
         self._single = not scan and len(plan.keys) == 1 and plan.keys[0].kind in ("eq", "truth", "range")
         if not self._single:
             body.append(f"    _i = {n}")
-        for k, key in enumerate(plan.keys):
-            body += self.lookup(k, key)
+        # keys in the order of their first rule; a key whose rules all come after the
+        # best match so far is not even computed
+        for k, key in sorted(enumerate(plan.keys), key=lambda item: item[1].rules[0]):
+            code = self.key_code(key, shared)
+            block = [f"    {s}" for s in shared.take()]
+            block.append(f"    _kv{k} = {code}")
+            block += self.lookup(k, key)
+            if self._single or key.rules[0] == 0:
+                body += block
+            else:
+                body.append(f"    if _i > {key.rules[0]}:")
+                body += [f"    {line}" for line in block]
         chunks = [scan[i : i + CHUNK_SIZE] for i in range(0, len(scan), CHUNK_SIZE)]
         for c, chunk in enumerate(chunks):
             lines = self.chain([(i, self.rules[i]) for i in chunk], str, self.inline)
@@ -363,15 +398,43 @@ class _Builder(Generic[Outcome]):
         self.compile("\n".join(["def _program(_f):", *self.prelude(), *body]) + "\n")
         return self.env["_program"], "".join(self.sources)
 
-    def bucket(self, rules: Sequence[int], k: int) -> tuple[Any, tuple[object, ...]] | None:
-        """The function trying these rules (in order) and the values it is called with."""
+    def bucket(self, rules: Sequence[int], k: int) -> object:
+        """What a table holds for these rules of key `k`: with one key and no scan rules,
+        `(function, values)`; else the chunks `((first rule, function, values), ...)`."""
         if not rules:
             return None
-        assumed = {i: a for i in rules if (a := self._assumed[i]) is not None}
-        signature = (k, *((id(self.rules[i].shape), assumed.get(i)) for i in rules))  # type: ignore[union-attr]
         cached = self._buckets.get((k, *rules))
         if cached is not None:
             return cached
+        chunks = [self.chunk(rules[i : i + BUCKET_SIZE], k) for i in range(0, len(rules), BUCKET_SIZE)]
+        made: object
+        if not self._single:
+            made = tuple((rules[i * BUCKET_SIZE], function, args) for i, (function, args) in enumerate(chunks))
+        elif len(chunks) == 1:
+            made = chunks[0]
+        else:
+            made = (self.runner(), tuple(chunks))
+        self._buckets[(k, *rules)] = made
+        return made
+
+    def runner(self) -> Any:
+        """A function trying the chunks of a large bucket in turn (one key, no scan)."""
+        if "_chunks" not in self.env:
+            n = len(self.rules)
+            self.compile("\n".join([
+                f"def _chunks({self.params('_kv', '_a')}):",
+                "    for _fn, _b in _a:",
+                f"        _r = _fn({self.params('_kv', '_b')})",
+                f"        if _r < {n}:",
+                "            return _r",
+                f"    return {n}",
+            ]) + "\n")
+        return self.env["_chunks"]
+
+    def chunk(self, rules: Sequence[int], k: int) -> tuple[Any, tuple[object, ...]]:
+        """The function trying these rules (in order) and the values it is called with."""
+        assumed = {i: a for i in rules if (a := self._assumed[i]) is not None}
+        signature = (k, *((id(self.rules[i].shape), assumed.get(i)) for i in rules))  # type: ignore[union-attr]
         made = self._signatures.get(signature)
         if made is None:
             name = f"_bucket{len(self._signatures)}"
@@ -388,6 +451,8 @@ class _Builder(Generic[Outcome]):
             unpack: list[str] = []
             for slot, literals in enumerate(slots):
                 unpack += [f"_i{slot}", *literals.names()]
+            used = set(re.findall(r"\b_[ip]\d+_?\w*", "\n".join(lines)))
+            unpack = [n if n in used else "_" for n in unpack]  # a probe's own constant is not read
             head = [f"def {name}({self.params(f'_kv{k}', '_a')}):"]
             if unpack:
                 head.append(f"    {', '.join(unpack)}{',' if len(unpack) == 1 else ''} = _a")
@@ -401,21 +466,24 @@ class _Builder(Generic[Outcome]):
             assert condition is not None
             args.append(index)
             args += slots[slot].bind(condition)
-        bucket = (self.env[name], tuple(args))
-        self._buckets[(k, *rules)] = bucket
-        return bucket
+        return self.env[name], tuple(args)
 
     def lookup(self, k: int, key: IndexKey) -> list[str]:
         """Statements finding the buckets key `k`'s value admits and running them."""
         self._bound[k] = {key.key: (f"_kv{k}", "value")}
         v = f"_kv{k}"
-        call = [
-            f"_r = _b[0]({self.params(v, '_b[1]')})",
-            "if _r < _i:",
-            "    _i = _r",
-        ]
         if self._single:
             call = [f"return _O[_b[0]({self.params(v, '_b[1]')})]"]
+        else:
+            call = [
+                "for _first, _fn, _a in _b:",
+                "    if _first >= _i:",
+                "        break",
+                f"    _r = _fn({self.params(v, '_a')})",
+                "    if _r < _i:",
+                "        _i = _r",
+                "        break",
+            ]
 
         def run(indent: str) -> list[str]:
             return [f"{indent}if _b is not None:", *(f"{indent}    {line}" for line in call)]
@@ -445,6 +513,16 @@ class _Builder(Generic[Outcome]):
         names = tables("")
         if key.kind == "eq":
             return lines + self._typed_lookup(v, names, "    ") + run("    ")
+        if key.kind in ("prefix", "suffix"):
+            # each length of the constants: the value's prefix (suffix) of that length
+            self.env[f"_L{k}"] = key.bounds
+            piece = f"{v}[:_n]" if key.kind == "prefix" else f"{v}[_len({v}) - _n:]"
+            lines.append(f"    if {v}.__class__ is _str:")
+            lines.append(f"        for _n in _L{k}:")
+            lines.append(f"            if _n > _len({v}):")
+            lines.append("                break")
+            lines.append(f"            _b = {names['str']}.get({piece})")
+            return lines + run("            ")
         # has / elem: the value is a list whose items are looked up (has: also a map's keys,
         # or, for a string, each string constant it contains)
         lines.append(f"    if {v}.__class__ is _list:")
@@ -562,19 +640,6 @@ def _shown(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def compile_evidence_check(required: Sequence[Required]) -> Callable[[Facts], tuple[str | None, ...]]:
-    """A function giving, for each required fact, None (fine), "missing" or "invalid"."""
-    lines = ["def _evidence(_f):"]
-    values = [f"_v{i}" for i in range(len(required))]
-    lines += [f"    {value} = {_fetch(req.name)}" for value, req in zip(values, required, strict=True)]
-    tests = [_type_test(value, req.type) for value, req in zip(values, required, strict=True)]
-    lines.append(f"    return {_verdicts(values, tests)}")
-    env = namespace()
-    exec(compile("\n".join(lines) + "\n", "<evidence>", "exec"), env)  # generated from fact names only
-    function: Callable[[Facts], tuple[str | None, ...]] = env["_evidence"]
-    return function
-
-
 def compile_expression(
     checked: Checked, data: Mapping[str, object] | None = None, clock: Clock = utc_now
 ) -> Callable[[Facts], object]:
@@ -600,5 +665,5 @@ def compile_expression(
 
 
 __all__ = [
-    "Facts", "Program", "Required", "Tracer", "compile_evidence_check", "compile_expression", "compile_program",
+    "PREPARED_FACTS", "Facts", "Program", "Required", "Tracer", "Verdicts", "compile_expression", "compile_program",
 ]

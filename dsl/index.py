@@ -10,7 +10,9 @@ once whether they can hold. Such a test is a `Probe`:
   item of a list, a substring of a string, a key of a map;
 - `elem`: the key is a list holding one of some constants (`any(c in k, c == "x")`);
 - `truth`: the key is true (`is_pep`), or not true (`NOT is_pep`);
-- `range`: the key is a number above or below a bound (`context.amount > 100`).
+- `range`: the key is a number above or below a bound (`context.amount > 100`);
+- `prefix` / `suffix`: the key is a string starting or ending with one of some
+  constants (`startswith(context.national_id, "GB")`).
 
 If a condition holds, at least one probe of each of its *options* holds: an option is a
 probe of one conjunct of an AND, or one probe per branch of an OR. So a rule whose
@@ -28,7 +30,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,11 +42,9 @@ from dsl.conditions import Condition, Shape
 from dsl.runtime import UNDEFINED, same
 from dsl.types import BOOL as _BOOL
 
-Kind = Literal["eq", "has", "elem", "truth", "range"]
+Kind = Literal["eq", "has", "elem", "truth", "range", "prefix", "suffix"]
 _TRUTH = {"T", "F", "O"}
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
-#: A key needs this many indexed rules to pay for its lookup.
-MIN_KEY_RULES = 4
 #: Above this many distinct bounds, a range key keeps no table (each bound is a bucket).
 MAX_RANGE_BOUNDS = 64
 
@@ -77,6 +77,10 @@ class Probe:
                 if value.__class__ not in (int, float):
                     return False
                 return bool(_ORDER[op](value, bound))
+            case "prefix":
+                return value.__class__ is str and any(value.startswith(c) for c in self.values)  # type: ignore[attr-defined]
+            case "suffix":
+                return value.__class__ is str and any(value.endswith(c) for c in self.values)  # type: ignore[attr-defined]
         return True  # pragma: no cover
 
     def describe(self) -> str:
@@ -95,6 +99,10 @@ class Probe:
                 return " or ".join({"T": "true", "F": "false", "O": "neither"}[v] for v in self.values)
             case "range":
                 return f"a number {self.values[0]} {show_value(self.values[1])}"
+            case "prefix":
+                return "a string starting with " + " or ".join(show_value(v) for v in self.values)
+            case "suffix":
+                return "a string ending with " + " or ".join(show_value(v) for v in self.values)
         return "?"  # pragma: no cover
 
 
@@ -154,7 +162,10 @@ def shape_probes(shape: Shape, data: Mapping[str, object]) -> ShapeProbes:
     guaranteed = shape.checked.guaranteed
 
     def key_of(node: ast.Expr) -> str | None:
-        key = keys.get(id(node))
+        if isinstance(node, ast.Name) and node.name in guaranteed:
+            key: str | None = node.name  # a declared fact, read once by every program
+        else:
+            key = keys.get(id(node))
         if key is not None:
             found.key_nodes.setdefault(key, node)
         return key
@@ -233,6 +244,13 @@ def shape_probes(shape: Shape, data: Mapping[str, object]) -> ShapeProbes:
                     if key is not None:
                         return [(("range", key, (("const", which), ref)),)]
                 return []
+            case ast.Call(name="startswith" | "endswith" as name, args=(text, written)):
+                ref = const(written)
+                if ref is None or not isinstance(_literal_value(written), str):
+                    return []
+                key = key_of(text)
+                affix: Kind = "prefix" if name == "startswith" else "suffix"
+                return [((affix, key, (ref,)),)] if key is not None else []
             case ast.Call(name="contains", args=(container, item)):
                 ref = const(item)
                 key = key_of(container) if ref is not None else None
@@ -251,12 +269,8 @@ def shape_probes(shape: Shape, data: Mapping[str, object]) -> ShapeProbes:
 
     def _truth_key(node: ast.Expr) -> str | None:
         if isinstance(node, (ast.Name, ast.Attr, ast.Index, ast.Call)):
-            return key_of(node) if not isinstance(node, ast.Name) or node.name not in guaranteed else _fact_key(node)
+            return key_of(node)
         return None
-
-    def _fact_key(node: ast.Name) -> str:
-        found.key_nodes.setdefault(node.name, node)
-        return node.name
 
     for conjunct in conjuncts(shape.checked.node):
         for option in options(conjunct):
@@ -310,7 +324,8 @@ class IndexKey:
     #: "false", "null"); truth: "T"/"F"/"O" -> rule indexes.
     table: dict[str, dict[Any, list[int]]] = field(default_factory=dict)
     #: range: sorted distinct bounds, and the rules admitted in each elementary interval
-    #: (below the first bound, at it, between it and the next, ..., above the last).
+    #: (below the first bound, at it, between it and the next, ..., above the last);
+    #: prefix / suffix: the distinct lengths of the constants.
     bounds: list[float] = field(default_factory=list)
     intervals: list[list[int]] = field(default_factory=list)
 
@@ -358,93 +373,90 @@ def plan_index(
 ) -> Plan | None:
     """The index for these rules, or None when trying them in order is as cheap.
 
-    `force=True` builds the index whenever any rule can be indexed (for tests), `False`
-    never.
+    Costs are counted in rules tried: a rule filed under a probe that admits a share `p`
+    of inputs costs `p` of a rule instead of one; a key costs `KEY_COST` (its value, a
+    lookup, a bucket call). A rule takes its most selective option; a key is kept when
+    the rules filed under it save more than it costs; the index is used when it is
+    clearly cheaper than trying every rule in order. `force=True` (for tests) files every
+    rule that has an option, `False` never indexes.
     """
     if force is False:
         return None
     per_shape: dict[int, ShapeProbes] = {}
-    choices: list[list[tuple[tuple[Probe, ...], int | None]]] = []
     key_nodes: dict[str, tuple[ast.Expr, Shape]] = {}
+    for condition in conditions:
+        if condition is not None and id(condition.shape) not in per_shape:
+            found = per_shape[id(condition.shape)] = shape_probes(condition.shape, data)
+            for key, node in found.key_nodes.items():
+                key_nodes.setdefault(key, (node, condition.shape))
+    # A range key with too many distinct bounds keeps no table: its options are dropped
+    # before any probe is made (large generated sets often compare against a bound each).
+    bounds: dict[str, set[object]] = defaultdict(set)
+    for condition in conditions:
+        if condition is not None:
+            for template in per_shape[id(condition.shape)].options:
+                for kind, key, refs in template:
+                    if kind == "range":
+                        ref = refs[1]
+                        bounds[key].add(condition.values[ref[1]] if ref[0] == "param" else ref[1])
+    crowded = {key for key, found in bounds.items() if len(found) > MAX_RANGE_BOUNDS}
+    choices: list[list[tuple[tuple[Probe, ...], int | None]]] = []
     for condition in conditions:
         if condition is None:
             choices.append([])
             continue
-        shape = condition.shape
-        found = per_shape.get(id(shape))
-        if found is None:
-            found = per_shape[id(shape)] = shape_probes(shape, data)
-            for key, node in found.key_nodes.items():
-                key_nodes.setdefault(key, (node, shape))
-        rule_options = [(instantiate(option, condition), source) for option, source in zip(
-            found.options, found.sources, strict=True)]
-        choices.append([(option, source) for option, source in rule_options if option])
+        found = per_shape[id(condition.shape)]
+        rule_options: list[tuple[tuple[Probe, ...], int | None]] = []
+        for template, source in zip(found.options, found.sources, strict=True):
+            if crowded and any(kind == "range" and key in crowded for kind, key, _ in template):
+                continue
+            probes = instantiate(template, condition)
+            if probes:
+                rule_options.append((probes, source))
+        choices.append(rule_options)
     if not any(choices):
         return None
-    n = len(conditions)
-    # Distinct constants per key: how finely a key splits the rules.
-    distinct: dict[tuple[str, str], set[Any]] = defaultdict(set)
-    for options in choices:
-        for option, _ in options:
-            for probe in option:
-                if probe.kind in ("eq", "has", "elem"):
-                    distinct[(probe.kind, probe.key)].update((_value_class(v), v) for v in probe.values)
-                elif probe.kind == "range":
-                    distinct[(probe.kind, probe.key)].add(probe.values)
-
-    def chance(probe: Probe) -> float:
-        """Estimated chance that the probe admits an input (inputs spread over the constants)."""
-        if probe.kind == "truth":
-            return len(probe.values) / 2
-        if probe.kind == "range":
-            return 0.5
-        spread = len(distinct[(probe.kind, probe.key)]) + 1
-        return min(1.0, len(probe.values) * (2 if probe.kind != "eq" else 1) / spread)
-
+    chance = _Chances(choices)
     # Forced (tests), every rule with an option is indexed, however little that pays.
-    threshold = math.inf if force else 0.5
-    min_rules = 1 if force else MIN_KEY_RULES
+    threshold = math.inf if force else 0.9
     dropped: set[tuple[str, str]] = set()
     while True:
         chosen: list[tuple[Probe, ...]] = []
         assumed: list[int | None] = []
+        scores: list[float] = []
         for options in choices:
             best: tuple[Probe, ...] = ()
             best_source: int | None = None
-            best_score = threshold  # a probe less likely to admit than that is worth looking up
+            best_score = threshold
             for option, source in options:
                 if any((p.kind, p.key) in dropped for p in option):
                     continue
-                score = sum(chance(p) for p in option)
+                score = min(1.0, sum(chance(p) for p in option))
                 if score < best_score or (score == best_score and not best):
                     best, best_score, best_source = option, score, source
             chosen.append(best)
             assumed.append(best_source)
-        usage: Counter[tuple[str, str]] = Counter()
-        for option in chosen:
-            usage.update({(p.kind, p.key) for p in option})
-        small = {k for k, count in usage.items() if count < min_rules}
-        ranges = {
-            k for k in usage if k[0] == "range" and len(distinct[k]) > MAX_RANGE_BOUNDS
-        }
-        if not (small | ranges):
+            scores.append(best_score if best else 1.0)
+        saving: dict[tuple[str, str], float] = defaultdict(float)
+        for option, score in zip(chosen, scores, strict=True):
+            for filed in {(p.kind, p.key) for p in option}:
+                saving[filed] += 1.0 - score
+        weak = set() if force else {filed for filed, saved in saving.items() if saved < KEY_COST}
+        if not weak:
             break
-        dropped |= small | ranges
+        dropped |= weak
     indexed = [i for i, option in enumerate(chosen) if option]
     if not indexed:
         return None
     scan = [i for i, option in enumerate(chosen) if not option]
-    expected = sum(sum(chance(p) for p in chosen[i]) for i in indexed)
-    # Costs in units of one rule tried in order: a lookup costs about four, a candidate
-    # tried through a bucket about two.
-    inline_cost = float(n)
-    indexed_cost = 4.0 * len(usage) + 2.0 * expected + 2.0 * len(usage) + len(scan)
-    if force is not True and indexed_cost > 0.7 * inline_cost:
+    in_order = float(len(conditions))
+    with_index = KEY_COST * len(saving) + sum(scores[i] for i in indexed) * 1.2 + len(scan)
+    if force is not True and with_index > 0.8 * in_order:
         return None
     keys: dict[tuple[str, str], IndexKey] = {}
-    for (kind, key) in sorted(usage):
-        node, shape = key_nodes[key]
-        keys[(kind, key)] = IndexKey(kind, key, node, shape)  # type: ignore[arg-type]
+    for (kind_of_key, key_text) in sorted(saving):
+        node, shape = key_nodes[key_text]
+        keys[(kind_of_key, key_text)] = IndexKey(kind_of_key, key_text, node, shape)  # type: ignore[arg-type]
     for rule in indexed:
         for probe in chosen[rule]:
             entry = keys[(probe.kind, probe.key)]
@@ -454,10 +466,47 @@ def plan_index(
     for entry in keys.values():
         if entry.kind == "range":
             _intervals(entry, [(r, p) for r in entry.rules for p in chosen[r] if (p.kind, p.key) == ("range", entry.key)])
+        if entry.kind in ("prefix", "suffix"):
+            entry.bounds = sorted({len(v) for v in entry.table.get("str", {})})
         for table in entry.table.values():
             for value, rules in table.items():
                 table[value] = sorted(set(rules))
     return Plan(list(keys.values()), chosen, scan, assumed)
+
+
+#: What a key costs a decision, in rules tried: computing its value, a lookup, a call.
+KEY_COST = 6.0
+
+
+class _Chances:
+    """Estimated share of inputs a probe admits, from the constants the rules mention
+    (inputs assumed spread over them, and over the gaps between bounds)."""
+
+    def __init__(self, choices: Sequence[Sequence[tuple[tuple[Probe, ...], int | None]]]) -> None:
+        self.distinct: dict[tuple[str, str], set[Any]] = defaultdict(set)
+        for options in choices:
+            for option, _ in options:
+                for probe in option:
+                    if probe.kind == "range":
+                        self.distinct[(probe.kind, probe.key)].add(probe.values[1])
+                    elif probe.kind != "truth":
+                        self.distinct[(probe.kind, probe.key)].update((_value_class(v), v) for v in probe.values)
+        self._sorted: dict[str, list[Any]] = {}
+
+    def __call__(self, probe: Probe) -> float:
+        if probe.kind == "truth":
+            return min(1.0, len(probe.values) / 2)
+        if probe.kind == "range":
+            ordered = self._sorted.get(probe.key)
+            if ordered is None:
+                ordered = self._sorted[probe.key] = sorted(self.distinct[("range", probe.key)])
+            op, bound = probe.values
+            # inputs spread over the gaps between the bounds: share of gaps above the bound
+            above = (len(ordered) - bisect.bisect_left(ordered, bound)) / (len(ordered) + 1)
+            return above if op in (">", ">=") else 1.0 - above
+        spread = len(self.distinct[(probe.kind, probe.key)]) + 1
+        weight = 1 if probe.kind in ("eq", "prefix", "suffix") else 2
+        return min(1.0, len(probe.values) * weight / spread)
 
 
 def _file(entry: IndexKey, probe: Probe, rule: int) -> None:

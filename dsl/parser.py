@@ -447,14 +447,33 @@ class Parsed:
     negated: tuple[bool, ...] = ()
 
 
+#: The literals of `_LITERAL_SCAN` as one group: a number is not part of a name when no
+#: name character precedes it (a name cannot start with a digit), so `re.split` gives
+#: the pieces between literals and the literals, with no per-name step.
+_LITERAL_SPLIT = re.compile(
+    r'("(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\''
+    r"|(?<![A-Za-z0-9_])(?:\d+\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+))"
+)
+
+
 def literal_shape(text: str) -> tuple[str, tuple[ast.Scalar, ...]] | None:
-    """The shape of `text` and its literal values as written (a leading minus apart), or
-    None when the scanner cannot read a literal."""
+    """The shape of `text` (the key `parse_literals` gives it) and its literal values as
+    written (a leading minus apart), or None when the scanner cannot read a literal."""
+    pieces = _LITERAL_SPLIT.split(text)
+    values: list[ast.Scalar] = []
     try:
-        key, tokens = _shape(text)
-    except ValueError:  # pragma: no cover - an escape the scanner cannot read
+        for i in range(1, len(pieces), 2):
+            literal = pieces[i]
+            if literal[0] in "\"'":
+                body = literal[1:-1]
+                values.append(_unescape(body) if "\\" in body else body)
+                pieces[i] = "\x00s"
+            else:
+                values.append(float(literal) if ("." in literal or "e" in literal or "E" in literal) else int(literal))
+                pieces[i] = "\x00n"
+    except ValueError:  # pragma: no cover - a number beyond int's text limit: parse normally
         return None
-    return key, tuple(token.value for token in tokens)
+    return "".join(pieces), tuple(values)
 
 
 def parse_literals(source: SourceText | str) -> Parsed:

@@ -357,7 +357,12 @@ def namespace(clock: Clock = utc_now, recorder: Recorder | None = None) -> dict[
         return False
 
     def is_string_list(value: object) -> bool:
-        return value.__class__ is list and all(v.__class__ is str for v in value)  # type: ignore[attr-defined]
+        if value.__class__ is not list:
+            return False
+        for item in value:  # type: ignore[attr-defined]  # noqa: SIM110 (a loop: twice as fast as all())
+            if item.__class__ is not str:
+                return False
+        return True
 
     return {
         "__builtins__": {},

@@ -38,6 +38,7 @@ from engine.policyset import (
     Purpose,
     Rule,
     conforms,
+    evidence_failures,
 )
 from engine.yaml_source import YamlDocument, read_yaml
 
@@ -315,10 +316,8 @@ class _Builder:
         default = Decision(purpose=name, status="fail", reason="no_rule_matched", revision=self.revision)
         required = [Required(spec.name, spec.type) for spec in evidence]
         conditions = checked[: len(rules)]
-        failures: dict[tuple[str | None, ...], Decision] = {}
-        program = dsl.compile_program(
-            conditions, outcomes, default, required, None, self.data, self.clock, failures=failures
-        )
+        failure = evidence_failures(name, evidence, self.revision)
+        program = dsl.compile_program(conditions, outcomes, default, required, None, self.data, self.clock, failure=failure)
 
         self.purposes[name] = Purpose(
             name=name,
@@ -330,8 +329,6 @@ class _Builder:
             evidence=tuple(evidence),
             rules=tuple(rules),
             program=program,
-            evidence_check=dsl.compile_evidence_check(required),
-            prepared_failures=failures,
             revision=self.revision,
         )
 
@@ -433,9 +430,10 @@ class _Builder:
         shapes = dsl.Shapes(scope)
         closed_by: Rule | None = None
         reported = False
+        sequence = doc.locate((*base, "rules"))
         for i, model in enumerate(models):
             rule_base = (*base, "rules", i)
-            rule_node = doc.locate(rule_base)
+            rule_node = doc.locate((i,), start=sequence) if sequence is not None else doc.locate(rule_base)
             line = rule_node.start_mark.line + 1 if rule_node is not None else 1
             column = rule_node.start_mark.column + 1 if rule_node is not None else 1
             reachable = closed_by is None
@@ -458,17 +456,17 @@ class _Builder:
                 )
                 self.diagnostics.append(doc.diagnostic("E205", message, rule_node))
                 if has_if:
-                    self._condition(doc, (*rule_base, "if"), shapes)  # its own problems still count
+                    self._condition(doc, rule_node, shapes)  # its own problems still count
                 continue
             outcome = model.then if has_if else model.else_
             outcome_key = "then" if has_if else "else"
             if outcome is None:
                 self.diagnostics.append(doc.diagnostic("E201", "`if` needs a `then` outcome", rule_node))
-                self._condition(doc, (*rule_base, "if"), shapes)
+                self._condition(doc, rule_node, shapes)
                 continue
             if outcome not in OUTCOMES:
                 if has_if:
-                    self._condition(doc, (*rule_base, "if"), shapes)
+                    self._condition(doc, rule_node, shapes)
                 close = difflib.get_close_matches(outcome, OUTCOMES, n=1)
                 self.diagnostics.append(
                     doc.diagnostic(
@@ -493,7 +491,7 @@ class _Builder:
             checked: dsl.Condition | None = None
             text: str | None = None
             if has_if:
-                checked, text = self._condition(doc, (*rule_base, "if"), shapes)
+                checked, text = self._condition(doc, rule_node, shapes)
                 if checked is None:
                     continue
             rule = Rule(
@@ -501,7 +499,7 @@ class _Builder:
                 line=line,
                 column=column,
                 condition=text,
-                status=outcome,  # type: ignore[arg-type]
+                status=OUTCOMES[OUTCOMES.index(outcome)],  # the shared constant, not one string per rule
                 reason=model.reason or "",
                 conditions=tuple(model.conditions) if outcome == "pass_with_conditions" else (),
             )
@@ -526,9 +524,9 @@ class _Builder:
         return rules, checked_all
 
     def _condition(
-        self, doc: YamlDocument, loc: tuple[str | int, ...], shapes: dsl.Shapes
+        self, doc: YamlDocument, rule: yaml.Node | None, shapes: dsl.Shapes
     ) -> tuple[dsl.Condition | None, str | None]:
-        node = doc.locate(loc)
+        node = doc.locate(("if",), start=rule) if rule is not None else None
         if not isinstance(node, yaml.ScalarNode):
             self.diagnostics.append(doc.diagnostic("E002", "`if` must be an expression (a string)", node))
             return None, None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
-from dsl import UNDEFINED, Diagnostic, Program, Type, type_name
+from dsl import UNDEFINED, Diagnostic, Program, Type, Verdicts, type_name
 
 Status = Literal["pass", "pass_with_conditions", "fail"]
 OUTCOMES: tuple[Status, ...] = ("pass", "pass_with_conditions", "fail")
@@ -153,10 +153,6 @@ class Purpose:
     evidence: tuple[EvidenceSpec, ...]
     rules: tuple[Rule, ...]
     program: Program[Decision] = field(repr=False)
-    #: For each declared fact: None when fine, else "missing" or "invalid".
-    evidence_check: Callable[[dict[str, Any]], tuple[str | None, ...]] = field(repr=False)
-    #: Fail-closed decisions by evidence verdicts, filled on first use; `program` reads it.
-    prepared_failures: dict[tuple[str | None, ...], Decision] = field(repr=False, default_factory=dict)
     revision: str = ""
 
     @property
@@ -235,7 +231,38 @@ class _Trace:
             self.current["notes"].append(message)
 
 
+#: Fail-closed decisions kept for purposes with more declared facts than the compiler
+#: prepares (each pattern of missing and invalid facts is one decision).
 _MAX_PREPARED_FAILURES = 4096
+
+
+def evidence_failures(purpose: str, evidence: Sequence[EvidenceSpec], revision: str) -> Callable[[Verdicts], Decision]:
+    """The fail-closed decision for each pattern of evidence verdicts (one per declared
+    fact: None when fine, "missing" or "invalid"), made once per pattern.
+
+    Its explanation names each problem fact (without the caller's values, so it can be
+    shared); `explain=True` gives the full picture with actual values.
+    """
+    made: dict[Verdicts, Decision] = {}
+
+    def failure(verdicts: Verdicts) -> Decision:
+        decision = made.get(verdicts)
+        if decision is None:
+            problems: list[ExplanationEntry] = []
+            for spec, problem in zip(evidence, verdicts, strict=True):
+                if problem is not None:
+                    entry: ExplanationEntry = {"kind": "evidence", "fact": spec.name, "type": str(spec.type)}
+                    if spec.expected is not UNDEFINED:
+                        entry["expected"] = spec.expected
+                    entry["status"] = problem
+                    problems.append(entry)
+            reason = "missing_evidence" if "missing" in verdicts else "invalid_evidence"
+            decision = Decision(purpose=purpose, status="fail", reason=reason, revision=revision, explanation=problems)
+            if len(made) < _MAX_PREPARED_FAILURES:
+                made[verdicts] = decision
+        return decision
+
+    return failure
 
 
 class PolicySet:
@@ -284,36 +311,8 @@ class PolicySet:
             facts = dict(facts) if isinstance(facts, Mapping) else {}
         if explain:
             return self._explain(self._purposes[purpose], facts)  # type: ignore[arg-type]
-        decision: Decision | None = program(facts)  # type: ignore[arg-type]
-        if decision is None:
-            return self._missing_evidence(self._purposes[purpose], facts)  # type: ignore[arg-type]
-        return decision
-
-    def _missing_evidence(self, purpose: Purpose, facts: dict[str, Any]) -> Decision:
-        """The fail-closed decision, prepared once per pattern of missing/invalid facts.
-
-        Its explanation names each problem fact (without the caller's values, so it can
-        be shared); `explain=True` gives the full picture with actual values.
-        """
-        signature = purpose.evidence_check(facts)
-        decision = purpose.prepared_failures.get(signature)
-        if decision is None:
-            problems: list[ExplanationEntry] = []
-            for spec, problem in zip(purpose.evidence, signature, strict=True):
-                if problem is not None:
-                    entry: ExplanationEntry = {"kind": "evidence", "fact": spec.name, "type": str(spec.type)}
-                    if spec.expected is not UNDEFINED:
-                        entry["expected"] = spec.expected
-                    entry["status"] = problem
-                    problems.append(entry)
-            reason = "missing_evidence" if "missing" in signature else "invalid_evidence"
-            decision = Decision(
-                purpose=purpose.name, status="fail", reason=reason, revision=self.revision, explanation=problems
-            )
-            if len(purpose.prepared_failures) < _MAX_PREPARED_FAILURES:
-                # the compiled program returns it directly from now on
-                purpose.prepared_failures[signature] = decision
-        return decision
+        # with a failure function the program always decides (never None)
+        return program(facts)  # type: ignore[arg-type,return-value]
 
     def _explain(self, purpose: Purpose, facts: dict[str, Any]) -> Decision:
         entries = _evidence_entries(purpose, facts)
@@ -324,9 +323,8 @@ class PolicySet:
                 purpose=purpose.name, status="fail", reason=reason, revision=self.revision, explanation=entries
             )
         trace = _Trace()
-        outcome = purpose.program.explain(facts, trace)
-        # evidence was validated above, so the explaining program always decides
-        result = outcome if outcome is not None else self._missing_evidence(purpose, facts)
+        result = purpose.program.explain(facts, trace)
+        assert result is not None  # the explaining program always decides
         for record in trace.rules:
             rule = purpose.rules[record["index"]]
             entry: ExplanationEntry = {
@@ -384,6 +382,7 @@ __all__ = [
     "Status",
     "UnknownPurpose",
     "conforms",
+    "evidence_failures",
     "jsonable",
     "lookup",
 ]

@@ -93,9 +93,12 @@ class YamlDocument:
             text=node.value, file=self.file, file_lines=self.lines, raw=self.text[start:end], start=self.position(node)
         )
 
-    def locate(self, loc: Sequence[int | str], key: bool = False) -> yaml.Node | None:
-        """The node at a pydantic-style location path; the key node when `key`."""
-        node = self.node
+    def locate(
+        self, loc: Sequence[int | str], key: bool = False, start: yaml.Node | None = None
+    ) -> yaml.Node | None:
+        """The node at a pydantic-style location path (from `start`, else the document);
+        the key node when `key`."""
+        node = self.node if start is None else start
         for i, step in enumerate(loc):
             if isinstance(node, yaml.MappingNode):
                 for key_node, value_node in node.value:

@@ -67,3 +67,19 @@ def test_cached_shapes_rebuild_the_exact_tree(text: str, numbers: list[int], str
     except parser.ParseFailure:
         return
     assert parser.parse(other) == other_expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=expressions()
+    | st.text(alphabet="ab_9.1eE+-\"'\\ \n[]()é", max_size=30)
+    | st.lists(st.sampled_from(['"x"', "'y'", "12", "1.5", "2e3", "a1", "_7", ".5", " ", '"\\"', "\\", "é", "1e"]),
+               max_size=12).map("".join)
+)
+def test_literal_shape_is_the_key_and_values_of_the_parser_scan(text: str) -> None:
+    # the loader finds a rule's shape by `literal_shape`; the parser caches it under `_shape`
+    try:
+        key, tokens = parser._shape(text)
+    except ValueError:
+        return
+    assert parser.literal_shape(text) == (key, tuple(token.value for token in tokens))

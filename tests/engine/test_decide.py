@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -54,6 +55,29 @@ def test_wrong_type_alone_is_invalid_evidence(policies: engine.PolicySet) -> Non
         "kind": "evidence", "fact": "sanctions_listed", "type": "bool", "actual": 0,
         "status": "invalid", "detail": "expected a bool, got number",
     }
+
+
+@pytest.mark.parametrize("count", [1, 6, 7, 9])
+def test_every_pattern_of_missing_and_invalid_evidence_fails_closed(
+    policy_dir: Callable[..., Path], count: int
+) -> None:
+    # up to six declared facts the decisions are prepared at load time; above, made on use
+    names = [f"f{i}" for i in range(count)]
+    evidence = "".join(f"      - {name}: true\n" for name in names)
+    text = f"purposes:\n  p:\n    evidence:\n{evidence}    rules:\n      - if: {' AND '.join(names)}\n" \
+           "        then: pass\n        reason: all\n      - else: fail\n        reason: some\n"
+    policies = engine.load(policy_dir({"p.yaml": text}))
+    for pattern in itertools.islice(itertools.product((True, None, 1), repeat=count), 0, None, max(1, 3**count // 50)):
+        facts = {name: value for name, value in zip(names, pattern, strict=True) if value is not None}
+        decision = policies.decide("p", facts)
+        problems = {e["fact"]: e["status"] for e in decision.explanation or []}
+        expected = {n: "missing" if v is None else "invalid" for n, v in zip(names, pattern, strict=True) if v is not True}
+        if not expected:
+            assert (decision.status, decision.reason) == ("pass", "all")
+            continue
+        assert decision.status == "fail" and problems == expected
+        assert decision.reason == ("missing_evidence" if "missing" in expected.values() else "invalid_evidence")
+        assert policies.decide("p", dict(facts)) is decision  # the same prepared decision
 
 
 @settings(max_examples=200, deadline=None)
