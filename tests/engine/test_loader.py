@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -329,3 +331,41 @@ def test_large_indexed_rule_lists_keep_first_match_semantics(policy_dir: Callabl
         rule_entries = [e for e in explained.explanation or [] if e["kind"] == "rule"]
         assert [e["index"] for e in rule_entries] == list(range(rule + 1))
     assert policies.decide("p", {"context": {"n": 3}}).reason == "missing_evidence"
+
+
+def test_a_load_keeps_the_collector_running_for_other_threads(policy_dir: Callable[..., Path]) -> None:
+    """Young collections go on during a load; only full ones wait, and the thresholds
+    come back afterwards, also when loads overlap or fail."""
+    rules = "".join(f"      - if: context.n == {i}\n        then: pass\n        reason: r{i}\n" for i in range(3000))
+    directory = policy_dir({"p.yaml": "purposes:\n  p:\n    rules:\n" + rules})
+    before = gc.get_threshold()
+    seen: list[tuple[bool, int]] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            seen.append((gc.isenabled(), info["generation"]))
+
+    gc.callbacks.append(watch)
+    try:
+        engine.load(directory)
+    finally:
+        gc.callbacks.remove(watch)
+    assert gc.isenabled() and gc.get_threshold() == before
+    assert seen and all(enabled for enabled, _ in seen)
+    assert {generation for _, generation in seen} <= {0, 1}
+
+    results: list[object] = []
+
+    def load() -> None:
+        results.append(engine.build(directory).policy_set)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3 and all(result is not None for result in results)
+    assert gc.get_threshold() == before
+    with pytest.raises(engine.PolicyError):
+        engine.load(policy_dir({"p.yaml": "purposes: [\n"}))
+    assert gc.get_threshold() == before
