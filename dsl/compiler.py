@@ -85,6 +85,12 @@ class Program(Generic[Outcome]):
     plan: Plan | None = None
     _explainer: _Explainer[Outcome] | None = field(default=None, repr=False)
 
+    @property
+    def conditions(self) -> tuple[Condition | None, ...]:
+        """The rules' conditions, in order (None for an `else`)."""
+        assert self._explainer is not None
+        return tuple(self._explainer.rules)
+
     def explain(self, facts: Facts, tracer: Tracer) -> Outcome | None:
         """The outcome, reporting to `tracer` each rule tried (`begin(i)`, reads, notes,
         `end(matched)`), up to the deciding one. Evidence is not checked here."""

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "info"]
 
 #: Every diagnostic code with a one-line summary. `docs/diagnostics.md` documents them.
 CODES: dict[str, str] = {
@@ -50,6 +50,9 @@ CODES: dict[str, str] = {
     "E401": "invalid test file",
     "E402": "test names an unknown purpose",
     "E403": "test input names an unknown fact",
+    # notes on large purposes (info)
+    "I501": "how a large purpose's rules are indexed",
+    "I502": "a rule of a large purpose tried for every input",
 }
 
 
@@ -79,7 +82,8 @@ class Diagnostic:
         """`file:line:col: severity: CODE message`, then the source line and a caret."""
         sev: str = self.severity
         if color:
-            sev = f"\x1b[1;31m{sev}\x1b[0m" if sev == "error" else f"\x1b[1;33m{sev}\x1b[0m"
+            shade = {"error": "1;31", "warning": "1;33"}.get(sev, "1;36")
+            sev = f"\x1b[{shade}m{sev}\x1b[0m"
         head = f"{self.file}:{self.line}:{self.col}: {sev}: {self.code} {self.message}"
         lines = [head]
         if self.source_line is not None:

@@ -509,6 +509,14 @@ class _Chances:
         return min(1.0, len(probe.values) * weight / spread)
 
 
+def indexable(condition: Condition | None, data: Mapping[str, object]) -> bool:
+    """Does the condition have a test an index could look up?"""
+    if condition is None:
+        return False
+    options = shape_probes(condition.shape, data).options
+    return any(instantiate(option, condition) for option in options)
+
+
 def _file(entry: IndexKey, probe: Probe, rule: int) -> None:
     if probe.kind == "range":
         return
@@ -555,4 +563,4 @@ def interval_of(bounds: list[float], value: float) -> int:
     return 2 * k
 
 
-__all__ = ["IndexKey", "Kind", "Plan", "Probe", "interval_of", "plan_index", "shape_probes", "show_value"]
+__all__ = ["IndexKey", "Kind", "Plan", "Probe", "indexable", "interval_of", "plan_index", "shape_probes", "show_value"]

@@ -2,9 +2,10 @@
 
 The checks themselves are the load stages of `engine.build()` (syntax, names, types,
 reachability, structure, cross-file duplicates, unused evidence and data); the linter
-adds the validation of test files and the output formats of `idgw policy lint`:
-text (`file:line:col: severity: CODE message`, source line, caret), JSON and GitHub
-workflow commands.
+adds the validation of test files, notes on how the rules of large purposes are
+indexed (info: I501, I502), and the output formats of `idgw policy lint`: text
+(`file:line:col: severity: CODE message`, source line, caret), JSON and GitHub workflow
+commands.
 """
 
 from __future__ import annotations
@@ -14,8 +15,23 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from dsl import Diagnostic
+from dsl.index import indexable
 from engine.loader import build
+from engine.policyset import PolicySet
 from engine.testing import check_test_files
+
+#: Purposes with more rules than this get notes on how their rules are indexed.
+LARGE_PURPOSE = 50
+#: Rules tried for every input listed one by one per purpose; the rest are counted.
+LISTED_SCAN_RULES = 20
+_KIND_WORDS = {
+    "eq": "equality", "has": "contains", "elem": "list item", "truth": "true/false", "range": "threshold",
+    "prefix": "prefix", "suffix": "suffix",
+}
+_INDEXABLE = (
+    "an index looks up `path == constant`, `path in [...]`, `constant in path`, thresholds, "
+    "`startswith`, facts and `NOT fact` (docs/policy-language.md, \"Writing large policies\")"
+)
 
 
 def lint(paths: Iterable[str | Path]) -> list[Diagnostic]:
@@ -27,6 +43,7 @@ def lint(paths: Iterable[str | Path]) -> list[Diagnostic]:
         found = list(result.diagnostics)
         if result.policy_set is not None:
             found += check_test_files(result.policy_set)
+            found += index_notes(result.policy_set)
         for diagnostic in found:
             if diagnostic not in seen:  # the same file reached through two paths
                 seen.add(diagnostic)
@@ -34,17 +51,69 @@ def lint(paths: Iterable[str | Path]) -> list[Diagnostic]:
     return sorted(diagnostics, key=lambda d: d.sort_key)
 
 
+def index_notes(policy_set: PolicySet) -> list[Diagnostic]:
+    """For each purpose of more than `LARGE_PURPOSE` rules: how many of its rules are
+    indexed, on which keys (I501), and which rules are tried for every input (I502)."""
+    notes: list[Diagnostic] = []
+    sources: dict[str, list[str]] = {}
+    for purpose in policy_set.purposes.values():
+        total = len(purpose.rules)
+        if total <= LARGE_PURPOSE:
+            continue
+        if purpose.file not in sources:
+            try:
+                sources[purpose.file] = Path(purpose.file).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError):
+                sources[purpose.file] = []
+        lines = sources[purpose.file]
+
+        def line_of(number: int, lines: list[str] = lines) -> str | None:
+            return lines[number - 1] if 0 < number <= len(lines) else None
+
+        program = purpose.program
+        plan = program.plan
+        scan = [i for i in (plan.scan if plan is not None else range(total)) if purpose.rules[i].condition]
+        if plan is None:
+            message = f"purpose `{purpose.name}`: its {total:,} rules are tried in order (no index would pay)"
+        else:
+            keys = ", ".join(f"{key.key} ({_KIND_WORDS[key.kind]})" for key in plan.keys)
+            message = f"purpose `{purpose.name}`: {plan.indexed:,} of {total:,} rules are indexed, on {keys}"
+            if scan:
+                message += f"; {len(scan):,} are tried for every input"
+        notes.append(Diagnostic(code="I501", message=message, file=purpose.file, line=purpose.line, col=1,
+                                severity="info", source_line=line_of(purpose.line)))
+        conditions = program.conditions
+        for index in scan[:LISTED_SCAN_RULES]:
+            rule = purpose.rules[index]
+            if indexable(conditions[index], policy_set.data):
+                why = "its tests' keys are shared by too few rules to pay for a lookup"
+                hint = "rules that share a key (the same path compared with different constants) index well"
+            else:
+                why = "none of its tests can be looked up"
+                hint = _INDEXABLE
+            notes.append(Diagnostic(code="I502", message=f"rule {index + 1} is tried for every input: {why}",
+                                    file=purpose.file, line=rule.line, col=rule.column, severity="info",
+                                    hint=hint, source_line=line_of(rule.line)))
+        if len(scan) > LISTED_SCAN_RULES:
+            rest = len(scan) - LISTED_SCAN_RULES
+            notes.append(Diagnostic(
+                code="I502", message=f"and {rest:,} more rules of `{purpose.name}` are tried for every input",
+                file=purpose.file, line=purpose.line, col=1, severity="info", source_line=line_of(purpose.line),
+            ))
+    return notes
+
+
 def failed(diagnostics: Sequence[Diagnostic], strict: bool = False) -> bool:
-    """Errors fail a lint; with `strict`, warnings do too."""
-    return any(d.severity == "error" or strict for d in diagnostics)
+    """Errors fail a lint; with `strict`, warnings do too (notes never do)."""
+    return any(d.severity == "error" or (strict and d.severity == "warning") for d in diagnostics)
 
 
 def summary(diagnostics: Sequence[Diagnostic]) -> str:
     errors = sum(d.severity == "error" for d in diagnostics)
-    warnings = len(diagnostics) - errors
-    if not diagnostics:
-        return "no problems found"
-    return f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}"
+    warnings = sum(d.severity == "warning" for d in diagnostics)
+    notes = len(diagnostics) - errors - warnings
+    text = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}" if errors or warnings else "no problems found"
+    return text + (f" ({_plural(notes, 'note')})" if notes else "")
 
 
 def _plural(n: int, word: str) -> str:
@@ -68,10 +137,11 @@ def github_annotation(diagnostic: Diagnostic) -> str:
     message = f"{diagnostic.code} {diagnostic.message}"
     if diagnostic.hint:
         message += f" ({diagnostic.hint})"
+    level = "notice" if diagnostic.severity == "info" else diagnostic.severity
     return (
-        f"::{diagnostic.severity} file={_escape_property(diagnostic.file)},"
+        f"::{level} file={_escape_property(diagnostic.file)},"
         f"line={diagnostic.line},col={diagnostic.col}::{_escape_data(message)}"
     )
 
 
-__all__ = ["failed", "github_annotation", "lint", "summary", "to_json"]
+__all__ = ["LARGE_PURPOSE", "failed", "github_annotation", "index_notes", "lint", "summary", "to_json"]

@@ -178,3 +178,46 @@ def test_colour_on_a_terminal_only() -> None:
     )
     assert ": error: E204 purpose `screening`" in piped.stdout
     assert "\x1b[" not in piped.stdout
+
+
+def large_purpose(tmp_path: Path, rules: int) -> str:
+    """`rules` rules: two of every three compare a path with a constant (indexed), the
+    third adds to the path first (not indexable); each rule is 3 lines from line 6."""
+    lines = ["purposes:", "  big:", "    context:", "      n: {type: number}", "    rules:"]
+    for i in range(rules):
+        condition = f"context.n + {i} > 100" if i % 3 == 1 else f"context.n == {i}"
+        lines += [f"      - if: {condition}", "        then: pass", f"        reason: r{i}"]
+    (tmp_path / "big.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(tmp_path)
+
+
+def test_large_purposes_get_notes_on_their_index(tmp_path: Path) -> None:
+    result = idgw("policy", "lint", "--format", "json", large_purpose(tmp_path, 90))
+    assert result.exit_code == 0
+    notes = json.loads(result.stdout)
+    assert {n["severity"] for n in notes} == {"info"}
+    summary = notes[0]
+    assert (summary["code"], summary["line"]) == ("I501", 2)
+    assert summary["message"] == (
+        "purpose `big`: 60 of 90 rules are indexed, on context.n (equality); 30 are tried for every input"
+    )
+    # the first 20 scan rules one by one, at their own line, then one note for the rest
+    rest = [n for n in notes if n["code"] == "I502" and n["line"] == 2]
+    scans = [n for n in notes if n["code"] == "I502" and n["line"] != 2]
+    assert [(n["line"], n["col"]) for n in scans] == [(6 + 3 * i, 9) for i in range(1, 60, 3)]
+    assert scans[0]["message"] == "rule 2 is tried for every input: none of its tests can be looked up"
+    assert [n["message"] for n in rest] == ["and 10 more rules of `big` are tried for every input"]
+
+
+def test_notes_never_fail_a_lint_and_show_as_github_notices(tmp_path: Path) -> None:
+    directory = large_purpose(tmp_path, 60)
+    assert idgw("policy", "lint", "--strict", directory).exit_code == 0
+    text = idgw("policy", "lint", directory).stdout
+    assert "info: I501 purpose `big`" in text and text.rstrip().endswith("no problems found (21 notes)")
+    github = idgw("policy", "lint", "--format", "github", directory).stdout.splitlines()
+    assert github[0].startswith("::notice file=") and "I501" in github[0]
+
+
+def test_purposes_of_fifty_rules_or_fewer_get_no_notes(tmp_path: Path) -> None:
+    result = idgw("policy", "lint", "--format", "json", large_purpose(tmp_path, 50))
+    assert (result.exit_code, json.loads(result.stdout)) == (0, [])
