@@ -101,11 +101,25 @@ NUMBER_POOL = ["0", "1", "1.0", "2", "2.5", "-1", "10", "9.5"]
 
 
 @st.composite
-def rule_lists(draw: st.DrawFn) -> list[str | None]:
-    """A few shapes repeated with other constants (as generated policies are), plus strays."""
-    size = draw(st.sampled_from([1, 3, 12, 40, 120, 500]))
+def rule_lists(
+    draw: st.DrawFn,
+    sizes: tuple[int, ...] = (1, 3, 12, 40, 120, 500),
+    spreads: tuple[int, ...] = (2, 5, 50),
+    anchored: bool = False,
+) -> list[str | None]:
+    """A few shapes repeated with other constants (as generated policies are), plus strays.
+
+    `anchored`: most shapes start with an equality on a key (as large policies that index
+    well do), so that the engine's own choice is to index them.
+    """
+    size = draw(st.sampled_from(sizes))
     shapes = draw(st.lists(conditions(), min_size=1, max_size=6))
-    spread = draw(st.sampled_from([2, 5, 50]))  # how many distinct constants the rules use
+    if anchored:
+        shapes = [
+            f'({draw(st.sampled_from(KEYS))} == "{{s}}") AND ({shape})' if shape and draw(st.integers(0, 3)) else shape
+            for shape in shapes
+        ]
+    spread = draw(st.sampled_from(spreads))  # how many distinct constants the rules use
     rules: list[str | None] = []
     for i in range(size):
         template = shapes[i % len(shapes)]
@@ -114,7 +128,7 @@ def rule_lists(draw: st.DrawFn) -> list[str | None]:
                 rules.append(None)
             continue
         if draw(st.integers(0, 19)) == 0:
-            template = draw(conditions()) or "true"
+            template = draw(conditions()) or "is_pep"
         k = draw(st.integers(0, spread))
         s = STRING_POOL[k] if k < len(STRING_POOL) else f"z{k}"
         n = NUMBER_POOL[k] if k < len(NUMBER_POOL) else str(k)
@@ -170,13 +184,13 @@ def reference(prepared: list[Any], facts: dict[str, Any]) -> str:
     for i, condition in enumerate(prepared):
         if condition is None:
             return f"rule {i}"
-        node = _instance(condition)
+        node = instance(condition)
         if holds(node, facts, DATA, fixed_clock):
             return f"rule {i}"
     return "default"
 
 
-def _instance(condition: dsl.Condition) -> dsl.Expr:
+def instance(condition: dsl.Condition) -> dsl.Expr:
     """The condition's tree with its own literal values (the shape holds the first rule's)."""
     from dataclasses import replace
 
@@ -246,7 +260,7 @@ def test_the_index_only_excludes_rules_that_cannot_match(rules: list[str | None]
         for rule in plan.excluded(explainer.keys(facts)):
             condition = prepared[rule]
             assert condition is not None
-            assert not holds(_instance(condition), facts, DATA, fixed_clock), (rules[rule], facts)
+            assert not holds(instance(condition), facts, DATA, fixed_clock), (rules[rule], facts)
 
 
 def test_missing_and_ill_typed_evidence_is_refused_by_every_form() -> None:
