@@ -307,6 +307,13 @@ def read_yaml(file: str, text: str) -> YamlDocument:
     except (yaml.YAMLError, ValueError, RecursionError) as err:
         doc.diagnostics.append(Diagnostic(code="E001", message=f"invalid YAML: {err}", file=file))
         return doc
+    except (KeyError, AttributeError, TypeError) as err:
+        # PyYAML's constructors fail this way on a scalar its explicit tag cannot hold
+        # (`!!bool x`, `!!timestamp nope`)
+        doc.diagnostics.append(
+            Diagnostic(code="E001", message=f"invalid YAML: a value its tag cannot hold ({err!r})", file=file)
+        )
+        return doc
     doc.node, doc.value = node, value
     return doc
 

@@ -338,6 +338,9 @@ def test_duplicate_report_shows_the_source_line() -> None:
         ("a: !!map [1, 2]\n", ("E001", 1, 4, "expected a mapping node, but found sequence")),
         ("? [a, b]\n: 1\n", ("E001", 1, 3, "while constructing a mapping found unhashable key")),
         ("a: 1\nb: {<<: 3}\n", ("E001", 2, 9, "while constructing a mapping expected a mapping or list of mappings for merging, but found scalar")),
+        ("a: !!bool x\n", ("E001", 1, 1, "invalid YAML: a value its tag cannot hold (KeyError('x'))")),
+        ("a: !!timestamp nope\n", ("E001", 1, 1, "invalid YAML: a value its tag cannot hold "
+                                   "(AttributeError(\"'NoneType' object has no attribute 'groupdict'\"))")),
     ],
 )
 def test_unreadable_documents_are_one_e001(text: str, expected: tuple[str, int, int, str]) -> None:
