@@ -6,8 +6,8 @@
     .venv/bin/python benchmarks/bench_engine.py --quick --shape-sizes 20 200 --rules 200   # a smoke run
     .venv/bin/python benchmarks/bench_engine.py --skip shipped mixed --shape-sizes 100000  # one part, one size
 
-One run, same inputs for every contender of a part (`--skip shipped mixed shape cel five` leaves
-parts out). Every contender's decision (status, reason, conditions) is checked against the
+One run, same inputs for every contender of a part (`--skip shipped mixed shape cel five reload`
+leaves parts out). Every contender's decision (status, reason, conditions) is checked against the
 engine's on every input before that part is timed; the script exits 1 on a disagreement.
 
 1. shipped: the shipped policies (`policies/`), in microseconds per decision, for
@@ -48,6 +48,9 @@ engine's on every input before that part is timed; the script exits 1 on a disag
    (`--five-sizes`), against its own generated plain if-chain (the reads and type tests
    hoisted, the fail-closed checks of `is_pep` and `credentials`), on inputs reaching
    every rule plus near misses.
+6. reload: the largest shape set loaded on a thread while this thread decides, as a
+   server reloads: the longest gap between two decisions (the GIL held by C code, a
+   collection) and how many gaps exceed 50 ms.
 
 Then the targets of issue 13 (and those of issue 2 it keeps), each with its figure and
 "met" or "MISSED". Timings are timeit-style: the best of --repeat runs of a loop sized to
@@ -72,6 +75,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import timeit
 import tracemalloc
@@ -1494,6 +1498,9 @@ def summary(out: dict[str, Any]) -> None:
         e = shape_rows.get(rules)
         target(f"issue shape, {rules:,} rules: RSS high-water of a fresh process that loads it",
                e and f"{e['high_water_after'] / mb:.0f} MB (RSS after load {e['rss_after'] / mb:.0f} MB)", None)
+    r = out.get("reload")
+    target(f"reload of {r['rules']:,} rules on a thread: longest pause of decisions on another" if r else
+           "reload on a thread: longest pause of decisions on another", r and f"{r['max_gap_ms']:.0f} ms", None)
 
     print("\nTargets of issue 2 still measured")
     for row in shipped_rows:
@@ -1512,7 +1519,45 @@ def summary(out: dict[str, Any]) -> None:
               f"{'met' if max(grown, traced) < TARGET_MEMORY_MB else 'MISSED'}")
 
 
-PARTS = ("shipped", "mixed", "shape", "cel", "five")
+def reload_pause(rules: int, out: dict[str, Any]) -> None:
+    """Decisions on this thread while another thread loads `rules` rules of the issue's
+    shape, as a server reloads: the longest gap between two decisions is the longest time
+    the load kept this thread from deciding (the GIL held by C code, or a collection)."""
+    served = engine.load(ROOT / "policies")
+    facts = {"sanctions_listed": False, "citizen_valid": True, "is_over_18": True, "has_credential": True}
+    with tempfile.TemporaryDirectory(prefix="bench-engine-reload-") as tmp:
+        directory = write_shape(Path(tmp), rules)
+        loaded = threading.Event()
+        seconds: list[float] = []
+
+        def load() -> None:
+            start = time.perf_counter()
+            engine.load(directory)
+            seconds.append(time.perf_counter() - start)
+            loaded.set()
+
+        gc.collect()
+        thread = threading.Thread(target=load)
+        gaps: list[float] = []
+        decide, clock = served.decide, time.perf_counter
+        thread.start()
+        last = clock()
+        while not loaded.is_set():
+            decide("age_verification", facts)
+            now = clock()
+            gaps.append(now - last)
+            last = now
+        thread.join()
+    gaps.sort()
+    entry = {"rules": rules, "load_s": seconds[0], "decisions": len(gaps), "max_gap_ms": gaps[-1] * 1000,
+             "p999_gap_ms": gaps[int(len(gaps) * 0.999)] * 1000, "gaps_over_50ms": sum(g > 0.05 for g in gaps)}
+    out["reload"] = entry
+    print(f"  {rules:,} rules loaded on a thread in {entry['load_s']:.1f} s while this thread decided "
+          f"{entry['decisions']:,} times: longest gap {entry['max_gap_ms']:.0f} ms, p99.9 {entry['p999_gap_ms']:.3f} ms, "
+          f"{entry['gaps_over_50ms']} gaps over 50 ms")
+
+
+PARTS = ("shipped", "mixed", "shape", "cel", "five", "reload")
 
 
 def main() -> int:
@@ -1588,6 +1633,9 @@ def main() -> int:
         problems = five_shapes(timing, sorted(args.five_sizes), out)
         if problems:
             return failed(problems)
+    if "reload" not in skip:
+        print("\nA reload on a thread: how long it keeps another thread from deciding")
+        reload_pause(max(args.shape_sizes), out)
     out["environment"]["loadavg_end"] = os.getloadavg()
     summary(out)
     print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in out['environment']['loadavg_end'])}")
