@@ -241,7 +241,8 @@ class _Builder(Generic[Outcome]):
                 roots |= self._asked(condition)[1]
         return sorted(roots)
 
-    def prelude(self) -> list[str]:
+    def prelude(self, roots: bool = True) -> list[str]:
+        """Evidence facts read and checked; with `roots`, the roots the rules read too."""
         lines = [f"    f_{req.name} = {_fetch(req.name)}" for req in self.required if "." not in req.name]
         if self.required:
             # one test for the common case; on failure, the per-fact verdicts pick the outcome
@@ -249,7 +250,8 @@ class _Builder(Generic[Outcome]):
             tests = [_type_test(value, req.type) for value, req in zip(values, self.required, strict=True)]
             lines.append("    if " + " or ".join(f"({test})" for test in tests) + ":")
             lines.append(f"        return {self._failing(values, tests)}")
-        lines += [f"    {ROOT_LOCALS[root]} = _f.get({root!r}, _U)" for root in self.roots]
+        if roots:
+            lines += [f"    {ROOT_LOCALS[root]} = _f.get({root!r}, _U)" for root in self.roots]
         return lines
 
     def _failing(self, values: Sequence[str], tests: Sequence[str]) -> str:
@@ -281,11 +283,15 @@ class _Builder(Generic[Outcome]):
         bound: Mapping[str, tuple[str, str]] | None = None,
         assumed: Mapping[int, int] | None = None,
         indent: str = "    ",
+        fetch_roots: bool = False,
     ) -> list[str]:
         """`if` statements trying `rules` in order; values asked twice are shared.
 
         `assumed[i]` is a conjunct of rule `i` known to hold here (not tested again).
+        With `fetch_roots`, a root (`context`, ...) is read just before the first rule
+        that needs it, as a person writes it: rules before it never pay for it.
         """
+        fetched: set[str] = set()
         assumed = assumed or {}
         counts: dict[str, int] = {}
         for index, condition in rules:
@@ -299,6 +305,10 @@ class _Builder(Generic[Outcome]):
                 lines.append(f"{indent}return {returns(index)}")
                 break
             shape = condition.shape
+            if fetch_roots:
+                for root in sorted(self._asked(condition, bound, assumed.get(index))[1] - fetched):
+                    lines.append(f"{indent}{ROOT_LOCALS[root]} = _f.get({root!r}, _U)")
+                    fetched.add(root)
             gen = Codegen(shape.checked, literals(slot, index, condition), self.pool, self.data,
                           shared=shared, keys=shared.keys(shape), assume=assumed.get(index))
             code = gen.condition(shape.checked.node)
@@ -328,9 +338,9 @@ class _Builder(Generic[Outcome]):
         ending = [] if closed else ["    return _default"]
         chunks = [numbered[i : i + CHUNK_SIZE] for i in range(0, len(numbered), CHUNK_SIZE)] or [[]]
         if len(chunks) == 1:
-            body = self.chain(chunks[0], lambda i: f"_o{i}", self.inline)
+            body = self.chain(chunks[0], lambda i: f"_o{i}", self.inline, fetch_roots=True)
             self.finish()
-            self.compile("\n".join(["def _program(_f):", *self.prelude(), *body, *ending]) + "\n")
+            self.compile("\n".join(["def _program(_f):", *self.prelude(roots=False), *body, *ending]) + "\n")
         else:
             calls: list[str] = []
             for n, chunk in enumerate(chunks):

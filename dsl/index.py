@@ -429,9 +429,9 @@ def plan_index(
             best_source: int | None = None
             best_score = threshold
             for option, source in options:
-                if any((p.kind, p.key) in dropped for p in option):
+                if dropped and any((p.kind, p.key) in dropped for p in option):
                     continue
-                score = min(1.0, sum(chance(p) for p in option))
+                score = chance(option[0]) if len(option) == 1 else min(1.0, sum(chance(p) for p in option))
                 if score < best_score or (score == best_score and not best):
                     best, best_score, best_source = option, score, source
             chosen.append(best)
@@ -439,6 +439,9 @@ def plan_index(
             scores.append(best_score if best else 1.0)
         saving: dict[tuple[str, str], float] = defaultdict(float)
         for option, score in zip(chosen, scores, strict=True):
+            if len(option) == 1:
+                saving[(option[0].kind, option[0].key)] += 1.0 - score
+                continue
             for filed in {(p.kind, p.key) for p in option}:
                 saving[filed] += 1.0 - score
         weak = set() if force else {filed for filed, saved in saving.items() if saved < KEY_COST}
@@ -490,10 +493,22 @@ class _Chances:
                     if probe.kind == "range":
                         self.distinct[(probe.kind, probe.key)].add(probe.values[1])
                     elif probe.kind != "truth":
-                        self.distinct[(probe.kind, probe.key)].update((_value_class(v), v) for v in probe.values)
+                        # values of different types are different constants (1, 1.0 and true)
+                        self.distinct[(probe.kind, probe.key)].update((v.__class__, v) for v in probe.values)
         self._sorted: dict[str, list[Any]] = {}
+        #: the chance of any probe but a range depends on its kind, key and width only
+        self._known: dict[tuple[str, str, int], float] = {}
 
     def __call__(self, probe: Probe) -> float:
+        kind = probe.kind
+        if kind != "range":
+            known = self._known.get((kind, probe.key, len(probe.values)))
+            if known is None:
+                known = self._known[(kind, probe.key, len(probe.values))] = self._share(probe)
+            return known
+        return self._share(probe)
+
+    def _share(self, probe: Probe) -> float:
         if probe.kind == "truth":
             return min(1.0, len(probe.values) / 2)
         if probe.kind == "range":
