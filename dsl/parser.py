@@ -344,8 +344,13 @@ def _shape(text: str) -> tuple[str, tuple[_Token, ...]]:
     return "".join(parts), tuple(tokens)
 
 
-def _template(node: ast.Expr, tokens: tuple[_Token, ...]) -> _Template | None:
-    """Match every Literal node to its token; None when the shape cannot be reused."""
+def _template(node: ast.Expr, tokens: tuple[_Token, ...], text: str) -> _Template | None:
+    """Match every Literal node to its token; None when the shape cannot be reused.
+
+    A number literal may carry minus signs the parser folded into it (`-5`, `--5`): their
+    parity, read from the text, says whether the literal is the token's negation (for 0
+    the values alone cannot tell).
+    """
     by_end = {token.end: i for i, token in enumerate(tokens)}
     literals: dict[int, tuple[int, bool]] = {}
     for item in ast.walk(node):
@@ -354,13 +359,19 @@ def _template(node: ast.Expr, tokens: tuple[_Token, ...]) -> _Template | None:
         index = by_end.get(item.span.end)
         if index is None:
             return None
-        value = tokens[index].value
-        if type(value) is type(item.value) and value == item.value and item.span.start == tokens[index].start:
-            literals[id(item)] = (index, False)
-        elif isinstance(value, (int, float)) and type(value) is type(item.value) and item.value == -value:
-            literals[id(item)] = (index, True)
-        else:
+        token = tokens[index]
+        signs = text[item.span.start : token.start]
+        if signs.strip("- \t\r\n"):
             return None
+        minus = signs.count("-") % 2 == 1
+        value = token.value
+        if minus:
+            if not isinstance(value, (int, float)):
+                return None
+            value = -value
+        if type(value) is not type(item.value) or repr(value) != repr(item.value):
+            return None
+        literals[id(item)] = (index, minus)
     if len(literals) != len(tokens):
         return None
     return _Template(node, tokens, literals)
@@ -499,7 +510,7 @@ def parse_literals(source: SourceText | str) -> Parsed:
         node = _instantiate(cached, tokens, literals)
     else:
         node = _parse_uncached(source)
-        template = _template(node, tokens) if key else None
+        template = _template(node, tokens, text) if key else None
         if template is not None and len(_templates) < _MAX_TEMPLATES:
             _templates[key] = template
         literals = template.literals if template is not None else {}

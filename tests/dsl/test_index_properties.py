@@ -269,3 +269,13 @@ def test_missing_and_ill_typed_evidence_is_refused_by_every_form() -> None:
                   {"is_pep": True, "level": 1, "tags": ["x", 1]}):
         for program in programs.values():
             assert program.run(facts) == "invalid"
+
+
+def test_folded_minus_signs_give_each_rule_its_own_value() -> None:
+    shapes = Shapes(SCOPE)
+    conditions = [shapes.prepare(SourceText(text)) for text in ("level > --0", "level > --7", "level < -7")]
+    assert conditions[0].shape is conditions[1].shape
+    assert [c.values for c in conditions] == [(0,), (7,), (-7,)]
+    program = dsl.compile_program(conditions, ["zero", "seven", "minus"], "none", REQUIRED, "invalid", DATA)
+    facts = {"is_pep": False, "tags": []}
+    assert [program.run({**facts, "level": level}) for level in (3, 8, -8, -3)] == ["zero", "zero", "minus", "none"]
