@@ -419,6 +419,8 @@ class _Builder(Generic[Outcome]):
         `(function, values)`; else the chunks `((first rule, function, values), ...)`."""
         if not rules:
             return None
+        if len(rules) == 1 and self._single:  # the common case of a large set: no cache needed
+            return self.chunk(rules, k)
         cached = self._buckets.get((k, *rules))
         if cached is not None:
             return cached
@@ -449,9 +451,18 @@ class _Builder(Generic[Outcome]):
 
     def chunk(self, rules: Sequence[int], k: int) -> tuple[Any, tuple[object, ...]]:
         """The function trying these rules (in order) and the values it is called with."""
+        if len(rules) == 1:
+            first = rules[0]
+            signature: tuple[object, ...] = (k, id(self.rules[first].shape), self._assumed[first])  # type: ignore[union-attr]
+            made = self._signatures.get(signature)
+            if made is not None:
+                condition = self.rules[first]
+                assert condition is not None
+                return self.env[made[0]], (first, *made[1][0].bind(condition))
         assumed = {i: a for i in rules if (a := self._assumed[i]) is not None}
-        signature = (k, *((id(self.rules[i].shape), assumed.get(i)) for i in rules))  # type: ignore[union-attr]
-        made = self._signatures.get(signature)
+        if len(rules) != 1:
+            signature = (k, *((id(self.rules[i].shape), assumed.get(i)) for i in rules))  # type: ignore[union-attr]
+            made = self._signatures.get(signature)
         if made is None:
             name = f"_bucket{len(self._signatures)}"
             slots: list[Literals] = []

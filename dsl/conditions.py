@@ -72,25 +72,32 @@ class Shapes:
         self.scope = scope
         self._shapes: dict[str, Shape | None] = {}
 
+    def instance(self, text: str) -> Condition | None:
+        """The condition of `text` if it is an instance of a shape met before, else None."""
+        found = literal_shape(text) if len(text) <= MAX_EXPRESSION_LENGTH else None
+        if found is None:
+            return None
+        shape = self._shapes.get(found[0])
+        if shape is None:
+            return None
+        written = found[1]
+        if not shape.minus:
+            return Condition(shape, written)
+        values = tuple(
+            -v if minus else v  # type: ignore[operator]
+            for v, minus in zip(written, shape.negated, strict=True)
+        )
+        return Condition(shape, values)
+
     def prepare(self, source: SourceText) -> Condition:
         """The condition of `source`; raise `ParseFailure` when it does not parse.
 
         The diagnostics of a condition that is not an instance of a known shape are in
         `condition.checked.diagnostics`; a shape's instances have none.
         """
-        text = source.text
-        found = literal_shape(text) if len(text) <= MAX_EXPRESSION_LENGTH else None
-        if found is not None:
-            shape = self._shapes.get(found[0])
-            if shape is not None:
-                written = found[1]
-                if not shape.minus:
-                    return Condition(shape, written)
-                values = tuple(
-                    -v if minus else v  # type: ignore[operator]
-                    for v, minus in zip(written, shape.negated, strict=True)
-                )
-                return Condition(shape, values)
+        known = self.instance(source.text)
+        if known is not None:
+            return known
         parsed = parse_literals(source)
         checked = check(parsed.node, source, self.scope)
         if parsed.literals is None or parsed.shape in self._shapes or not _reusable(checked, parsed.literals):

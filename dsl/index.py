@@ -391,25 +391,31 @@ def plan_index(
                 key_nodes.setdefault(key, (node, condition.shape))
     # A range key with too many distinct bounds keeps no table: its options are dropped
     # before any probe is made (large generated sets often compare against a bound each).
+    ranges = {
+        shape_id: [(key, refs[1]) for template in found.options for kind, key, refs in template if kind == "range"]
+        for shape_id, found in per_shape.items()
+    }
     bounds: dict[str, set[object]] = defaultdict(set)
     for condition in conditions:
         if condition is not None:
-            for template in per_shape[id(condition.shape)].options:
-                for kind, key, refs in template:
-                    if kind == "range":
-                        ref = refs[1]
-                        bounds[key].add(condition.values[ref[1]] if ref[0] == "param" else ref[1])
+            for key, ref in ranges[id(condition.shape)]:
+                bounds[key].add(condition.values[ref[1]] if ref[0] == "param" else ref[1])
     crowded = {key for key, found in bounds.items() if len(found) > MAX_RANGE_BOUNDS}
+    # per shape, once: the options that do not look up a crowded range key
+    usable = {
+        shape_id: [
+            (template, source) for template, source in zip(found.options, found.sources, strict=True)
+            if not any(kind == "range" and key in crowded for kind, key, _ in template)
+        ]
+        for shape_id, found in per_shape.items()
+    }
     choices: list[list[tuple[tuple[Probe, ...], int | None]]] = []
     for condition in conditions:
         if condition is None:
             choices.append([])
             continue
-        found = per_shape[id(condition.shape)]
         rule_options: list[tuple[tuple[Probe, ...], int | None]] = []
-        for template, source in zip(found.options, found.sources, strict=True):
-            if crowded and any(kind == "range" and key in crowded for kind, key, _ in template):
-                continue
+        for template, source in usable[id(condition.shape)]:
             probes = instantiate(template, condition)
             if probes:
                 rule_options.append((probes, source))
@@ -471,9 +477,6 @@ def plan_index(
             _intervals(entry, [(r, p) for r in entry.rules for p in chosen[r] if (p.kind, p.key) == ("range", entry.key)])
         if entry.kind in ("prefix", "suffix"):
             entry.bounds = sorted({len(v) for v in entry.table.get("str", {})})
-        for table in entry.table.values():
-            for value, rules in table.items():
-                table[value] = sorted(set(rules))
     return Plan(list(keys.values()), chosen, scan, assumed)
 
 
@@ -533,14 +536,20 @@ def indexable(condition: Condition | None, data: Mapping[str, object]) -> bool:
 
 
 def _file(entry: IndexKey, probe: Probe, rule: int) -> None:
+    """File `rule` under each value of its probe. Rules come in rule order, so each list
+    stays sorted; a rule whose probe names a value twice is filed once."""
     if probe.kind == "range":
         return
-    if probe.kind == "truth":
-        for value in probe.values:
-            entry.table.setdefault("truth", {}).setdefault(value, []).append(rule)
-        return
     for value in probe.values:
-        entry.table.setdefault(_value_class(value), {}).setdefault(value, []).append(rule)
+        value_class = "truth" if probe.kind == "truth" else _value_class(value)
+        table = entry.table.get(value_class)
+        if table is None:
+            table = entry.table[value_class] = {}
+        rules = table.get(value)
+        if rules is None:
+            table[value] = [rule]
+        elif rules[-1] != rule:
+            rules.append(rule)
 
 
 def _intervals(entry: IndexKey, probes: list[tuple[int, Probe]]) -> None:

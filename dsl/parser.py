@@ -460,9 +460,10 @@ class Parsed:
 
 #: The literals of `_LITERAL_SCAN` as one group: a number is not part of a name when no
 #: name character precedes it (a name cannot start with a digit), so `re.split` gives
-#: the pieces between literals and the literals, with no per-name step.
+#: the pieces between literals and the literals, with no per-name step. The leading
+#: lookahead lets the matcher skip every position where no literal can start.
 _LITERAL_SPLIT = re.compile(
-    r'("(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\''
+    r'(?=["\'0-9])("(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\''
     r"|(?<![A-Za-z0-9_])(?:\d+\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\d+))"
 )
 

@@ -432,9 +432,10 @@ class _Builder:
         closed_by: Rule | None = None
         reported = False
         sequence = doc.locate((*base, "rules"))
+        nodes = sequence.value if isinstance(sequence, yaml.SequenceNode) else []
         for i, model in enumerate(models):
             rule_base = (*base, "rules", i)
-            rule_node = doc.locate((i,), start=sequence) if sequence is not None else doc.locate(rule_base)
+            rule_node = nodes[i] if i < len(nodes) else doc.locate(rule_base)
             line = rule_node.start_mark.line + 1 if rule_node is not None else 1
             column = rule_node.start_mark.column + 1 if rule_node is not None else 1
             reachable = closed_by is None
@@ -531,6 +532,10 @@ class _Builder:
         if not isinstance(node, yaml.ScalarNode):
             self.diagnostics.append(doc.diagnostic("E002", "`if` must be an expression (a string)", node))
             return None, None
+        known = shapes.instance(node.value)
+        if known is not None:  # an instance of a shape checked before: nothing new to report
+            self.facts_seen |= known.checked.facts_used
+            return known, node.value
         source = doc.source_text(node)
         try:
             condition = shapes.prepare(source)
@@ -538,7 +543,7 @@ class _Builder:
             self.diagnostics.append(failure.diagnostic)
             return None, None
         checked = condition.checked
-        if condition.values:  # an instance of a shape checked before: nothing new to report
+        if condition.values:  # the first instance of a new shape: it checked clean
             self.facts_seen |= checked.facts_used
             return condition, source.text
         self.diagnostics.extend(checked.diagnostics)
