@@ -369,3 +369,20 @@ def test_a_load_keeps_the_collector_running_for_other_threads(policy_dir: Callab
     with pytest.raises(engine.PolicyError):
         engine.load(policy_dir({"p.yaml": "purposes: [\n"}))
     assert gc.get_threshold() == before
+
+
+def test_release_empties_the_large_lists_of_a_tree_and_leaves_the_rest() -> None:
+    from engine.loader import release
+    from engine.yaml_source import read_yaml
+
+    rules = [{"if": f"x == {i}", "then": "pass"} for i in range(2000)]
+    value = {"purposes": {"p": {"rules": rules, "consent": ["a", "b"]}}}
+    text = "purposes:\n  p:\n    rules:\n" + "".join(f"      - {{if: x == {i}}}\n" for i in range(1200))
+    doc = read_yaml("p.yaml", text)
+    assert doc.node is not None
+    sequence = doc.locate(("purposes", "p", "rules"))
+    assert len(sequence.value) == 1200  # type: ignore[union-attr]
+    release(doc.node, value)
+    assert rules == [] and sequence.value == []  # type: ignore[union-attr]
+    assert value["purposes"]["p"]["consent"] == ["a", "b"]  # small lists stay as they are
+    release(None, "text", 5)  # anything else is left alone
