@@ -23,7 +23,7 @@ from typing import Any
 
 import re2
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 import dsl
 from dsl import FACTS, ROOTS, SCHEMA_TYPES, Diagnostic, FactBinding, PolicyError, Required, Scope
@@ -221,28 +221,27 @@ class _Builder:
                 try:
                     PolicyFileModel.model_validate(doc.value)
                 except ValidationError as err:
-                    self._structure_errors(doc, err)
+                    self._structure_errors(doc, err.errors())
                 continue
             # Each purpose is validated on its own so that one malformed purpose does not
             # hide the problems of the others: every problem is reported in one run.
             try:
                 PolicyFileModel.model_validate({**doc.value, "purposes": {}})
             except ValidationError as err:
-                self._structure_errors(doc, err)
+                self._structure_errors(doc, err.errors())
             for name, value in raw.items():
-                try:
-                    purpose = PurposeModel.model_validate(value)
-                except ValidationError as err:
-                    self._structure_errors(doc, err, prefix=("purposes", str(name)))
+                purpose, errors = _validate_purpose(value)
+                if purpose is None:
+                    self._structure_errors(doc, errors, prefix=("purposes", str(name)))
                     continue
                 self.build_purpose(doc, str(name), purpose)
                 release(purpose.rules)
             release(doc.node, doc.value)
 
     def _structure_errors(
-        self, doc: YamlDocument, err: ValidationError, prefix: tuple[str | int, ...] = ()
+        self, doc: YamlDocument, errors: Iterable[Any], prefix: tuple[str | int, ...] = ()
     ) -> None:
-        for error in err.errors():
+        for error in errors:
             loc = prefix + tuple(
                 p for p in error["loc"] if not (isinstance(p, str) and p in ("str", "dict[str,any]"))
             )
@@ -575,6 +574,41 @@ class _Builder:
                         col=1,
                     )
                 )
+
+
+#: Rules validated at a time: pydantic holds the GIL for a whole call (100,000 rules in
+#: one call stop every other thread for a quarter of a second).
+_VALIDATE_SLICE = 1000
+_RULE_LIST = TypeAdapter(list[RuleModel])
+
+
+def _validate_purpose(value: Any) -> tuple[PurposeModel | None, list[Any]]:
+    """The purpose's model, or None and pydantic's errors (locations from the purpose).
+
+    A long rule list is validated a slice at a time, so that a reload on a thread lets
+    the threads serving decisions run; the errors are the ones one call would give.
+    """
+    rules = value.get("rules") if isinstance(value, dict) else None
+    if not isinstance(rules, list) or len(rules) <= _VALIDATE_SLICE:
+        try:
+            return PurposeModel.model_validate(value), []
+        except ValidationError as err:
+            return None, err.errors()
+    errors: list[Any] = []
+    head: PurposeModel | None = None
+    try:
+        head = PurposeModel.model_validate({**value, "rules": rules[:1]})
+    except ValidationError as err:  # the rules' own errors come from the slices below
+        errors += [e for e in err.errors() if e["loc"][:1] != ("rules",)]
+    validated: list[RuleModel] = []
+    for start in range(0, len(rules), _VALIDATE_SLICE):
+        try:
+            validated += _RULE_LIST.validate_python(rules[start : start + _VALIDATE_SLICE])
+        except ValidationError as err:
+            errors += [{**e, "loc": ("rules", start + int(e["loc"][0]), *e["loc"][1:])} for e in err.errors()]
+    if errors or head is None:
+        return None, errors
+    return head.model_copy(update={"rules": validated}), []
 
 
 #: How many items `release` drops at a time (about a millisecond of deallocation).

@@ -386,3 +386,17 @@ def test_release_empties_the_large_lists_of_a_tree_and_leaves_the_rest() -> None
     assert rules == [] and sequence.value == []  # type: ignore[union-attr]
     assert value["purposes"]["p"]["consent"] == ["a", "b"]  # small lists stay as they are
     release(None, "text", 5)  # anything else is left alone
+
+
+def test_structure_errors_of_a_long_rule_list_point_at_their_rules(policy_dir: Callable[..., Path]) -> None:
+    # long rule lists are validated a slice at a time: the errors must be those of one call
+    rules = [f"      - if: context.n == {i}\n        then: pass\n        reason: r{i}\n" for i in range(2500)]
+    rules[0] = "      - if: context.n == 0\n        thn: pass\n        reason: r0\n"
+    rules[1700] = "      - if: context.n == 1700\n        then: [pass]\n        reason: r1700\n"
+    text = "purposes:\n  p:\n    descripton: x\n    rules:\n" + "".join(rules)
+    found = [(d.code, d.line, d.message) for d in diagnostics(policy_dir, {"p.yaml": text})]
+    assert found == [
+        ("E002", 3, "unknown key `descripton` in purposes.p"),
+        ("E002", 6, "unknown key `thn` in purposes.p.rules.0"),
+        ("E002", 5 + 3 * 1700 + 1, "purposes.p.rules.1700.then: Input should be a valid string"),
+    ]
