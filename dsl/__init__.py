@@ -18,6 +18,7 @@ from __future__ import annotations
 from dsl.ast import Expr, Span
 from dsl.checker import Checked, FactBinding, Scope, check
 from dsl.compiler import (
+    EvidenceCheck,
     Program,
     Required,
     Tracer,
@@ -45,6 +46,7 @@ __all__ = [
     "Clock",
     "Condition",
     "Diagnostic",
+    "EvidenceCheck",
     "Expr",
     "Fact",
     "FactBinding",

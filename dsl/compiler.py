@@ -98,36 +98,46 @@ class Program(Generic[Outcome]):
         return self._explainer.explain(facts, tracer)
 
 
+@dataclass(frozen=True, slots=True)
+class EvidenceCheck(Generic[Outcome]):
+    """The facts a program checks before any rule, and its answer when one fails.
+
+    The answer is `failure(verdicts)`, the verdicts saying for each required fact None
+    (fine), "missing" or "invalid" (prepared at compile time for up to `PREPARED_FACTS`
+    facts), or `invalid` when there is no `failure` function.
+    """
+
+    required: Sequence[Required]
+    failure: Callable[[Verdicts], Outcome] | None = None
+    invalid: Outcome | None = None
+
+
 def compile_program(
     conditions: Sequence[Condition | Checked | None],
     outcomes: Sequence[Outcome],
     default: Outcome,
-    required: Sequence[Required] = (),
-    invalid: Outcome | None = None,
+    evidence: EvidenceCheck[Outcome] | None = None,
+    *,
     data: Mapping[str, object] | None = None,
     clock: Clock = utc_now,
-    recorder: Tracer | None = None,
-    failure: Callable[[Verdicts], Outcome] | None = None,
     index: bool | None = None,
+    recorder: Tracer | None = None,
 ) -> Program[Outcome]:
     """Compile an ordered rule list into a function of the facts mapping.
 
     `conditions[i]` is the condition of rule `i` (None for `else`); the function returns
-    `outcomes[i]` for the first rule that matches and `default` when none does. When a
-    `required` fact is missing or of the wrong type it returns `failure(verdicts)`, the
-    verdicts saying for each required fact None (fine), "missing" or "invalid" (prepared
-    at compile time for up to `PREPARED_FACTS` facts), or `invalid` without a `failure`
-    function. `index` None
-    lets the compiler decide whether to index the rules, True indexes whatever can be,
-    False never. With a `recorder`, `run` is the explaining variant reporting to it.
-    Outcomes must not be None.
+    `outcomes[i]` for the first rule that matches and `default` when none does, after
+    the `evidence` check. `index` None lets the compiler decide whether to index the
+    rules, True indexes whatever can be, False never. With a `recorder`, `run` is the
+    explaining variant reporting to it. Outcomes must not be None.
     """
+    evidence = evidence or EvidenceCheck(())
     rules = [c if c is None or isinstance(c, Condition) else as_condition(c) for c in conditions]
     end = next((i for i, c in enumerate(rules) if c is None), None)
     if end is not None:
         rules = rules[: end + 1]  # rules after an `else` are never reached
     data = data or {}
-    explainer = _Explainer(rules, list(outcomes), default, data, clock, required)
+    explainer = _Explainer(rules, list(outcomes), default, data, clock, evidence.required)
     if recorder is not None:
         tracer = recorder
 
@@ -136,7 +146,7 @@ def compile_program(
 
         return Program(run=traced, source="", plan=None, _explainer=explainer)
     plan = plan_index(rules, data, force=index)
-    builder = _Builder(rules, outcomes, default, required, invalid, data, clock, failure)
+    builder = _Builder(rules, outcomes, default, evidence, data, clock)
     run, source = builder.indexed(plan) if plan is not None else builder.in_order()
     if plan is not None:
         explainer.keys = builder.key_function(plan)
@@ -188,26 +198,23 @@ class _Builder(Generic[Outcome]):
         rules: list[Condition | None],
         outcomes: Sequence[Outcome],
         default: Outcome,
-        required: Sequence[Required],
-        invalid: Outcome | None,
+        evidence: EvidenceCheck[Outcome],
         data: Mapping[str, object],
         clock: Clock,
-        failure: Callable[[Verdicts], Outcome] | None,
     ) -> None:
         self.rules = rules
         self.outcomes = outcomes
         self.default = default
-        self.required = required
-        self.invalid = invalid
+        self.required = evidence.required
         self.data = data
         self.pool = Pool()
         self.env = namespace(clock)
         self.env["_default"] = default
-        self.failure = failure
-        self.env["_invalid"] = invalid
-        self.env["_failure"] = failure
+        self.failure = evidence.failure
+        self.env["_invalid"] = evidence.invalid
+        self.env["_failure"] = evidence.failure
         self.sources: list[str] = []
-        self.facts = [f"f_{r.name}" for r in required if "." not in r.name]
+        self.facts = [f"f_{r.name}" for r in self.required if "." not in r.name]
         #: Per shape (and bound keys, assumed conjunct): the shared-value keys one rule
         #: of the shape asks for, and its roots.
         self._asks: dict[tuple[object, ...], tuple[list[str], set[str]]] = {}
@@ -692,5 +699,6 @@ def compile_expression(
 
 
 __all__ = [
-    "PREPARED_FACTS", "Facts", "Program", "Required", "Tracer", "Verdicts", "compile_expression", "compile_program",
+    "PREPARED_FACTS", "EvidenceCheck", "Facts", "Program", "Required", "Tracer", "Verdicts", "compile_expression",
+    "compile_program",
 ]

@@ -1,10 +1,8 @@
 """Load stage: a policy directory -> a checked, compiled `PolicySet`.
 
-Stages, in order, each collecting diagnostics rather than stopping: discover files,
-read data documents, read and validate policy files (YAML, then structure with
-pydantic), build each purpose (evidence, context schema, rules: parse, check, compile),
-then the checks across files (duplicate purposes, unused data). `build()` returns
-everything it found; `load()` raises `PolicyError` when any of it is an error.
+The files are discovered and read (their contents make the revision), then the stages of
+`STAGES` run in order, each collecting diagnostics rather than stopping. `build()`
+returns everything it found; `load()` raises `PolicyError` when any of it is an error.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -23,13 +21,12 @@ from typing import Any
 
 import re2
 import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 import dsl
 from dsl import FACTS, ROOTS, SCHEMA_TYPES, Diagnostic, FactBinding, PolicyError, Required, Scope
 from dsl.runtime import compile_regex, regex_error, utc_now
 from dsl.types import ANY, BOOL, type_of_value
-from engine.model import PolicyFileModel, PurposeModel, RuleModel
 from engine.policyset import (
     OUTCOMES,
     ContextField,
@@ -41,6 +38,7 @@ from engine.policyset import (
     conforms,
     evidence_failures,
 )
+from engine.schema import ContextFieldModel, PolicyFileModel, PurposeModel, RuleModel
 from engine.yaml_source import YamlDocument, read_yaml
 
 _YAML_SUFFIXES = (".yaml", ".yml")
@@ -94,15 +92,11 @@ def _is_data_file(path: Path) -> bool:
     return path.is_file() and path.suffix in (*_YAML_SUFFIXES, ".json") and not path.name.startswith((".", "#"))
 
 
-def _display(path: Path) -> str:
-    return str(path)
-
-
 def _read_text(path: Path, diagnostics: list[Diagnostic]) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        diagnostics.append(Diagnostic(code="E004", message=f"cannot read file: {err}", file=_display(path)))
+        diagnostics.append(Diagnostic(code="E004", message=f"cannot read file: {err}", file=str(path)))
         return None
 
 
@@ -165,14 +159,14 @@ class _Builder:
         self.facts_seen: set[str] = set()
         self.purpose_sites: dict[str, tuple[str, int]] = {}
 
-    # -- stage: data documents -------------------------------------------------------
     def read_data(self) -> None:
+        """Data documents (`data/*.yaml|json`): each readable as `data.<name>`."""
         for path in self.layout.data:
             text = self.texts.get(path)
             if text is None:
                 continue
             name = path.stem
-            doc = read_yaml(_display(path), text) if path.suffix != ".json" else self._read_json(path, text)
+            doc = read_yaml(str(path), text) if path.suffix != ".json" else self._read_json(path, text)
             self.diagnostics.extend(doc.diagnostics)
             if doc.diagnostics:
                 continue
@@ -188,7 +182,7 @@ class _Builder:
             self.data_files[name] = doc.file
 
     def _read_json(self, path: Path, text: str) -> YamlDocument:
-        doc = YamlDocument(file=_display(path), text=text, lines=text.splitlines())
+        doc = YamlDocument(file=str(path), text=text, lines=text.splitlines())
         try:
             doc.value = json.loads(text)
         except json.JSONDecodeError as err:
@@ -204,13 +198,13 @@ class _Builder:
             )
         return doc
 
-    # -- stage: policy files ---------------------------------------------------------
     def read_policies(self) -> None:
+        """Policy files: YAML with positions, structure by pydantic, then each purpose."""
         for path in self.layout.policies:
             text = self.texts.get(path)
             if text is None:
                 continue
-            doc = read_yaml(_display(path), text)
+            doc = read_yaml(str(path), text)
             self.diagnostics.extend(doc.diagnostics)
             if any(d.severity == "error" and d.code == "E001" for d in doc.diagnostics):
                 continue
@@ -264,7 +258,6 @@ class _Builder:
                 node = doc.locate(loc)
                 self.diagnostics.append(doc.diagnostic("E002", f"{where}: {error['msg']}", node))
 
-    # -- stage: one purpose ----------------------------------------------------------
     def build_purpose(self, doc: YamlDocument, name: str, model: PurposeModel) -> None:
         key_node = doc.locate(("purposes", name), key=True)
         line = key_node.start_mark.line + 1 if key_node is not None else 1
@@ -319,7 +312,9 @@ class _Builder:
         required = [Required(spec.name, spec.type) for spec in evidence]
         conditions = checked[: len(rules)]
         failure = evidence_failures(name, evidence, self.revision)
-        program = dsl.compile_program(conditions, outcomes, default, required, None, self.data, self.clock, failure=failure)
+        program = dsl.compile_program(
+            conditions, outcomes, default, dsl.EvidenceCheck(required, failure), data=self.data, clock=self.clock
+        )
 
         self.purposes[name] = Purpose(
             name=name,
@@ -427,104 +422,113 @@ class _Builder:
     def _rules(
         self, doc: YamlDocument, base: tuple[str | int, ...], purpose: str, models: list[RuleModel], scope: Scope
     ) -> tuple[list[Rule], list[dsl.Condition | None]]:
+        """The purpose's reachable rules and their conditions, in order (None for `else`).
+
+        Rules after an `else` or an always-true rule are unreachable (E203, once).
+        """
         rules: list[Rule] = []
-        checked_all: list[dsl.Condition | None] = []
+        conditions: list[dsl.Condition | None] = []
         shapes = dsl.Shapes(scope)
         closed_by: Rule | None = None
         reported = False
         sequence = doc.locate((*base, "rules"))
         nodes = sequence.value if isinstance(sequence, yaml.SequenceNode) else []
         for i, model in enumerate(models):
-            rule_base = (*base, "rules", i)
-            rule_node = nodes[i] if i < len(nodes) else doc.locate(rule_base)
-            line = rule_node.start_mark.line + 1 if rule_node is not None else 1
-            column = rule_node.start_mark.column + 1 if rule_node is not None else 1
-            reachable = closed_by is None
+            rule_node = nodes[i] if i < len(nodes) else doc.locate((*base, "rules", i))
             if closed_by is not None and not reported:
                 what = "an `else`" if closed_by.condition is None else "a rule that always matches"
-                self.diagnostics.append(
-                    doc.diagnostic(
-                        "E203",
-                        f"rule {i + 1} is never reached: rule {closed_by.index + 1} (line {closed_by.line}) is {what}",
-                        rule_node,
-                    )
-                )
+                self.diagnostics.append(doc.diagnostic(
+                    "E203",
+                    f"rule {i + 1} is never reached: rule {closed_by.index + 1} (line {closed_by.line}) is {what}",
+                    rule_node,
+                ))
                 reported = True
-            has_if = "if_" in model.model_fields_set
-            if has_if == (model.else_ is not None) or (model.else_ is not None and model.then is not None):
-                message = (
-                    "a rule has either `if` with `then`, or `else`"
-                    if has_if or model.else_ is not None
-                    else "a rule needs `if` (with `then`) or `else`"
-                )
-                self.diagnostics.append(doc.diagnostic("E205", message, rule_node))
-                if has_if:
-                    self._condition(doc, rule_node, shapes)  # its own problems still count
-                continue
-            outcome = model.then if has_if else model.else_
-            outcome_key = "then" if has_if else "else"
-            if outcome is None:
-                self.diagnostics.append(doc.diagnostic("E201", "`if` needs a `then` outcome", rule_node))
-                self._condition(doc, rule_node, shapes)
-                continue
-            if outcome not in OUTCOMES:
-                if has_if:
-                    self._condition(doc, rule_node, shapes)
-                close = difflib.get_close_matches(outcome, OUTCOMES, n=1)
-                self.diagnostics.append(
-                    doc.diagnostic(
-                        "E201",
-                        f"invalid outcome `{outcome}`",
-                        doc.locate((*rule_base, outcome_key)),
-                        hint=f"did you mean `{close[0]}`?" if close else f"one of: {', '.join(OUTCOMES)}",
-                    )
-                )
-                continue
-            if not model.reason:
-                self.diagnostics.append(
-                    doc.diagnostic("E202", "rule has no `reason`", rule_node, hint="every decision must say why")
-                )
-            if model.conditions and outcome != "pass_with_conditions":
-                self.diagnostics.append(
-                    doc.diagnostic(
-                        "W304", f"`conditions` on a `{outcome}` rule are ignored",
-                        doc.locate((*rule_base, "conditions"), key=True), severity="warning",
-                    )
-                )
-            checked: dsl.Condition | None = None
-            text: str | None = None
-            if has_if:
-                checked, text = self._condition(doc, rule_node, shapes)
-                if checked is None:
-                    continue
-            rule = Rule(
-                index=i,
-                line=line,
-                column=column,
-                condition=text,
-                status=OUTCOMES[OUTCOMES.index(outcome)],  # the shared constant, not one string per rule
-                reason=model.reason or "",
-                conditions=tuple(model.conditions) if outcome == "pass_with_conditions" else (),
-            )
-            if not reachable:
-                continue
+            found = self._rule(doc, base, i, model, rule_node, shapes)
+            if found is None or closed_by is not None:
+                continue  # an unreachable rule's own problems are reported; it is not kept
+            rule, condition = found
             rules.append(rule)
-            checked_all.append(checked)
-            if checked is None:
+            conditions.append(condition)
+            if condition is None or self._always_true(doc, base, i, condition):
                 closed_by = rule
-            elif checked.checked.constant:
-                value = dsl.compile_expression(checked.checked, self.data, self.clock)({})
-                self.diagnostics.append(
-                    doc.diagnostic(
-                        "W301",
-                        f"condition is always {'true' if value is True else 'false'}",
-                        doc.locate((*rule_base, "if")),
-                        severity="warning",
-                    )
+        return rules, conditions
+
+    def _rule(
+        self, doc: YamlDocument, base: tuple[str | int, ...], i: int, model: RuleModel, node: yaml.Node | None,
+        shapes: dsl.Shapes,
+    ) -> tuple[Rule, dsl.Condition | None] | None:
+        """One rule and its condition (None for `else`); None when the rule has an error."""
+        has_if = "if_" in model.model_fields_set
+        if has_if == (model.else_ is not None) or (model.else_ is not None and model.then is not None):
+            message = (
+                "a rule has either `if` with `then`, or `else`"
+                if has_if or model.else_ is not None
+                else "a rule needs `if` (with `then`) or `else`"
+            )
+            self.diagnostics.append(doc.diagnostic("E205", message, node))
+            if has_if:
+                self._condition(doc, node, shapes)  # its own problems still count
+            return None
+        outcome = model.then if has_if else model.else_
+        if outcome is None:
+            self.diagnostics.append(doc.diagnostic("E201", "`if` needs a `then` outcome", node))
+            self._condition(doc, node, shapes)
+            return None
+        if outcome not in OUTCOMES:
+            if has_if:
+                self._condition(doc, node, shapes)
+            close = difflib.get_close_matches(outcome, OUTCOMES, n=1)
+            self.diagnostics.append(
+                doc.diagnostic(
+                    "E201",
+                    f"invalid outcome `{outcome}`",
+                    doc.locate((*base, "rules", i, "then" if has_if else "else")),
+                    hint=f"did you mean `{close[0]}`?" if close else f"one of: {', '.join(OUTCOMES)}",
                 )
-                if value is True:
-                    closed_by = rule
-        return rules, checked_all
+            )
+            return None
+        if not model.reason:
+            self.diagnostics.append(
+                doc.diagnostic("E202", "rule has no `reason`", node, hint="every decision must say why")
+            )
+        if model.conditions and outcome != "pass_with_conditions":
+            self.diagnostics.append(
+                doc.diagnostic(
+                    "W304", f"`conditions` on a `{outcome}` rule are ignored",
+                    doc.locate((*base, "rules", i, "conditions"), key=True), severity="warning",
+                )
+            )
+        condition: dsl.Condition | None = None
+        text: str | None = None
+        if has_if:
+            condition, text = self._condition(doc, node, shapes)
+            if condition is None:
+                return None
+        rule = Rule(
+            index=i,
+            line=node.start_mark.line + 1 if node is not None else 1,
+            column=node.start_mark.column + 1 if node is not None else 1,
+            condition=text,
+            status=OUTCOMES[OUTCOMES.index(outcome)],  # the shared constant, not one string per rule
+            reason=model.reason or "",
+            conditions=tuple(model.conditions) if outcome == "pass_with_conditions" else (),
+        )
+        return rule, condition
+
+    def _always_true(self, doc: YamlDocument, base: tuple[str | int, ...], i: int, condition: dsl.Condition) -> bool:
+        """A constant condition is a warning (W301); one always true closes the list."""
+        if not condition.checked.constant:
+            return False
+        value = dsl.compile_expression(condition.checked, self.data, self.clock)({})
+        self.diagnostics.append(
+            doc.diagnostic(
+                "W301",
+                f"condition is always {'true' if value is True else 'false'}",
+                doc.locate((*base, "rules", i, "if")),
+                severity="warning",
+            )
+        )
+        return value is True
 
     def _condition(
         self, doc: YamlDocument, rule: yaml.Node | None, shapes: dsl.Shapes
@@ -560,8 +564,8 @@ class _Builder:
             return None, source.text
         return (condition if checked.ok else None), source.text
 
-    # -- stage: across files ---------------------------------------------------------
     def finish(self) -> None:
+        """Checks across files: data documents no rule reads (W305)."""
         for name, file in self.data_files.items():
             if name not in self.data_used:
                 self.diagnostics.append(
@@ -648,16 +652,20 @@ def release(*roots: object, depth: int = 4) -> None:
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the schema allows where an unknown key was found (for a hint)."""
+    model: type[BaseModel]
     depth = len(loc)
     if depth == 1:
-        return ["purposes"]
-    if depth == 3:
-        return [f.alias or n for n, f in PurposeModel.model_fields.items()]
-    if depth == 5 and loc[2] == "rules":
-        return [f.alias or n for n, f in RuleModel.model_fields.items()]
-    if depth == 5 and loc[2] == "context":
-        return ["type", "description", "pattern", "enum", "required", "minimum", "maximum", "max_length"]
-    return []
+        model = PolicyFileModel
+    elif depth == 3:
+        model = PurposeModel
+    elif depth == 5 and loc[2] == "rules":
+        model = RuleModel
+    elif depth == 5 and loc[2] == "context":
+        model = ContextFieldModel
+    else:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
 
 
 def build(path: str | Path, clock: dsl.Clock | None = None) -> LoadResult:
@@ -706,6 +714,17 @@ def _full_collections_postponed() -> _FullCollections:
     return _full_collections
 
 
+#: The load stages, in order. Each adds what it finds to the diagnostics and none stops
+#: the others, so one run reports every problem of a policy directory. A purpose is built
+#: by the policy-file stage: evidence, context schema, then each rule's condition
+#: (prepared by shape: parsed, checked) and the compiled program.
+STAGES: tuple[tuple[str, Callable[[_Builder], None]], ...] = (
+    ("data documents", _Builder.read_data),
+    ("policy files", _Builder.read_policies),
+    ("across files", _Builder.finish),
+)
+
+
 def _build(path: str | Path, clock: dsl.Clock | None) -> LoadResult:
     layout = discover(path)
     builder = _Builder(layout, clock or utc_now)
@@ -716,20 +735,19 @@ def _build(path: str | Path, clock: dsl.Clock | None) -> LoadResult:
         builder.diagnostics.append(
             Diagnostic(code="E209", message="no policy files (*.yaml) found", file=str(path))
         )
-    builder.read_data()
-    builder.read_policies()
-    builder.finish()
+    for _, stage in STAGES:
+        stage(builder)
     diagnostics = sorted(builder.diagnostics, key=lambda d: d.sort_key)
     if any(d.severity == "error" for d in diagnostics):
         return LoadResult(None, diagnostics, layout)
     policy_set = PolicySet(
         purposes=builder.purposes,
         revision=builder.revision,
-        files=[_display(p) for p in layout.policies],
+        files=[str(p) for p in layout.policies],
         data=builder.data,
         warnings=[d for d in diagnostics if d.severity == "warning"],
         root=str(layout.root),
-        tests=[_display(p) for p in layout.tests],
+        tests=[str(p) for p in layout.tests],
     )
     return LoadResult(policy_set, diagnostics, layout)
 
@@ -746,4 +764,4 @@ def load(path: str | Path, clock: dsl.Clock | None = None) -> PolicySet:
     return result.policy_set
 
 
-__all__ = ["Layout", "LoadResult", "build", "discover", "is_test_file", "load", "plain", "release", "revision_of"]
+__all__ = ["STAGES", "Layout", "LoadResult", "build", "discover", "is_test_file", "load", "plain", "release", "revision_of"]

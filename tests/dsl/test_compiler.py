@@ -430,7 +430,7 @@ def test_quantifiers(text: str, facts: dict[str, Any], expected: bool) -> None:
 def test_quantifier_variable_shadows_a_fact_inside_only() -> None:
     scope = Scope(facts={"level": FactBinding(NUMBER, guaranteed=True)}, context=None)
     result = checked("any(level in context.l, level == 1) AND level == 5", scope)
-    program = dsl.compile_program([result], ["yes"], "no", required=[Required("level", NUMBER)])
+    program = dsl.compile_program([result], ["yes"], "no", dsl.EvidenceCheck([Required("level", NUMBER)]))
     assert program.run({"level": 5, **ctx(l=[1])}) == "yes"
     assert program.run({"level": 5, **ctx(l=[5])}) == "no"
     assert program.run({"level": 1, **ctx(l=[1])}) == "no"
@@ -465,7 +465,7 @@ def age_program(recorder: Recorder | None = None) -> dsl.Program:
     ]
     return dsl.compile_program(
         conditions, ["sanctioned", "underage", "risky", "pass", "conditions"], "no_rule",
-        required=REQUIRED, invalid="invalid", recorder=recorder,
+        dsl.EvidenceCheck(REQUIRED, invalid="invalid"), recorder=recorder,
     )
 
 
@@ -529,8 +529,8 @@ def test_rules_after_else_are_not_compiled() -> None:
 def test_required_consent_is_fetched_from_the_consent_map() -> None:
     scope = Scope(context=None)
     program = dsl.compile_program(
-        [checked("consent.marketing", scope)], ["yes"], "no", required=[Required("consent.marketing", BOOL)],
-        invalid="invalid",
+        [checked("consent.marketing", scope)], ["yes"], "no",
+        dsl.EvidenceCheck([Required("consent.marketing", BOOL)], invalid="invalid"),
     )
     assert program.run({"consent": {"marketing": True}}) == "yes"
     assert program.run({"consent": {"marketing": False}}) == "no"

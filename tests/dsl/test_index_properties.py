@@ -35,6 +35,7 @@ SCOPE = Scope(
     data=DATA,
 )
 REQUIRED = [Required(name, t) for name, t in FACTS_DECLARED.items()]
+EVIDENCE = dsl.EvidenceCheck(REQUIRED, invalid="invalid")
 KEYS = ["context.a", "context.b", "context.c", "context.a.d", "lower(context.b)"]
 #: Placeholders `{s}` (a string) and `{n}` (a number) take other values in each rule.
 FIXED = ["true", "false", "null", '"x"', "1", "2.5"]
@@ -174,7 +175,9 @@ def compile_all(rules: list[str | None]) -> tuple[list[Any], dict[str, dsl.Progr
         prepared.append(condition)
     outcomes = [f"rule {i}" for i in range(len(prepared))]
     programs = {
-        mode: dsl.compile_program(prepared, outcomes, "default", REQUIRED, "invalid", DATA, fixed_clock, index=index)
+        mode: dsl.compile_program(
+            prepared, outcomes, "default", EVIDENCE, data=DATA, clock=fixed_clock, index=index
+        )
         for mode, index in (("auto", None), ("indexed", True), ("in order", False))
     }
     return prepared, programs
@@ -276,6 +279,6 @@ def test_folded_minus_signs_give_each_rule_its_own_value() -> None:
     conditions = [shapes.prepare(SourceText(text)) for text in ("level > --0", "level > --7", "level < -7")]
     assert conditions[0].shape is conditions[1].shape
     assert [c.values for c in conditions] == [(0,), (7,), (-7,)]
-    program = dsl.compile_program(conditions, ["zero", "seven", "minus"], "none", REQUIRED, "invalid", DATA)
+    program = dsl.compile_program(conditions, ["zero", "seven", "minus"], "none", EVIDENCE, data=DATA)
     facts = {"is_pep": False, "tags": []}
     assert [program.run({**facts, "level": level}) for level in (3, 8, -8, -3)] == ["zero", "zero", "minus", "none"]

@@ -246,7 +246,7 @@ def test_program_with_inlined_facts_matches_reference(texts: list[str], facts: d
     expected = reference_program([r.node for r in results], facts)
     for recorder in (None, Recorder()):
         program = dsl.compile_program(
-            results, outcomes=outcomes, default="default", required=REQUIRED, invalid="invalid",
+            results, outcomes=outcomes, default="default", evidence=dsl.EvidenceCheck(REQUIRED, invalid="invalid"),
             data=DATA, clock=fixed_clock, recorder=recorder,
         )
         got = program.run(facts)
@@ -297,8 +297,9 @@ def assert_agrees(text: str, facts: dict[str, Any]) -> None:
     assert same_value(value, expected), (text, facts, value, expected)
     required = [r for r in REQUIRED if r.name in facts]
     for recorder in (None, Recorder()):
-        program = dsl.compile_program([result], outcomes=[True], default=False, required=required,
-                                      invalid="invalid", data=DATA, clock=fixed_clock, recorder=recorder)
+        program = dsl.compile_program([result], outcomes=[True], default=False,
+                                      evidence=dsl.EvidenceCheck(required, invalid="invalid"),
+                                      data=DATA, clock=fixed_clock, recorder=recorder)
         assert program.run(facts) is (expected is True), (text, facts, recorder)
 
 
@@ -383,7 +384,7 @@ def test_inlined_fact_on_every_operator_matches_reference(fact: str) -> None:
             if not result.ok:
                 continue
             program = dsl.compile_program(
-                [result], [True], False, required=[Required(fact, GUARANTEED[fact])], invalid="invalid",
+                [result], [True], False, dsl.EvidenceCheck([Required(fact, GUARANTEED[fact])], invalid="invalid"),
                 data=DATA, clock=fixed_clock,
             )
             for own, other in itertools.product(values, POOL):
