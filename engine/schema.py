@@ -1,4 +1,4 @@
-"""The policy file format as pydantic models (structure only; meaning is checked later).
+"""The schema of a policy file, as pydantic models (structure only; meaning is checked later).
 
 These models validate shape: which keys exist and what kind of value each holds.
 Semantic problems (an invalid outcome, a missing reason, an unreachable rule) are left
