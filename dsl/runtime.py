@@ -46,6 +46,7 @@ class _Undefined:
 
 
 UNDEFINED: Any = _Undefined()
+_U = UNDEFINED
 
 _NUMBERS = (int, float)
 #: What a path into a root that is not a map reads from: nothing (never written to).
@@ -126,79 +127,80 @@ def regex_error(err: Exception) -> str:
     return message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
 
 
-def namespace(clock: Clock = utc_now, recorder: Recorder | None = None) -> dict[str, Any]:
-    """The helpers generated code may call, bound to a clock and an optional recorder."""
-    U = UNDEFINED
+class _Helpers:
+    """The helpers of generated code, bound to a clock and an optional recorder.
 
-    if recorder is None:
+    Without a recorder, notes and reads go nowhere (the fast path); with one, every path
+    read and every type mismatch met is reported to it (an explanation).
+    """
 
-        def note(message: str) -> None:
-            return None
+    def __init__(self, clock: Clock, recorder: Recorder | None) -> None:
+        self.clock = clock
+        self.recorder = recorder
 
-        def read(path: str, value: object) -> object:
-            return value
+    def note(self, message: str) -> None:
+        if self.recorder is not None:
+            self.recorder.note(message)
 
-    else:
-        note = recorder.note
+    def read(self, path: str, value: object) -> object:
+        if self.recorder is not None:
+            self.recorder.read(path, value)
+        return value
 
-        def read(path: str, value: object) -> object:
-            recorder.read(path, value)
-            return value
-
-    def mismatch(op: str, a: object, b: object = U) -> None:
-        if b is U:
-            note(f"type mismatch: {op} on {type_name(a)}")
+    def mismatch(self, op: str, a: object, b: object = _U) -> None:
+        if b is _U:
+            self.note(f"type mismatch: {op} on {type_name(a)}")
         else:
-            note(f"type mismatch: {type_name(a)} {op} {type_name(b)}")
+            self.note(f"type mismatch: {type_name(a)} {op} {type_name(b)}")
 
-    def key(obj: object, k: object) -> object:
+    def key(self, obj: object, k: object) -> object:
         cls = obj.__class__
         if cls is dict:
             if k.__class__ is str:
-                return obj.get(k, U)  # type: ignore[attr-defined]
-            if k is not U:
-                mismatch("[]", obj, k)
-            return U
+                return obj.get(k, _U)  # type: ignore[attr-defined]
+            if k is not _U:
+                self.mismatch("[]", obj, k)
+            return _U
         if cls is list:
             if k.__class__ is int:
-                return obj[k] if 0 <= k < len(obj) else U  # type: ignore[index,operator,arg-type]
-            if k is not U:
-                mismatch("[]", obj, k)
-            return U
-        if obj is not U and k is not U:
-            mismatch("[]", obj, k)
-        return U
+                return obj[k] if 0 <= k < len(obj) else _U  # type: ignore[index,operator,arg-type]
+            if k is not _U:
+                self.mismatch("[]", obj, k)
+            return _U
+        if obj is not _U and k is not _U:
+            self.mismatch("[]", obj, k)
+        return _U
 
-    def eq(a: object, b: object) -> bool:
-        return a is not U and b is not U and same(a, b)
+    def eq(self, a: object, b: object) -> bool:
+        return a is not _U and b is not _U and same(a, b)
 
-    def ne(a: object, b: object) -> bool:
-        return a is not U and b is not U and not same(a, b)
+    def ne(self, a: object, b: object) -> bool:
+        return a is not _U and b is not _U and not same(a, b)
 
-    def ordered(op: str, a: object, b: object) -> bool:
-        if a is U or b is U:
+    def ordered(self, op: str, a: object, b: object) -> bool:
+        if a is _U or b is _U:
             return False
         ta, tb = a.__class__, b.__class__
         if (ta in _NUMBERS and tb in _NUMBERS) or (ta is str and tb is str):
             return bool(_ORDER[op](a, b))
-        mismatch(op, a, b)
+        self.mismatch(op, a, b)
         return False
 
-    def lt(a: object, b: object) -> bool:
-        return ordered("<", a, b)
+    def lt(self, a: object, b: object) -> bool:
+        return self.ordered("<", a, b)
 
-    def le(a: object, b: object) -> bool:
-        return ordered("<=", a, b)
+    def le(self, a: object, b: object) -> bool:
+        return self.ordered("<=", a, b)
 
-    def gt(a: object, b: object) -> bool:
-        return ordered(">", a, b)
+    def gt(self, a: object, b: object) -> bool:
+        return self.ordered(">", a, b)
 
-    def ge(a: object, b: object) -> bool:
-        return ordered(">=", a, b)
+    def ge(self, a: object, b: object) -> bool:
+        return self.ordered(">=", a, b)
 
-    def member(a: object, b: object) -> bool | None:
+    def member(self, a: object, b: object) -> bool | None:
         """True/False for a well-typed membership test, None when it cannot be decided."""
-        if a is U or b is U:
+        if a is _U or b is _U:
             return None
         cls = b.__class__
         if cls is list:
@@ -207,156 +209,156 @@ def namespace(clock: Clock = utc_now, recorder: Recorder | None = None) -> dict[
             return a in b  # type: ignore[operator]
         if cls is dict and a.__class__ is str:
             return a in b  # type: ignore[operator]
-        mismatch("in", a, b)
+        self.mismatch("in", a, b)
         return None
 
-    def in_(a: object, b: object) -> bool:
-        return member(a, b) is True
+    def in_(self, a: object, b: object) -> bool:
+        return self.member(a, b) is True
 
-    def not_in(a: object, b: object) -> bool:
-        return member(a, b) is False
+    def not_in(self, a: object, b: object) -> bool:
+        return self.member(a, b) is False
 
-    def make_list(*items: object) -> object:
+    def make_list(self, *items: object) -> object:
         """A list literal; undefined if an item is, so undefined never hides inside a value."""
-        return U if any(item is U for item in items) else list(items)
+        return _U if any(item is _U for item in items) else list(items)
 
-    def arith(op: str, a: object, b: object) -> object:
-        if a is U or b is U:
-            return U
+    def arith(self, op: str, a: object, b: object) -> object:
+        if a is _U or b is _U:
+            return _U
         ta, tb = a.__class__, b.__class__
         if ta in _NUMBERS and tb in _NUMBERS:
             if op in "/%" and b == 0:
-                note(f"division by zero in {op}")
-                return U
+                self.note(f"division by zero in {op}")
+                return _U
             try:
                 result = _ARITH[op](a, b)
             except OverflowError:  # a huge int meeting a float: `10**400 * 1.5`
-                note(f"arithmetic overflow in {op}")
-                return U
+                self.note(f"arithmetic overflow in {op}")
+                return _U
             if result.__class__ is float and not math.isfinite(result):
-                note(f"arithmetic overflow in {op}")
-                return U
+                self.note(f"arithmetic overflow in {op}")
+                return _U
             return result
         if op == "+" and ta is tb and ta in (str, list):
             if len(a) + len(b) > 1_000_000:  # type: ignore[arg-type]
-                note("result too large")
-                return U
+                self.note("result too large")
+                return _U
             return a + b  # type: ignore[operator]
-        mismatch(op, a, b)
-        return U
+        self.mismatch(op, a, b)
+        return _U
 
-    def add(a: object, b: object) -> object:
-        return arith("+", a, b)
+    def add(self, a: object, b: object) -> object:
+        return self.arith("+", a, b)
 
-    def sub(a: object, b: object) -> object:
-        return arith("-", a, b)
+    def sub(self, a: object, b: object) -> object:
+        return self.arith("-", a, b)
 
-    def mul(a: object, b: object) -> object:
+    def mul(self, a: object, b: object) -> object:
         if a.__class__ is int and b.__class__ is int and a.bit_length() + b.bit_length() > 4096:  # type: ignore[attr-defined]
-            note("number too large")
-            return U
-        return arith("*", a, b)
+            self.note("number too large")
+            return _U
+        return self.arith("*", a, b)
 
-    def div(a: object, b: object) -> object:
-        return arith("/", a, b)
+    def div(self, a: object, b: object) -> object:
+        return self.arith("/", a, b)
 
-    def mod(a: object, b: object) -> object:
-        return arith("%", a, b)
+    def mod(self, a: object, b: object) -> object:
+        return self.arith("%", a, b)
 
-    def neg(a: object) -> object:
+    def neg(self, a: object) -> object:
         if a.__class__ in _NUMBERS:
             return -a  # type: ignore[operator]
-        if a is not U:
-            mismatch("unary -", a)
-        return U
+        if a is not _U:
+            self.mismatch("unary -", a)
+        return _U
 
-    def fn_len(x: object) -> object:
+    def fn_len(self, x: object) -> object:
         if x.__class__ in (str, list, dict):
             return len(x)  # type: ignore[arg-type]
-        if x is not U:
-            mismatch("len()", x)
-        return U
+        if x is not _U:
+            self.mismatch("len()", x)
+        return _U
 
-    def fn_lower(x: object) -> object:
+    def fn_lower(self, x: object) -> object:
         if x.__class__ is str:
             return x.lower()  # type: ignore[attr-defined]
-        if x is not U:
-            mismatch("lower()", x)
-        return U
+        if x is not _U:
+            self.mismatch("lower()", x)
+        return _U
 
-    def fn_upper(x: object) -> object:
+    def fn_upper(self, x: object) -> object:
         if x.__class__ is str:
             return x.upper()  # type: ignore[attr-defined]
-        if x is not U:
-            mismatch("upper()", x)
-        return U
+        if x is not _U:
+            self.mismatch("upper()", x)
+        return _U
 
-    def fn_startswith(s: object, prefix: object) -> bool:
+    def fn_startswith(self, s: object, prefix: object) -> bool:
         if s.__class__ is str and prefix.__class__ is str:
             return s.startswith(prefix)  # type: ignore[attr-defined]
-        if s is not U and prefix is not U:
-            mismatch("startswith()", s, prefix)
+        if s is not _U and prefix is not _U:
+            self.mismatch("startswith()", s, prefix)
         return False
 
-    def fn_endswith(s: object, suffix: object) -> bool:
+    def fn_endswith(self, s: object, suffix: object) -> bool:
         if s.__class__ is str and suffix.__class__ is str:
             return s.endswith(suffix)  # type: ignore[attr-defined]
-        if s is not U and suffix is not U:
-            mismatch("endswith()", s, suffix)
+        if s is not _U and suffix is not _U:
+            self.mismatch("endswith()", s, suffix)
         return False
 
-    def fn_contains(container: object, item: object) -> bool:
-        return member(item, container) is True
+    def fn_contains(self, container: object, item: object) -> bool:
+        return self.member(item, container) is True
 
-    def fn_matches(s: object, pattern: object) -> bool:
+    def fn_matches(self, s: object, pattern: object) -> bool:
         if s.__class__ is str and pattern.__class__ is str:
             try:
                 regex = compile_regex(pattern)
             except re2.error as err:
-                note(f"invalid regular expression: {regex_error(err)}")
+                self.note(f"invalid regular expression: {regex_error(err)}")
                 return False
             return regex.search(s) is not None
-        if s is not U and pattern is not U:
-            mismatch("matches()", s, pattern)
+        if s is not _U and pattern is not _U:
+            self.mismatch("matches()", s, pattern)
         return False
 
-    def fn_now() -> float:
-        return clock().timestamp()
+    def fn_now(self) -> float:
+        return self.clock().timestamp()
 
-    def fn_days_since(value: object) -> object:
+    def fn_days_since(self, value: object) -> object:
         when = to_datetime(value)
         if when is None:
-            if value is not U:
-                note(f"days_since(): not a timestamp: {value!r:.60}")
-            return U
-        return (clock() - when).days
+            if value is not _U:
+                self.note(f"days_since(): not a timestamp: {value!r:.60}")
+            return _U
+        return (self.clock() - when).days
 
-    def fn_years_since(value: object) -> object:
+    def fn_years_since(self, value: object) -> object:
         when = to_datetime(value)
         if when is None:
-            if value is not U:
-                note(f"years_since(): not a date: {value!r:.60}")
-            return U
-        today: date = clock().date()
+            if value is not _U:
+                self.note(f"years_since(): not a date: {value!r:.60}")
+            return _U
+        today: date = self.clock().date()
         born = when.date()
         years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
         return years
 
-    def quantify_any(items: object, body: Callable[[object], bool]) -> bool:
+    def quantify_any(self, items: object, body: Callable[[object], bool]) -> bool:
         if items.__class__ is list:
             return any(body(item) for item in items)  # type: ignore[attr-defined]
-        if items is not U:
-            mismatch("any()", items)
+        if items is not _U:
+            self.mismatch("any()", items)
         return False
 
-    def quantify_all(items: object, body: Callable[[object], bool]) -> bool:
+    def quantify_all(self, items: object, body: Callable[[object], bool]) -> bool:
         if items.__class__ is list:
             return all(body(item) for item in items)  # type: ignore[attr-defined]
-        if items is not U:
-            mismatch("all()", items)
+        if items is not _U:
+            self.mismatch("all()", items)
         return False
 
-    def is_string_list(value: object) -> bool:
+    def is_string_list(self, value: object) -> bool:
         if value.__class__ is not list:
             return False
         for item in value:  # type: ignore[attr-defined]  # noqa: SIM110 (a loop: twice as fast as all())
@@ -364,39 +366,45 @@ def namespace(clock: Clock = utc_now, recorder: Recorder | None = None) -> dict[
                 return False
         return True
 
+
+
+def namespace(clock: Clock = utc_now, recorder: Recorder | None = None) -> dict[str, Any]:
+    """The names generated code may call (and nothing else: no builtins), bound to a clock
+    and an optional recorder."""
+    h = _Helpers(clock, recorder)
     return {
         "__builtins__": {},
-        "_U": U,
-        "_rd": read,
-        "_mklist": make_list,
-        "_key": key,
-        "_eq": eq,
-        "_ne": ne,
-        "_lt": lt,
-        "_le": le,
-        "_gt": gt,
-        "_ge": ge,
-        "_in": in_,
-        "_not_in": not_in,
-        "_add": add,
-        "_sub": sub,
-        "_mul": mul,
-        "_div": div,
-        "_mod": mod,
-        "_neg": neg,
-        "_any": quantify_any,
-        "_all": quantify_all,
-        "_str_list": is_string_list,
-        "_fn_len": fn_len,
-        "_fn_lower": fn_lower,
-        "_fn_upper": fn_upper,
-        "_fn_startswith": fn_startswith,
-        "_fn_endswith": fn_endswith,
-        "_fn_contains": fn_contains,
-        "_fn_matches": fn_matches,
-        "_fn_now": fn_now,
-        "_fn_days_since": fn_days_since,
-        "_fn_years_since": fn_years_since,
+        "_U": _U,
+        "_rd": h.read,
+        "_mklist": h.make_list,
+        "_key": h.key,
+        "_eq": h.eq,
+        "_ne": h.ne,
+        "_lt": h.lt,
+        "_le": h.le,
+        "_gt": h.gt,
+        "_ge": h.ge,
+        "_in": h.in_,
+        "_not_in": h.not_in,
+        "_add": h.add,
+        "_sub": h.sub,
+        "_mul": h.mul,
+        "_div": h.div,
+        "_mod": h.mod,
+        "_neg": h.neg,
+        "_any": h.quantify_any,
+        "_all": h.quantify_all,
+        "_str_list": h.is_string_list,
+        "_fn_len": h.fn_len,
+        "_fn_lower": h.fn_lower,
+        "_fn_upper": h.fn_upper,
+        "_fn_startswith": h.fn_startswith,
+        "_fn_endswith": h.fn_endswith,
+        "_fn_contains": h.fn_contains,
+        "_fn_matches": h.fn_matches,
+        "_fn_now": h.fn_now,
+        "_fn_days_since": h.fn_days_since,
+        "_fn_years_since": h.fn_years_since,
         "_NUM": _NUMBERS,
         "_bool": bool,
         "_str": str,
