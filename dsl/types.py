@@ -73,7 +73,8 @@ class Fact:
     source: str
 
 
-#: The facts the gateway gathers (SPEC section 3). `consent.<purpose>` is handled apart.
+#: The facts the gateway gathers (docs/policy-language.md, "Evidence facts"); `consent.<purpose>`
+#: is handled apart.
 FACTS: dict[str, Fact] = {
     f.name: f
     for f in (

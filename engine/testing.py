@@ -8,7 +8,7 @@ in, and `idgw policy test` shares the exact same code.
     report.ok, report.passed, report.failed, report.errors, report.results
     report.coverage["age_verification"].missed  # rules no case reached
 
-A test file (SPEC section 6)::
+A test file (docs/policy-authoring.md)::
 
     purpose: age_verification
     cases:
