@@ -153,14 +153,6 @@ class MemorySessionStore:
         self._state.sessions[session_id] = updated
         return updated
 
-    async def set_status_for_user(self, user_id: str, status: str) -> int:
-        changed = [
-            s for s in self._state.sessions.values() if s.user_id == user_id and s.status != status
-        ]
-        for session in changed:
-            self._state.sessions[session.id] = dataclasses.replace(session, status=status)
-        return len(changed)
-
     async def list_for_user(self, user_id: str) -> list[Session]:
         found = [s for s in self._state.sessions.values() if s.user_id == user_id]
         return sorted(found, key=lambda s: (s.created_at, s.id))

@@ -78,10 +78,6 @@ class SessionStore(Protocol):
         ``Conflict``. ``NotFound`` when there is no such session."""
         ...
 
-    async def set_status_for_user(self, user_id: str, status: str) -> int:
-        """Set the status of every session of the user; returns how many changed."""
-        ...
-
     async def list_for_user(self, user_id: str) -> list[Session]:
         """The user's sessions, oldest first."""
         ...

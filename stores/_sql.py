@@ -209,13 +209,6 @@ class SqlSessionStore:
             raise Conflict(f"session {session_id!r} is {current.status!r}, not {expected!r}")
         return self._record(found)
 
-    async def set_status_for_user(self, user_id: str, status: str) -> int:
-        return await self._db.execute(
-            "UPDATE sessions SET status = %(status)s"
-            " WHERE user_id = %(user_id)s AND status <> %(status)s",
-            {"user_id": user_id, "status": status},
-        )
-
     async def list_for_user(self, user_id: str) -> list[Session]:
         rows = await self._db.fetch_all(
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE user_id = %(user_id)s"

@@ -63,21 +63,6 @@ async def test_set_status_with_expected_is_a_compare_and_set(stores: Stores, ses
         await stores.sessions.set_status("nobody", "active", expected="pending_consent")
 
 
-async def test_set_status_for_user_counts_only_changes(
-    stores: Stores, user: User, now: datetime
-) -> None:
-    other = await stores.users.create(
-        User(id="user-2", email="b@example.test", created_at=now, updated_at=now)
-    )
-    await stores.sessions.create(_session("a", user.id, now))
-    await stores.sessions.create(_session("b", user.id, now, status="revoked"))
-    await stores.sessions.create(_session("c", other.id, now))
-
-    assert await stores.sessions.set_status_for_user(user.id, "revoked") == 1
-    assert {s.status for s in await stores.sessions.list_for_user(user.id)} == {"revoked"}
-    assert (await stores.sessions.get("c")).status == "pending_consent"
-
-
 async def test_list_for_user_is_oldest_first(stores: Stores, user: User, now: datetime) -> None:
     for session_id, minutes in (("s-b", 2), ("s-c", 0), ("s-a", 2)):
         await stores.sessions.create(
