@@ -1,11 +1,19 @@
-"""The one JSON error shape of SPEC section 7, and the handlers that produce it.
+"""The one JSON error shape of the API (docs/api.md), and the handlers that produce it.
 
 Every 4xx/5xx the gateway answers looks like::
 
     {"error": "not_found", "error_description": "...", "status_code": 404, "request_id": "..."}
 
-Handlers raise `ApiError`; Starlette's own `HTTPException` (404, 405, ...) and anything
-unexpected are converted here, so no response ever carries a stack trace.
+Handlers raise `ApiError`. The exceptions of the layers below that mean the same answer
+wherever they happen are mapped here once, by `api_error_for`, and registered with the
+app (`EXCEPTION_HANDLERS`) rather than caught at each call site:
+
+    stores.Unavailable      503 `unavailable`: the database cannot answer; retry later
+    ServiceUnavailable      503 `unavailable`: its subclass's `description` (token
+                            revocations, an identity provider's keys)
+
+Starlette's own `HTTPException` (404, 405, ...) and anything unexpected are converted
+here too, so no response ever carries a stack trace.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from server.responses import JSONResponse
+from stores import Unavailable as DatabaseUnavailable
 
 logger = structlog.get_logger("idgw.errors")
 
@@ -73,6 +82,32 @@ class ApiError(Exception):
         super().__init__(f"{status_code} {self.error}: {description}")
 
 
+class ServiceUnavailable(Exception):
+    """Something an answer needs cannot answer now: a 503 `unavailable` saying what
+    (`description`, the class's; the exception's own message stays in the logs)."""
+
+    description = "a service this answer needs is unavailable; retry later"
+
+
+DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+
+
+def api_error_for(exc: Exception) -> ApiError | None:
+    """The answer `exc` gets wherever it escapes a handler; None when it is a bug (a 500).
+
+    Of the store errors only `Unavailable` means one thing everywhere; the others
+    (`NotFound`, `Conflict`, ...) mean something different at each call site, which
+    answers them itself.
+    """
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, DatabaseUnavailable):
+        return ApiError(503, DATABASE_UNAVAILABLE, error="unavailable")
+    if isinstance(exc, ServiceUnavailable):
+        return ApiError(503, exc.description, error="unavailable")
+    return None
+
+
 def request_id_of(scope: Scope) -> str | None:
     """The id the request-id middleware assigned (None outside a request)."""
     state = scope.get("state")
@@ -103,8 +138,10 @@ def error_response(
 
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(request.scope, exc.status_code, exc.error, exc.description, exc.headers, exc.extra)
+    error = api_error_for(exc)
+    assert error is not None, "registered only for the exceptions api_error_for maps"
+    return error_response(request.scope, error.status_code, error.error, error.description, error.headers,
+                          error.extra)
 
 
 _DESCRIPTIONS: dict[int, str] = {
@@ -138,15 +175,20 @@ async def unhandled_error_handler(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApiError: api_error_handler,
+    DatabaseUnavailable: api_error_handler,
+    ServiceUnavailable: api_error_handler,
     HTTPException: http_error_handler,
     Exception: unhandled_error_handler,
 }
 
 __all__ = [
+    "DATABASE_UNAVAILABLE",
     "ERROR_CODES",
     "EXCEPTION_HANDLERS",
     "ApiError",
     "ErrorBody",
+    "ServiceUnavailable",
+    "api_error_for",
     "error_response",
     "internal_error_response",
     "request_id_of",

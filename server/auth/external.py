@@ -29,6 +29,7 @@ import jwt
 from server.auth.events import USER_CREATED, AuditContext
 from server.auth.models import is_valid_email
 from server.auth.tokens import InvalidToken
+from server.errors import ServiceUnavailable
 from server.security import Principal
 from stores import Conflict, NotFound, User, UserStore
 
@@ -39,8 +40,10 @@ JWKS_MIN_REFRESH_SECONDS = 10.0
 JWKS_FETCH_TIMEOUT_SECONDS = 5.0
 
 
-class JwksUnavailable(Exception):
+class JwksUnavailable(ServiceUnavailable):
     """The provider's JWKS could not be fetched when it was needed."""
+
+    description = "the identity provider's keys cannot be fetched; retry later"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ protected call costs no query in the common case. The bound this gives:
 - a revocation made through this process counts at once (it is added to the copy);
 - one made by another worker or instance counts within `max_age`;
 - while the database cannot be read the last copy is used for at most `stale_limit`
-  (60 s) past its age, then protected calls answer 503 rather than trust it longer.
+  (60 s) past its age, then protected calls answer 503 rather than trust it longer
+  (`RevocationsUnavailable`, which the app answers as a `ServiceUnavailable`).
 
 Entries are forgotten when they can no longer matter: a `jti` at the token's `exp`, a
 session or user at the moment every access token they could reject has expired.
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from server.errors import ServiceUnavailable
 from stores import RevocationStore, StoreError, TokenRevocation
 
 Clock = Callable[[], datetime]
@@ -28,8 +30,10 @@ REVOCATION_MAX_AGE_SECONDS = 5.0
 REVOCATION_STALE_LIMIT_SECONDS = 60.0
 
 
-class RevocationsUnavailable(Exception):
+class RevocationsUnavailable(ServiceUnavailable):
     """The revocation list is too old to trust and the database cannot be read."""
+
+    description = "token revocations cannot be checked: the database is unavailable"
 
 
 class RevocationList:

@@ -25,7 +25,6 @@ from server.auth.models import (
     TokenResponse,
     UserInfoResponse,
 )
-from server.auth.service import database_errors
 from server.errors import ApiError
 from server.openapi import document
 from server.parsing import read_json
@@ -43,10 +42,9 @@ async def authorize(request: Request) -> JSONResponse:
     """Creates the user on first sight and a session to exchange at `/auth/token` within
     10 minutes. Disabled (403 `local_auth_disabled`) in external OIDC mode."""
     body = await read_json(request, AuthorizeRequest)
-    with database_errors():
-        session = await auth_service(request).authorize(
-            body.email, body.client_id, body.scopes, audit_context(request)
-        )
+    session = await auth_service(request).authorize(
+        body.email, body.client_id, body.scopes, audit_context(request)
+    )
     return JSONResponse({"session_id": session.id, "user_id": session.user_id, "status": session.status})
 
 
@@ -57,14 +55,13 @@ async def token(request: Request) -> JSONResponse:
     `invalid_grant`. Disabled (403) in external OIDC mode."""
     body = await read_json(request, TokenRequest)
     service, audit = auth_service(request), audit_context(request)
-    with database_errors():
-        if body.grant_type == "session":
-            if body.session_id is None:
-                raise ApiError(400, "session_id: required with grant_type 'session'")
-            return _tokens(await service.exchange_session(body.session_id, audit))
-        if body.refresh_token is None:
-            raise ApiError(400, "refresh_token: required with grant_type 'refresh_token'")
-        return _tokens(await service.refresh(body.refresh_token, audit))
+    if body.grant_type == "session":
+        if body.session_id is None:
+            raise ApiError(400, "session_id: required with grant_type 'session'")
+        return _tokens(await service.exchange_session(body.session_id, audit))
+    if body.refresh_token is None:
+        raise ApiError(400, "refresh_token: required with grant_type 'refresh_token'")
+    return _tokens(await service.refresh(body.refresh_token, audit))
 
 
 @document("Refresh tokens", tags=_TAGS, request=RefreshRequest, response=TokenResponse, errors=(403,))
@@ -72,8 +69,7 @@ async def refresh(request: Request) -> JSONResponse:
     """Rotates the refresh token: the presented one stops working. Presenting a used one
     again revokes every token of its login (reuse detection)."""
     body = await read_json(request, RefreshRequest)
-    with database_errors():
-        return _tokens(await auth_service(request).refresh(body.refresh_token, audit_context(request)))
+    return _tokens(await auth_service(request).refresh(body.refresh_token, audit_context(request)))
 
 
 @document("Revoke a token, or every session", tags=_TAGS, request=RevokeRequest, response=RevokeResponse,
@@ -88,12 +84,10 @@ async def revoke(request: Request) -> JSONResponse:
     service, audit = auth_service(request), audit_context(request)
     if body.all:
         principal = await require_principal(request)
-        with database_errors():
-            sessions = await service.revoke_all(principal, audit)
+        sessions = await service.revoke_all(principal, audit)
         return JSONResponse({"revoked": True, "sessions": sessions})
     assert body.token is not None
-    with database_errors():
-        await service.revoke(body.token, audit)
+    await service.revoke(body.token, audit)
     return JSONResponse({"revoked": True, "sessions": None})
 
 
@@ -101,16 +95,14 @@ async def revoke(request: Request) -> JSONResponse:
 async def userinfo(request: Request) -> JSONResponse:
     """`sub, email, email_verified` and the names that are known (none in regulated mode)."""
     principal = await require_principal(request)
-    with database_errors():
-        return JSONResponse(await auth_service(request).userinfo(principal))
+    return JSONResponse(await auth_service(request).userinfo(principal))
 
 
 @document("Public signing keys (JWK Set)", tags=_TAGS, response=JwksResponse)
 async def jwks(request: Request) -> JSONResponse:
     """Every key whose tokens may still be valid: the signing key and retired keys until
     the tokens they signed have expired."""
-    with database_errors():
-        keys = await auth_service(request).jwks()
+    keys = await auth_service(request).jwks()
     return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})
 
 

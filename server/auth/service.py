@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -38,13 +38,12 @@ from server.auth.external import (
     EXTERNAL_ALGORITHMS,
     JWKS_FETCH_TIMEOUT_SECONDS,
     ExternalUsers,
-    JwksUnavailable,
     RemoteKeySet,
 )
 from server.auth.keys import SUPPORTED_ALGORITHMS, KeyRing
 from server.auth.lifetimes import ACCESS_TOKEN_TTL, AUTHORIZATION_TTL, LEEWAY, REFRESH_TOKEN_TTL
 from server.auth.models import KNOWN_SCOPES
-from server.auth.revocation import RevocationList, RevocationsUnavailable
+from server.auth.revocation import RevocationList
 from server.auth.tokens import (
     ACCESS_TOKEN_TYP,
     InvalidToken,
@@ -64,7 +63,6 @@ from stores import (
     Session,
     Stores,
     TokenRevocation,
-    Unavailable,
     User,
 )
 
@@ -92,18 +90,6 @@ def new_refresh_token() -> str:
 
 def invalid_grant(description: str) -> ApiError:
     return ApiError(400, description, error="invalid_grant")
-
-
-@contextmanager
-def database_errors() -> Iterator[None]:
-    """A database that cannot answer is a 503 (retry later), not a 500."""
-    try:
-        yield
-    except Unavailable:
-        raise ApiError(503, "the database is unavailable; retry later", error="unavailable") from None
-    except RevocationsUnavailable:
-        raise ApiError(503, "token revocations cannot be checked: the database is unavailable",
-                       error="unavailable") from None
 
 
 class AuthService:
@@ -208,20 +194,17 @@ class AuthService:
         )
 
     async def authenticate(self, token: str, audit: AuditContext) -> Principal:
-        """The caller of a bearer token, or a 401 saying what is wrong with it."""
+        """The caller of a bearer token, or a 401 saying what is wrong with it. A database or
+        provider that cannot answer is not caught here: the app answers it (503, `server.errors`)."""
         try:
-            with database_errors():
-                claims = await self.claims(token)
-                principal = await self.principal(claims, audit)
-                revoked = await self.revocations.is_revoked(
-                    jti=principal.token_id, session_id=principal.session_id, user_id=principal.sub,
-                    issued_at=datetime.fromtimestamp(claims["iat"], UTC),
-                )
+            claims = await self.claims(token)
+            principal = await self.principal(claims, audit)
+            revoked = await self.revocations.is_revoked(
+                jti=principal.token_id, session_id=principal.session_id, user_id=principal.sub,
+                issued_at=datetime.fromtimestamp(claims["iat"], UTC),
+            )
         except InvalidToken as err:
             raise invalid_token(str(err)) from None
-        except JwksUnavailable:
-            raise ApiError(503, "the identity provider's keys cannot be fetched; retry later",
-                           error="unavailable") from None
         if revoked:
             raise invalid_token("the token has been revoked")
         return principal
@@ -429,4 +412,4 @@ class AuthService:
         return document
 
 
-__all__ = ["AuthService", "database_errors", "hash_refresh_token", "utc_now"]
+__all__ = ["AuthService", "hash_refresh_token", "utc_now"]

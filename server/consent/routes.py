@@ -11,7 +11,6 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from server.auth import require_principal
-from server.auth.service import database_errors
 from server.consent.models import (
     ConsentListResponse,
     GrantResponse,
@@ -43,8 +42,7 @@ async def grant(request: Request) -> JSONResponse:
     principal = await require_principal(request)
     body = await read_json(request, PurposesRequest)
     service = consent_service(request)
-    with database_errors():
-        granted = await service.grant(principal.sub, body.purposes, request_id=request_id_of(request.scope))
+    granted = await service.grant(principal.sub, body.purposes, request_id=request_id_of(request.scope))
     now = service.clock()
     views = [service.view(c, now).to_json() for c in granted]
     return JSONResponse({"granted": views, "message": f"consent granted for {_plural(len(views), 'purpose')}"})
@@ -56,10 +54,9 @@ async def revoke(request: Request) -> JSONResponse:
     not granted, or already revoked, changes nothing and is not an error."""
     principal = await require_principal(request)
     body = await read_json(request, PurposesRequest)
-    with database_errors():
-        revoked = await consent_service(request).revoke(
-            principal.sub, body.purposes, request_id=request_id_of(request.scope)
-        )
+    revoked = await consent_service(request).revoke(
+        principal.sub, body.purposes, request_id=request_id_of(request.scope)
+    )
     message = f"consent revoked for {_plural(len(revoked), 'purpose')}" if revoked else "nothing to revoke"
     return JSONResponse({"revoked": revoked, "message": message})
 
@@ -76,10 +73,9 @@ async def list_consents(request: Request) -> JSONResponse:
     `expired` (a year after the grant) or `revoked`."""
     principal = await require_principal(request)
     params = request.query_params
-    with database_errors():
-        views = await consent_service(request).list(
-            principal.sub, status=params.get("status"), purpose=params.get("purpose")
-        )
+    views = await consent_service(request).list(
+        principal.sub, status=params.get("status"), purpose=params.get("purpose")
+    )
     return JSONResponse({"consents": [v.to_json() for v in views]})
 
 

@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from server.auth import require_principal
-from server.auth.service import database_errors
 from server.credentials.models import (
     CredentialResponse,
     IssueRequest,
@@ -46,11 +45,10 @@ async def issue(request: Request) -> JSONResponse:
     principal = await require_principal(request)
     body = await read_json(request, IssueRequest)
     request_id = request_id_of(request.scope)
-    with database_errors():
-        await request.app.state.consent.require(principal.sub, PURPOSE, audit_as=VC_ISSUED,
-                                                request_id=request_id)
-        issued = await credential_service(request).issue(principal.sub, body.type, body.national_id,
-                                                         request_id=request_id)
+    await request.app.state.consent.require(principal.sub, PURPOSE, audit_as=VC_ISSUED,
+                                            request_id=request_id)
+    issued = await credential_service(request).issue(principal.sub, body.type, body.national_id,
+                                                     request_id=request_id)
     shaped = credential_json(issued.credential)
     del shaped["revoked_at"]
     return JSONResponse({**shaped, "jwt": issued.jwt})
@@ -78,10 +76,9 @@ async def verify(request: Request) -> JSONResponse:
     `{"valid": false, "reason": "credential_not_found"}`."""
     principal = await require_principal(request)
     body = await read_json(request, VerifyRequest)
-    with database_errors():
-        verification = await credential_service(request).verify(
-            body.credential_id, body.jwt, caller=principal.sub, request_id=request_id_of(request.scope)
-        )
+    verification = await credential_service(request).verify(
+        body.credential_id, body.jwt, caller=principal.sub, request_id=request_id_of(request.scope)
+    )
     return JSONResponse(_verification_json(verification))
 
 
@@ -92,10 +89,9 @@ async def revoke(request: Request) -> JSONResponse:
     evidence (`has_credential`) and fails verification from then on."""
     principal = await require_principal(request)
     body = await read_json(request, RevokeRequest)
-    with database_errors():
-        credential = await credential_service(request).revoke(
-            principal.sub, body.credential_id, request_id=request_id_of(request.scope)
-        )
+    credential = await credential_service(request).revoke(
+        principal.sub, body.credential_id, request_id=request_id_of(request.scope)
+    )
     shaped = credential_json(credential)
     return JSONResponse({"credential_id": credential.id, "revoked": True, "revoked_at": shaped["revoked_at"]})
 

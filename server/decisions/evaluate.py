@@ -33,7 +33,6 @@ from starlette.routing import Route
 
 from engine import PolicySet, Purpose
 from server.auth import require_principal
-from server.auth.service import database_errors
 from server.decisions.evidence import (
     ActiveConsents,
     EvidenceRequest,
@@ -43,7 +42,7 @@ from server.decisions.evidence import (
 )
 from server.decisions.models import DecisionBody
 from server.decisions.service import decide, new_decision_id, resolve_purpose
-from server.errors import ApiError, request_id_of
+from server.errors import ApiError, api_error_for, request_id_of
 from server.events import DecisionMade, EventPublisher
 from server.metrics import DECISIONS
 from server.openapi import QueryParameter, document
@@ -130,15 +129,15 @@ def logged_refusal(
     policy_set: PolicySet, purpose: str, events: EventPublisher, request_id: str | None, subject: str
 ) -> Iterator[None]:
     """Put a failure of the block in the decision log (`log_undecided`, the error code as
-    reason) and its `decision_id` in the error answer; the database being down is a 503."""
+    reason) and its `decision_id` in the error answer, which is the app's answer to the
+    exception (`api_error_for`: the database being down is a 503 `unavailable`)."""
     try:
-        with database_errors():
-            yield
+        yield
     except Exception as exc:
-        error = exc.as_api_error() if isinstance(exc, EvidenceTimeout) else exc
-        reason = error.error if isinstance(error, ApiError) else "internal_error"
+        error = exc.as_api_error() if isinstance(exc, EvidenceTimeout) else api_error_for(exc)
+        reason = error.error if error is not None else "internal_error"
         decision_id = log_undecided(policy_set, purpose, reason, events, request_id, subject)
-        if not isinstance(error, ApiError):
+        if error is None:
             raise  # a bug: a 500 (the log has the trace), still in the decision log
         error.extra["decision_id"] = decision_id
         if error is exc:

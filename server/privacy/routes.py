@@ -16,7 +16,6 @@ from starlette.routing import Route
 
 from server.auth import require_principal
 from server.auth.guard import audit_context, auth_service
-from server.auth.service import database_errors
 from server.errors import ApiError
 from server.openapi import QueryParameter, document
 from server.privacy.service import (
@@ -112,12 +111,11 @@ async def data_export(request: Request) -> JSONResponse:
     principal = await require_principal(request)
     filters = parse_filters(request)
     state = request.app.state
-    with database_errors():
-        body = await export_data(
-            principal, filters, stores=state.stores, consent=state.consent,
-            refs=subject_refs(state.events, state.settings), audit=audit_context(request),
-            now=auth_service(request).now(),
-        )
+    body = await export_data(
+        principal, filters, stores=state.stores, consent=state.consent,
+        refs=subject_refs(state.events, state.settings), audit=audit_context(request),
+        now=auth_service(request).now(),
+    )
     return JSONResponse(body, headers=_NO_STORE)
 
 
@@ -130,11 +128,10 @@ async def erase_me(request: Request) -> JSONResponse:
     principal = await require_principal(request)
     refuse_other_parameters(request, ())
     state = request.app.state
-    with database_errors():
-        body = await erase_user(
-            principal, auth=auth_service(request), stores=state.stores, registry=state.registry,
-            audit=audit_context(request),
-        )
+    body = await erase_user(
+        principal, auth=auth_service(request), stores=state.stores, registry=state.registry,
+        audit=audit_context(request),
+    )
     return JSONResponse(body, headers=_NO_STORE)
 
 

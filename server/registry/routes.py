@@ -13,7 +13,6 @@ from starlette.routing import Route
 
 from server.auth import require_principal
 from server.auth.events import AuditContext
-from server.auth.service import database_errors
 from server.errors import request_id_of
 from server.openapi import document
 from server.parsing import read_json
@@ -38,8 +37,7 @@ async def _checked(request: Request, action: str) -> tuple[str, str, AuditContex
     principal = await require_principal(request)
     body = await read_json(request, NationalIdRequest)
     request_id = request_id_of(request.scope)
-    with database_errors():
-        await request.app.state.consent.require(principal.sub, PURPOSE, audit_as=action, request_id=request_id)
+    await request.app.state.consent.require(principal.sub, PURPOSE, audit_as=action, request_id=request_id)
     return principal.sub, body.national_id, AuditContext(request.app.state.events, request_id)
 
 

@@ -165,6 +165,7 @@ async def test_an_unreachable_provider_is_a_503(
         response = await gateway.userinfo(tokens["access_token"])
         assert response.status_code == 503, response.text
         assert response.json()["error"] == "unavailable"
+        assert response.json()["error_description"] == "the identity provider's keys cannot be fetched; retry later"
 
 
 # -- the JWKS cache and its refresh bound, against a counting JWKS document --------------

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from server.auth.external import JwksUnavailable
+from server.auth.revocation import RevocationsUnavailable
+from stores import NotFound, Unavailable
 from tests.server.conftest import ADULT_WITHOUT_CREDENTIAL, assert_error_shape, log_records
 
 DATA = "/v1/data/age_verification"
@@ -154,3 +159,46 @@ async def test_odd_but_valid_json_values_never_500(client: httpx.AsyncClient) ->
     result = response.json()["result"]
     assert (result["status"], result["reason"]) == ("fail", "invalid_evidence")
     assert result["evidence"]["sanctions_listed"] == 10**40
+
+
+def failing_routes(exc: Exception) -> list[Route]:
+    """`exc` raised by a `Request -> Response` endpoint and by a plain ASGI one (as the
+    data API is), which skips Starlette's per-route exception wrapper."""
+
+    async def function(request: Request) -> Response:
+        raise exc
+
+    class PlainAsgi:
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            raise exc
+
+    return [Route("/fails/function", function), Route("/fails/asgi", PlainAsgi())]
+
+
+@pytest.mark.parametrize(("exc", "description"), [
+    (Unavailable("connection refused by 10.0.0.5"), "the database is unavailable; retry later"),
+    (RevocationsUnavailable("the revocation list could not be read from the database"),
+     "token revocations cannot be checked: the database is unavailable"),
+    (JwksUnavailable("https://idp.example/jwks: ConnectError"),
+     "the identity provider's keys cannot be fetched; retry later"),
+])
+async def test_what_cannot_answer_now_is_a_503_from_any_endpoint(
+    app: Starlette, exc: Exception, description: str
+) -> None:
+    app.router.routes.extend(failing_routes(exc))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        for path in ("/fails/function", "/fails/asgi"):
+            response = await client.get(path, headers={"X-Request-ID": "down-1"})
+            assert (response.status_code, response.json()) == (503, {
+                "error": "unavailable", "error_description": description, "status_code": 503, "request_id": "down-1",
+            }), path
+            assert response.headers["x-request-id"] == "down-1"
+            assert str(exc) not in response.text  # the detail is for the logs
+
+
+async def test_other_store_errors_are_a_bug_where_they_escape(app: Starlette) -> None:
+    # NotFound, Conflict, ... mean something different at each call site, which answers them.
+    app.router.routes.extend(failing_routes(NotFound("users: usr_1")))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        for path in ("/fails/function", "/fails/asgi"):
+            assert_error_shape(await client.get(path), 500, "internal_error")
