@@ -3,13 +3,16 @@
 The data API asks `app.state.data_api_auth(request)` for the caller before answering.
 With `IDGW_DATA_API_AUTH=none` that is `allow_anonymous` (no principal). With `bearer`
 (the default) it is `server.auth.require_principal`, the token subsystem's check that
-every protected route uses. The 401 errors below are the ones that check raises.
+every protected route uses. The 401 errors below are the ones that check raises;
+`invalid_grant` is the token endpoint's 400, and `user_gone` the answer of every
+subsystem to a token, session or refresh token whose user has been erased meanwhile.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.requests import Request
 
@@ -54,6 +57,18 @@ def invalid_token(description: str) -> ApiError:
     )
 
 
+def invalid_grant(description: str) -> ApiError:
+    return ApiError(400, description, error="invalid_grant")
+
+
+def user_gone(holder: Literal["token", "session", "refresh token"] = "token") -> ApiError:
+    """The answer when the user that `holder` names no longer exists (erased after it was
+    issued): a 401 `invalid_token` for an access token, a 400 `invalid_grant` for the
+    session or refresh token of a grant."""
+    description = f"the {holder}'s user no longer exists"
+    return invalid_token(description) if holder == "token" else invalid_grant(description)
+
+
 async def allow_anonymous(request: Request) -> Principal | None:
     return None
 
@@ -63,6 +78,8 @@ __all__ = [
     "Principal",
     "allow_anonymous",
     "bearer_token",
+    "invalid_grant",
     "invalid_token",
     "missing_token",
+    "user_gone",
 ]

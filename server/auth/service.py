@@ -54,7 +54,7 @@ from server.auth.tokens import (
     verify_token,
 )
 from server.errors import ApiError
-from server.security import Principal, invalid_token
+from server.security import Principal, invalid_grant, invalid_token, user_gone
 from server.settings import Settings
 from stores import (
     Conflict,
@@ -86,10 +86,6 @@ def hash_refresh_token(value: str) -> str:
 
 def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)  # 256 bits
-
-
-def invalid_grant(description: str) -> ApiError:
-    return ApiError(400, description, error="invalid_grant")
 
 
 class AuthService:
@@ -251,7 +247,7 @@ class AuthService:
         try:
             user = await stores.users.get(session.user_id)
         except NotFound:
-            raise invalid_grant("the session's user no longer exists") from None
+            raise user_gone("session") from None
         try:  # compare-and-set: of two concurrent exchanges of one session, one wins
             await stores.sessions.set_status(session.id, ACTIVE, expected=PENDING)
         except Conflict:
@@ -291,7 +287,7 @@ class AuthService:
         try:
             user = await stores.users.get(stored.user_id)
         except NotFound:
-            raise invalid_grant("the refresh token's user no longer exists") from None
+            raise user_gone("refresh token") from None
         audit.emit(TOKENS_ISSUED, user.id, outcome="issued", reason="refresh_token", when=now)
         return await self._token_response(user, stored.session_id, stored.client_id, stored.scope, successor, now)
 
@@ -377,7 +373,7 @@ class AuthService:
         try:
             user = await self.stores.users.get(principal.sub)
         except NotFound:
-            raise invalid_token("the token's user no longer exists") from None
+            raise user_gone() from None
         claims = {"sub": user.id, **profile_claims(user)}
         if self.settings.regulated_mode:
             for name in ("name", "given_name", "family_name"):

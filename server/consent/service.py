@@ -27,6 +27,7 @@ from typing import Any, Literal
 from server.auth.events import AuditContext
 from server.errors import ApiError
 from server.events import EventPublisher
+from server.security import user_gone
 from stores import Consent, NotFound, Stores
 
 Clock = Callable[[], datetime]
@@ -134,7 +135,7 @@ class ConsentService:
                     granted_at=now, expires_at=now + CONSENT_TTL,
                 )))
             except NotFound:
-                raise ApiError(401, "the token's user no longer exists", error="invalid_token") from None
+                raise user_gone() from None
         audit = self._audit(request_id)
         for consent in granted:
             audit.emit(CONSENT_GRANTED, user_id, outcome="granted", purpose=consent.purpose, when=now)

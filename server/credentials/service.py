@@ -37,6 +37,7 @@ from server.consent.service import StoresSource, stores_of, timestamp
 from server.errors import ApiError
 from server.events import EventPublisher
 from server.registry.service import RegistryService
+from server.security import user_gone
 from stores import Credential, NotFound
 
 Clock = Callable[[], datetime]
@@ -149,7 +150,7 @@ class CredentialService:
                 issued_at=now, claims=claims,
             ))
         except NotFound:
-            raise ApiError(401, "the token's user no longer exists", error="invalid_token") from None
+            raise user_gone() from None
         jwt = sign(self.vc_claims(credential), await self._keys().signing_key(), VC_JWT_TYP)
         audit.emit(VC_ISSUED, user_id, outcome="issued", reason=type, purpose="vc_issuance", when=now)
         return IssuedCredential(credential, jwt)

@@ -34,7 +34,7 @@ from server.auth.events import AuditContext
 from server.credentials.service import credential_json
 from server.errors import ApiError
 from server.events import EventPublisher
-from server.security import Principal, invalid_token
+from server.security import Principal, user_gone
 from server.settings import Settings
 from stores import AuditEvent, NotFound, Stores, User
 
@@ -121,7 +121,7 @@ async def _user(stores: Stores, principal: Principal) -> User:
     try:
         return await stores.users.get(principal.sub)
     except NotFound:
-        raise invalid_token("the token's user no longer exists") from None
+        raise user_gone() from None
 
 
 async def export_data(
@@ -172,7 +172,7 @@ async def erase_user(
     try:
         counts = await stores.users.erase(user.id)
     except NotFound:  # erased by a concurrent call between the two steps
-        raise invalid_token("the token's user no longer exists") from None
+        raise user_gone() from None
     evicted = await registry.evict_subject(user.id)
     for national_id in sorted(national_ids):
         await registry.evict(national_id)

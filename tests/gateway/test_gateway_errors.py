@@ -1,7 +1,7 @@
-"""Answers every subsystem shares, given once by the app (server.errors): a database
-that cannot answer is a 503 `unavailable` on every route that needs it, and a
+"""Answers every subsystem shares, given once by the app (server.errors, server.security):
+a database that cannot answer is a 503 `unavailable` on every route that needs it, a
 revocation list too old to trust a 503 on every protected route (the plain-ASGI data
-API included)."""
+API included), and a token whose user was erased meanwhile a 401 `invalid_token`."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
+from server.errors import ApiError
 from server.events import DecisionMade
 from server.registry.clients import VALID_ADULT
+from server.security import user_gone
 from stores import Stores, Unavailable
 from tests.gateway.conftest import Caller, GatewayClient
 
 DATABASE_DOWN = "the database is unavailable; retry later"
 REVOCATIONS_DOWN = "token revocations cannot be checked: the database is unavailable"
+USER_GONE = "the token's user no longer exists"
 
 
 def take_database_down(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,3 +143,38 @@ async def test_a_revocation_list_too_old_to_trust_is_a_503_on_every_protected_ro
     # refused before anyone's data is reached: not in the decision log
     assert [e for e in gateway.events if isinstance(e, DecisionMade)] == []
 
+
+# -- the token's user no longer exists --------------------------------------------------------
+
+
+async def test_a_token_whose_user_was_erased_is_a_401_everywhere(gateway: GatewayClient, ada: Caller) -> None:
+    # Erased behind the gateway's back: the token itself was never revoked and still verifies.
+    await gateway.app.state.stores.users.erase(ada.user_id)
+    for method, path, body in [
+        ("GET", "/auth/userinfo", None),
+        ("POST", "/auth/consent", {"purposes": ["registry_check"]}),
+        ("GET", "/me/data-export", None),
+        ("DELETE", "/me", None),
+    ]:
+        response = await gateway.client.request(method, path, json=body, headers=ada.headers)
+        assert assert_answer(response, 401, "invalid_token", USER_GONE) == {}, path
+        assert response.headers["www-authenticate"] == (
+            f'Bearer realm="idgw", error="invalid_token", error_description="{USER_GONE}"'), path
+    # the credential service stores the credential last, after the registry said yes
+    with pytest.raises(ApiError) as caught:
+        await gateway.app.state.credentials.issue(ada.user_id, "AgeOver18", VALID_ADULT)
+    assert (caught.value.status_code, caught.value.error, caught.value.description) == (
+        401, "invalid_token", USER_GONE)
+    assert caught.value.headers["WWW-Authenticate"].endswith(f'error_description="{USER_GONE}"')
+
+
+@pytest.mark.parametrize(("holder", "status", "error"), [
+    ("token", 401, "invalid_token"),
+    ("session", 400, "invalid_grant"),
+    ("refresh token", 400, "invalid_grant"),
+])
+def test_user_gone_names_what_held_the_user(holder: Any, status: int, error: str) -> None:
+    answer = user_gone(holder)
+    assert (answer.status_code, answer.error, answer.description) == (
+        status, error, f"the {holder}'s user no longer exists")
+    assert ("WWW-Authenticate" in answer.headers) == (holder == "token")
