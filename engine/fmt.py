@@ -5,6 +5,9 @@ comments, quoting and flow style. On top of that it
 
 - orders keys canonically (purpose: description, consent, context, evidence, rules;
   rule: if, then, else, reason, conditions; unknown keys keep their place after them),
+- writes the file's structure in block style (the file, purposes, rules, each rule,
+  a purpose's context; a test file's cases), so one policy has one layout whoever wrote
+  it; short lists and mappings inside (`consent: [a, b]`) keep their style,
 - indents by two spaces, sequences indented under their key,
 - normalises the spacing of `if:` expressions (one space around binary operators and
   after commas, none inside brackets or before a call's parenthesis).
@@ -317,19 +320,36 @@ def _reorder(mapping: Any, order: Sequence[str]) -> None:
             mapping.move_to_end(key)
 
 
+def _block(*nodes: Any) -> None:
+    """Write these mappings and sequences in block style (one entry a line)."""
+    for node in nodes:
+        if isinstance(node, (CommentedMap, CommentedSeq)):
+            node.fa.set_block_style()
+
+
 def _canonical(data: Any, kind: FileKind) -> None:
+    """Key order and block style for the file's structure: the file, its purposes, each
+    purpose's rules and context, each rule (test files: the cases). Short lists and
+    mappings inside them, such as `consent: [a, b]` or `amount: {type: number}`, keep
+    the style they were written in."""
     if not isinstance(data, CommentedMap):
         return
+    _block(data)
     if kind == "policy":
         _reorder(data, ("purposes",))
         purposes = data.get("purposes")
         if not isinstance(purposes, CommentedMap):
             return
+        _block(purposes)
         for purpose in purposes.values():
             _reorder(purpose, PURPOSE_KEYS)
+            _block(purpose)
             rules = purpose.get("rules") if isinstance(purpose, CommentedMap) else None
+            if isinstance(purpose, CommentedMap):
+                _block(rules, purpose.get("context"))
             for rule in rules if isinstance(rules, CommentedSeq) else ():
                 _reorder(rule, RULE_KEYS)
+                _block(rule)
                 condition = rule.get("if") if isinstance(rule, CommentedMap) else None
                 if isinstance(condition, str):
                     formatted = normalize_expression(condition)
@@ -338,8 +358,10 @@ def _canonical(data: Any, kind: FileKind) -> None:
     else:
         _reorder(data, TEST_FILE_KEYS)
         cases = data.get("cases")
+        _block(cases)
         for case in cases if isinstance(cases, CommentedSeq) else ():
             _reorder(case, CASE_KEYS)
+            _block(case)
             if isinstance(case, CommentedMap):
                 _reorder(case.get("expect"), EXPECT_KEYS)
 

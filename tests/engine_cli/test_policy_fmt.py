@@ -106,6 +106,51 @@ def test_test_files_get_their_own_key_order(tmp_path: Path) -> None:
     )
 
 
+FLOW_POLICY = (
+    '{purposes: {screening: {rules: [{if: "sanctions_listed OR is_pep", then: fail, reason: listed},'
+    ' {else: pass, reason: clear}], evidence: [sanctions_listed, is_pep],'
+    ' context: {amount: {type: number}}, description: "Screening in flow style"}}}\n'
+)
+BLOCK_POLICY = """\
+purposes:
+  screening:
+    description: "Screening in flow style"
+    context:
+      amount: {type: number}
+    evidence: [sanctions_listed, is_pep]
+    rules:
+      - if: "sanctions_listed OR is_pep"
+        then: fail
+        reason: listed
+      - else: pass
+        reason: clear
+"""
+
+
+def test_a_flow_style_file_is_not_canonical_and_becomes_block_style(tmp_path: Path) -> None:
+    import engine
+
+    path = tmp_path / "screening.yaml"
+    path.write_text(FLOW_POLICY)
+    inputs = [{"sanctions_listed": s, "is_pep": p} for s in (False, True) for p in (False, True)]
+    before = [engine.load(tmp_path).decide("screening", facts) for facts in inputs]
+    check = idgw("policy", "fmt", "--check", str(tmp_path))
+    assert check.exit_code == 1 and "screening.yaml" in check.stdout
+    assert path.read_text() == FLOW_POLICY  # --check writes nothing
+    assert idgw("policy", "fmt", str(tmp_path)).exit_code == 0
+    assert path.read_text() == BLOCK_POLICY
+    assert idgw("policy", "fmt", "--check", str(tmp_path)).exit_code == 0
+    after = [engine.load(tmp_path).decide("screening", facts) for facts in inputs]
+    assert [(d.status, d.reason, d.rule) for d in after] == [(d.status, d.reason, d.rule) for d in before]
+
+
+def test_a_flow_style_test_file_gets_block_style_cases(tmp_path: Path) -> None:
+    path = tmp_path / "a_test.yaml"
+    path.write_text("{purpose: p, cases: [{name: n, input: {is_pep: true}, expect: {status: pass}}]}\n")
+    idgw("policy", "fmt", str(path))
+    assert path.read_text() == "purpose: p\ncases:\n  - name: n\n    input: {is_pep: true}\n    expect: {status: pass}\n"
+
+
 def test_invalid_yaml_is_reported_not_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text((BROKEN / "yaml_error" / "bad_indent.yaml").read_text())
