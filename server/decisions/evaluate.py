@@ -40,14 +40,13 @@ from server.decisions.evidence import (
     EvidenceTimeout,
     gather_evidence,
 )
-from server.decisions.models import DecisionBody
-from server.decisions.service import decide, new_decision_id, resolve_purpose
+from server.decisions.models import EXPLAIN, DecisionBody
+from server.decisions.service import current_policy_set, decide, new_decision_id, resolve_purpose
 from server.errors import ApiError, api_error_for, request_id_of
 from server.events import DecisionMade, EventPublisher
 from server.metrics import DECISIONS
-from server.openapi import QueryParameter, document
+from server.openapi import document
 from server.parsing import query_flag, read_json
-from server.reload import LivePolicies
 from server.responses import JSONResponse
 from server.security import Principal
 
@@ -170,16 +169,10 @@ def log_undecided(
     return decision_id
 
 
-_EXPLAIN = QueryParameter(
-    "explain", "add the explanation: each rule tried, its line, whether it matched, the facts read",
-    {"type": "boolean", "default": False},
-)
-
-
 @document(
     "Decide a purpose on the evidence the gateway gathers",
     tags=["decisions"], request=EvaluateRequest, response=DecisionBody, errors=(400, 403, 503, 504),
-    query=(_EXPLAIN,), auth=True,
+    query=(EXPLAIN,), auth=True,
 )
 async def evaluate(request: Request) -> JSONResponse:
     """Checks the purpose's consents (403 `missing_consent`, `consent_expired`,
@@ -193,10 +186,7 @@ async def evaluate(request: Request) -> JSONResponse:
     explain = query_flag(request, "explain")
     body = await read_json(request, EvaluateRequest)
     state = request.app.state
-    live: LivePolicies = state.policies
-    policy_set = live.current  # read once: this request uses this set throughout
-    if policy_set is None:
-        raise ApiError(503, "no policy set is loaded", error="not_ready")
+    policy_set = current_policy_set(state.policies)
     consent, sources = evidence_sources(state)
     decision = await evaluate_purpose(
         policy_set, body.purpose, body.context, principal,

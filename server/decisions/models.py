@@ -1,4 +1,5 @@
-"""Request and response models of the decision endpoints (validation and OpenAPI)."""
+"""Request and response models of the decision endpoints (validation and OpenAPI), and
+the `explain` query parameter both take."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.openapi import QueryParameter
 from server.parsing import parse_json
+
+#: `?explain=true` of both decision endpoints.
+EXPLAIN = QueryParameter(
+    "explain", "add the explanation: each rule tried, its line, whether it matched, the facts read",
+    {"type": "boolean", "default": False},
+)
 
 
 class DataRequest(BaseModel):
@@ -126,6 +134,7 @@ class PoliciesResponse(BaseModel):
 
 
 __all__ = [
+    "EXPLAIN",
     "DataRequest",
     "DataResponse",
     "DecisionBody",

@@ -10,19 +10,20 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server.decisions.models import DataRequest, DataResponse, PoliciesResponse, parse_data_request
-from server.decisions.service import decide
-from server.errors import ApiError, request_id_of
-from server.openapi import QueryParameter, document
+from server.decisions.models import (
+    EXPLAIN,
+    DataRequest,
+    DataResponse,
+    PoliciesResponse,
+    parse_data_request,
+)
+from server.decisions.service import current_policy_set, decide
+from server.errors import request_id_of
+from server.openapi import document
 from server.parsing import query_flag, receive_json_body
 from server.reload import LivePolicies
 from server.responses import JSONResponse, send_json
 from server.security import allow_anonymous
-
-_EXPLAIN = QueryParameter(
-    "explain", "add the explanation: each rule tried, its line, whether it matched, the facts read",
-    {"type": "boolean", "default": False},
-)
 
 
 class DataApi:
@@ -41,10 +42,7 @@ class DataApi:
         principal = None if authenticate is allow_anonymous else await authenticate(Request(scope, receive))
         explain = query_flag(Request(scope), "explain") if scope["query_string"] else False
         facts = parse_data_request(await receive_json_body(scope, receive))
-        live: LivePolicies = state.policies
-        policy_set = live.current  # read once: this request uses this set throughout
-        if policy_set is None:
-            raise ApiError(503, "no policy set is loaded", error="not_ready")
+        policy_set = current_policy_set(state.policies)
         decision = decide(
             policy_set,
             scope["path_params"]["purpose"],
@@ -59,7 +57,7 @@ class DataApi:
 
 data_api = document(
     "Decide a purpose on caller-supplied facts (OPA-style data API)",
-    tags=["decisions"], request=DataRequest, response=DataResponse, errors=(404,), query=(_EXPLAIN,),
+    tags=["decisions"], request=DataRequest, response=DataResponse, errors=(404,), query=(EXPLAIN,),
     auth=True,
 )(DataApi())
 

@@ -238,6 +238,13 @@ async def test_context_outside_the_schema_is_a_400(gateway: GatewayClient, ada: 
     assert decisions(gateway) == []
 
 
+async def test_no_policy_set_loaded_is_a_503_not_ready(gateway: GatewayClient, ada: Caller) -> None:
+    gateway.app.state.policies.current = None
+    body = assert_error(await evaluate(gateway, ada, national_id=VALID_ADULT), 503, "not_ready")
+    assert body["error_description"] == "no policy set is loaded"
+    assert decisions(gateway) == []
+
+
 @pytest.fixture
 async def slow_registry(
     gateway_settings: Callable[..., Settings], database_url: str, clock: FakeClock
