@@ -5,7 +5,8 @@ The decision flow of SPEC section 7, in order:
     authenticate            require_principal (401)
     the purpose             the live policy set's; unknown -> 400 listing the known ones
     its consents            app.state.consent.require(user, purpose) for each (403)
-    its context             validated against the purpose's schema (400)
+    its context             checked against the purpose's schema, once (400,
+                            service.check_context)
     its evidence            exactly the declared facts, gathered concurrently with a
                             deadline (evidence.gather_evidence; registry timeout -> 504)
     decide                  server.decisions.service.decide: the engine, decisions_total,
@@ -41,7 +42,13 @@ from server.decisions.evidence import (
     gather_evidence,
 )
 from server.decisions.models import EXPLAIN, DecisionBody
-from server.decisions.service import current_policy_set, decide, new_decision_id, resolve_purpose
+from server.decisions.service import (
+    check_context,
+    current_policy_set,
+    decide,
+    new_decision_id,
+    resolve_purpose,
+)
 from server.errors import ApiError, api_error_for, request_id_of
 from server.events import DecisionMade, EventPublisher
 from server.metrics import DECISIONS
@@ -115,12 +122,10 @@ async def evaluate_purpose(
     with refusals():
         for required in purpose.consent:
             await consent.require(principal.sub, required)
-    problems = purpose.validate_context(context)
-    if problems:
-        raise ApiError(400, "; ".join(problems), error="invalid_context")
+    check_context(purpose, context)
     with refusals():
         facts = await gather_evidence(purpose, EvidenceRequest(principal, context), sources, deadline)
-    return decide(policy_set, purpose_name, facts, explain, events, request_id, principal.sub)
+    return decide(policy_set, purpose, facts, explain, events, request_id, principal.sub)
 
 
 @contextmanager

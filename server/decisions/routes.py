@@ -17,7 +17,7 @@ from server.decisions.models import (
     PoliciesResponse,
     parse_data_request,
 )
-from server.decisions.service import current_policy_set, decide
+from server.decisions.service import check_context, current_policy_set, decide, resolve_purpose
 from server.errors import request_id_of
 from server.openapi import document
 from server.parsing import query_flag, receive_json_body
@@ -43,9 +43,11 @@ class DataApi:
         explain = query_flag(Request(scope), "explain") if scope["query_string"] else False
         facts = parse_data_request(await receive_json_body(scope, receive))
         policy_set = current_policy_set(state.policies)
+        purpose = resolve_purpose(policy_set, scope["path_params"]["purpose"])
+        check_context(purpose, facts.get("context"), where="input.")
         decision = decide(
             policy_set,
-            scope["path_params"]["purpose"],
+            purpose,
             facts,
             explain,
             state.events,

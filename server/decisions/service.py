@@ -1,8 +1,10 @@
-"""Deciding on caller-supplied facts: the data API's service logic.
+"""Deciding on facts: the service logic both decision endpoints share.
 
-The handler parses; this module picks the live policy set once, validates the request
-context against the purpose's schema, decides, counts, emits the `decision_made`
-event and shapes the decision JSON. Nothing here gathers facts.
+The handlers parse; this module reads the live policy set once (`current_policy_set`),
+resolves the purpose, checks the request context against the purpose's schema
+(`check_context`, once per request), decides, counts, emits the `decision_made` event
+and shapes the decision JSON. Nothing here gathers facts: the data API is given them,
+`POST /decision/evaluate` gathers them first (`evaluate`, `evidence`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Any
 
 from dsl import UNDEFINED
 from engine import PolicySet, Purpose, UnknownPurpose
-from engine.context import context_validator
 from engine.policyset import lookup
 from server.errors import ApiError
 from server.events import DecisionMade, EventPublisher
@@ -57,6 +58,15 @@ def resolve_purpose(policy_set: PolicySet, name: str) -> Purpose:
         ) from None
 
 
+def check_context(purpose: Purpose, context: object, where: str = "") -> None:
+    """A 400 `invalid_context` naming every problem of `context` against the purpose's
+    schema; `where` is the path to the context in the request body (`input.` for the
+    data API, nothing for `POST /decision/evaluate`, whose body has `context` on top)."""
+    problems = purpose.validate_context(context)
+    if problems:
+        raise ApiError(400, "; ".join(where + problem for problem in problems), error="invalid_context")
+
+
 def supplied_evidence(purpose: Purpose, facts: Mapping[str, Any]) -> dict[str, Any]:
     """The declared facts the caller supplied (absent ones are left out)."""
     out: dict[str, Any] = {}
@@ -70,29 +80,28 @@ def supplied_evidence(purpose: Purpose, facts: Mapping[str, Any]) -> dict[str, A
 
 def decide(
     policy_set: PolicySet,
-    purpose_name: str,
+    purpose: Purpose,
     facts: dict[str, Any],
     explain: bool,
     events: EventPublisher,
     request_id: str | None,
     subject: str | None = None,
 ) -> dict[str, Any]:
-    """Decide `purpose_name` on `facts` with `policy_set`; return the decision JSON."""
-    purpose = resolve_purpose(policy_set, purpose_name)
-    problems = context_validator(purpose.context)(facts.get("context"))  # compiled once per policy set
-    if problems:
-        raise ApiError(400, "; ".join(f"input.{p}" for p in problems), error="invalid_context")
+    """Decide `purpose` (of `policy_set`, its context already checked) on `facts`; count
+    and log the decision and return its JSON."""
+    name = purpose.name
     started = time.perf_counter()
-    decision = policy_set.decide(purpose_name, facts, explain=explain)
-    _evaluation_durations(purpose_name)[0].observe(time.perf_counter() - started)
-    _decisions(purpose_name, decision.status)[0].inc()
+    decision = policy_set.decide(name, facts, explain=explain)
+    _evaluation_durations(name)[0].observe(time.perf_counter() - started)
+    _decisions(name, decision.status)[0].inc()
     decision_id = new_decision_id()
     evaluated_at = evaluated_at_now()
-    body = decision.to_dict(decision_id=decision_id, evaluated_at=evaluated_at, evidence=supplied_evidence(purpose, facts))
+    evidence = supplied_evidence(purpose, facts)
+    body = decision.to_dict(decision_id=decision_id, evaluated_at=evaluated_at, evidence=evidence)
     events.emit(
         DecisionMade(
             decision_id=decision_id,
-            purpose=purpose_name,
+            purpose=name,
             decision=decision.status,
             reason=decision.reason,
             policy_revision=decision.revision,
@@ -104,4 +113,12 @@ def decide(
     return body
 
 
-__all__ = ["current_policy_set", "decide", "evaluated_at_now", "new_decision_id", "resolve_purpose", "supplied_evidence"]
+__all__ = [
+    "check_context",
+    "current_policy_set",
+    "decide",
+    "evaluated_at_now",
+    "new_decision_id",
+    "resolve_purpose",
+    "supplied_evidence",
+]

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from engine import Purpose
 from server.events import DecisionMade
 from server.metrics import REGISTRY as METRICS
 from server.registry.clients import INVALID_CITIZEN, PEP, SANCTIONED, UNDERAGE, VALID_ADULT
@@ -236,6 +237,29 @@ async def test_context_outside_the_schema_is_a_400(gateway: GatewayClient, ada: 
     assert_error(await evaluate(gateway, ada, **context), 400, "invalid_context", *words)
     assert gateway.app.state.registry.calls == before
     assert decisions(gateway) == []
+
+
+async def test_the_context_is_checked_once_as_documented(
+    gateway: GatewayClient, ada: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+    check = Purpose.validate_context
+
+    def counted(self: Purpose, context: object) -> list[str]:
+        checks.append(self.name)
+        return check(self, context)
+
+    monkeypatch.setattr(Purpose, "validate_context", counted)
+    assert (await evaluate(gateway, ada, national_id=VALID_ADULT)).status_code == 200
+    assert checks == [AGE]  # not again when deciding on the gathered facts
+
+    checks.clear()
+    body = assert_error(await evaluate(gateway, ada, national_id="not valid!", channel="web"), 400, "invalid_context")
+    assert body["error_description"] == (  # each problem once, named as docs/api.md names them
+        "context.channel: unknown field (expected one of: national_id); "
+        "context.national_id: does not match ^[A-Z0-9]{6,20}$"
+    )
+    assert checks == [AGE]
 
 
 async def test_no_policy_set_loaded_is_a_503_not_ready(gateway: GatewayClient, ada: Caller) -> None:
