@@ -1,6 +1,6 @@
-"""server.decisions.service: the context checked once per request with the prefix of
-its place in the body, and the `explain` parameter documented alike on both decision
-endpoints."""
+"""server.decisions.service: the decision JSON (the server's shape, not the engine's),
+the context checked once per request with the prefix of its place in the body, and the
+`explain` parameter documented alike on both decision endpoints."""
 
 from __future__ import annotations
 
@@ -11,12 +11,35 @@ import pytest
 
 import engine
 from engine import Purpose
-from server.decisions.service import decide
+from server.decisions.models import DecisionBody
+from server.decisions.service import decide, decision_json
 from server.events import AuditedEvent
 from tests.server.conftest import ADULT_WITHOUT_CREDENTIAL, SHIPPED_POLICIES, assert_error_shape
 
 DATA = "/v1/data/age_verification"
 FACTS = {"sanctions_listed": False, "citizen_valid": True, "is_over_18": True, "has_credential": False}
+
+
+def test_decision_json_is_the_documented_shape() -> None:
+    policies = engine.load(SHIPPED_POLICIES)
+    decision = policies.decide("age_verification", FACTS)
+    body = decision_json(decision, "dec_1", "2026-01-01T10:00:00Z", dict(FACTS))
+    assert body == {
+        "decision_id": "dec_1",
+        "purpose": "age_verification",
+        "status": "pass_with_conditions",
+        "reason": "missing_credential",
+        "conditions": ["obtain_age_credential"],
+        "evidence": FACTS,
+        "policy_revision": policies.revision,
+        "evaluated_at": "2026-01-01T10:00:00Z",
+    }
+    DecisionBody.model_validate({**body, "decision_id": "dec_abc"})  # what the OpenAPI document promises
+
+    explained = policies.decide("age_verification", FACTS, explain=True)
+    body = decision_json(explained, "dec_2", "2026-01-01T10:00:00Z", {})
+    assert explained.explanation and body["explanation"] == explained.explanation
+    assert list(body)[-1] == "explanation"
 
 
 class Emitted(list[AuditedEvent]):
