@@ -37,7 +37,9 @@ class SubjectRefs:
     def ref(self, user_id: str) -> str:
         """The subject reference of `user_id` (64 hex digits)."""
         mac = self._mac.copy()  # the key schedule is done once, in __init__
-        mac.update(user_id.encode("utf-8"))
+        # surrogatepass: an id may hold a lone surrogate (a JSON escape in a token's
+        # `sub`); it must get a reference rather than make `emit` raise
+        mac.update(user_id.encode("utf-8", "surrogatepass"))
         return mac.hexdigest()
 
     def maybe_ref(self, user_id: str | None) -> str | None:

@@ -204,3 +204,17 @@ def test_a_malformed_key_file_is_an_error(tmp_path: Path) -> None:
     path.write_text("not hex")
     with pytest.raises(Exception, match="not a usable subject_ref key"):
         load_or_create_key(path)
+
+
+async def test_a_subject_with_a_lone_surrogate_is_pseudonymised_not_raised(
+    make_publisher: MakePublisher, memory: Stores, refs: SubjectRefs
+) -> None:
+    publisher = make_publisher()
+    publisher.emit(decision(1, subject="user-\ud800"))  # a JSON escape in a token's `sub` can be one
+    await publisher.start(memory.audit_events, memory.audit_dead_letters)
+    try:
+        assert await publisher.wait_delivered(10)
+    finally:
+        await publisher.stop()
+    [stored] = await memory.audit_events.query()
+    assert stored.subject_ref == refs.ref("user-\ud800") != refs.ref("user-")
