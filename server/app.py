@@ -13,8 +13,8 @@ Later subsystems plug in through `app.state`:
     consent             server.consent.ConsentService: grants, `require(user, purpose)`
     registry            server.registry.RegistryService: cached citizen/sanctions lookups
     credentials         server.credentials.CredentialService: issue, verify, revoke
-    events              the audit publisher (`emit(event)`): server.audit.AuditPublisher,
-                        started and drained by the lifespan (or a test's RecentEvents)
+    events              the audit sink (`emit(event)`): a server.audit.AuditSink, started
+                        and drained by the lifespan (or a test's RecentEvents)
     data_api_auth       async callable: request -> Principal | None, or raises 401
     readiness_checks    name -> async () -> (ok, detail), run by /health/ready
 """
@@ -42,9 +42,8 @@ from server import (
     privacy,
     registry,
 )
-from server.audit import AUDIT_PUBLISHERS, audit_publisher
+from server.audit import AuditSink, audit_sink
 from server.errors import EXCEPTION_HANDLERS
-from server.events import EventPublisher
 from server.health import ReadinessCheck
 from server.logging import configure_logging
 from server.middleware import BodyLimitMiddleware, RequestContextMiddleware, RouteTemplates
@@ -60,15 +59,15 @@ def create_app(
     settings: Settings | None = None,
     *,
     log_stream: IO[str] | None = None,
-    events: EventPublisher | None = None,
+    events: AuditSink | None = None,
     served: bool = False,
 ) -> Starlette:
     """Build the gateway for `settings` (read from the environment when omitted).
 
-    `events` replaces the audit publisher (tests pass `RecentEvents()` to look at what
-    was emitted); by default it is an `AuditPublisher` on the app's stores, or with the
-    audit writer in a process of its own (`IDGW_AUDIT_WRITER`; `served`: the app is
-    `idgw serve`'s, where "auto" means a writer process).
+    `events` replaces the audit sink (tests pass `RecentEvents()` to look at what was
+    emitted); by default it is the backend of the configured delivery mode
+    (`server.audit.audit_sink`; `served`: the app is `idgw serve`'s, where
+    `IDGW_AUDIT_WRITER=auto` means a writer process).
     """
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_as_json, log_stream)
@@ -83,8 +82,7 @@ def create_app(
         try:
             await app.state.auth.start(stores)
             app.state.readiness_checks["database"] = _database_check(stores)
-            if isinstance(app.state.events, AUDIT_PUBLISHERS):
-                await app.state.events.start(stores.audit_events, stores.audit_dead_letters)
+            await app.state.events.start(stores.audit_events, stores.audit_dead_letters)
             if settings.policy_reload:
                 watcher = PolicyWatcher(policies, debounce=settings.reload_debounce_ms / 1000)
                 watcher.start()
@@ -101,8 +99,7 @@ def create_app(
                 watcher.stop()
             await app.state.auth.stop()
             await app.state.registry.close()
-            if isinstance(app.state.events, AUDIT_PUBLISHERS):
-                await app.state.events.stop()  # drains (bounded) before the stores close
+            await app.state.events.stop()  # drains (bounded) before the stores close
             await stores.close()
             metrics.mark_worker_stopped()
             logger.info("stopped")
@@ -129,7 +126,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.policies = policies
-    app.state.events = events if events is not None else audit_publisher(settings, served=served)
+    app.state.events = events if events is not None else audit_sink(settings, served=served)
     app.state.auth = auth.AuthService(settings)
     # One clock for every service: tests that move `app.state.auth.clock` move them all.
     clock = app.state.auth.now
@@ -140,9 +137,7 @@ def create_app(
         keys=lambda: app.state.auth.keys, issuer=app.state.auth.issuer, regulated=settings.regulated_mode,
     )
     app.state.data_api_auth = auth.require_principal if settings.data_api_auth == "bearer" else allow_anonymous
-    app.state.readiness_checks = {}
-    if isinstance(app.state.events, AUDIT_PUBLISHERS):
-        app.state.readiness_checks["audit_queue"] = app.state.events.readiness
+    app.state.readiness_checks = {"audit_queue": app.state.events.readiness}
     return app
 
 

@@ -1,15 +1,13 @@
 """The hook through which handlers hand events to the audit trail.
 
 Handlers call `request.app.state.events.emit(event)` and never wait for storage: the
-app's publisher is `server.audit.AuditPublisher` (queue, batch writer, dead letters;
-see docs/audit.md), which turns `subject` into the keyed `subject_ref` before anything
-leaves the process. `RecentEvents` keeps the last events in memory instead (a bounded
-buffer): the test double for tests that look at what was emitted.
+app's events go to an audit sink (`server.audit.AuditSink`: queue, batch writer, dead
+letters; see docs/audit.md), which turns `subject` into the keyed `subject_ref` before
+anything leaves the process. Services see only `EventPublisher`, its `emit`.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -63,14 +61,4 @@ class EventPublisher(Protocol):
     def emit(self, event: AuditedEvent) -> None: ...
 
 
-class RecentEvents:
-    """An in-memory publisher keeping the last `capacity` events (tests, development)."""
-
-    def __init__(self, capacity: int = 1000) -> None:
-        self.events: deque[AuditedEvent] = deque(maxlen=capacity)
-
-    def emit(self, event: AuditedEvent) -> None:
-        self.events.append(event)
-
-
-__all__ = ["AuditedEvent", "DecisionMade", "EventPublisher", "RecentEvents", "SensitiveOperation"]
+__all__ = ["AuditedEvent", "DecisionMade", "EventPublisher", "SensitiveOperation"]

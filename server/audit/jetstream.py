@@ -1,6 +1,8 @@
-"""NATS JetStream as the audit queue, for several gateway instances (`IDGW_AUDIT_QUEUE=nats`).
+"""The NATS backend (`IDGW_AUDIT_QUEUE=nats`): JetStream as the audit queue, for several
+gateway instances.
 
-Each instance publishes its events (from its outbox, see `server.audit.queue`) to the
+`JetStreamPublisher` is the inline publisher (server.audit.publisher) with the stream
+between its queue and its writer. Each instance publishes its events (from its outbox, see `server.audit.queue`) to the
 stream `IDGW_AUDIT_NATS_STREAM` (default `IDGW_AUDIT`, subject `<stream>.events`, file
 storage, work-queue retention) and waits for the stream's acknowledgement: from then on
 the event survives a crash of the gateway. Every instance also runs a writer that pulls
@@ -14,6 +16,7 @@ stream drops a re-published duplicate; the database drops any other (`ON CONFLIC
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +29,11 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
-from server.audit.spill import BrokenLine, decode_lines, encode_event
+from server.audit.encoding import BrokenLine, decode_lines, encode_event
+from server.audit.metrics import AuditMetrics
+from server.audit.publisher import AuditConfig, AuditPublisher, BatchTarget
+from server.audit.sink import AuditStatus, register_backend
+from server.audit.subject_refs import SubjectRefs
 from server.audit.writer import Backoff, BatchWriter, Deadline
 from stores import AuditEvent
 
@@ -141,7 +148,7 @@ class JetStreamQueue:
         while not stopping.is_set():  # bounded by stopping; each fetch waits flush_interval
             if time.monotonic() - refreshed > _BACKLOG_REFRESH_SECONDS:
                 refreshed = time.monotonic()
-                await self._refresh_backlog()
+                await self.refresh_backlog()
             try:
                 messages = await self._sub.fetch(self.batch_size, timeout=self.flush_interval)
             except nats.errors.TimeoutError:
@@ -164,19 +171,17 @@ class JetStreamQueue:
 
         unwritten = {e.id for e in await writer.deliver(events, deadline, still_working)}
         for message, event in decoded:
-            if isinstance(event, BrokenLine):
-                stored = await writer.dead_letter_payload(
-                    "unknown", {"nats_message": event.text}, event.error, deadline
-                )
-                done = stored
-            else:
+            if isinstance(event, AuditEvent):
                 done = event.id not in unwritten
+            else:
+                letter = event.rejected("nats_message") if isinstance(event, BrokenLine) else event
+                done = await writer.dead_letter_payload(letter.event_id, letter.payload, letter.error, deadline)
             if done:
                 await message.ack()
             else:
                 await message.nak()  # shutting down mid-outage: another instance takes it
 
-    async def _refresh_backlog(self) -> None:
+    async def refresh_backlog(self) -> None:
         if self._sub is None:
             return
         try:
@@ -193,4 +198,58 @@ class JetStreamQueue:
                 await self._nc.close()
 
 
-__all__ = ["DURABLE", "JetStreamQueue"]
+class JetStreamPublisher(AuditPublisher):
+    """The NATS `AuditSink`: batches from the queue go to the stream; this instance's
+    writer consumes the stream (with every other instance's)."""
+
+    def __init__(self, config: AuditConfig, subject_refs: SubjectRefs, metrics: AuditMetrics | None = None) -> None:
+        super().__init__(config, subject_refs, metrics)
+        self.jetstream: JetStreamQueue | None = None
+        self._consumer_stopping = asyncio.Event()
+        self._consumer: asyncio.Task[None] | None = None
+
+    async def _open(self, writer: BatchWriter) -> BatchTarget:
+        if not self.config.nats_url:
+            raise ValueError("IDGW_NATS_URL is required with IDGW_AUDIT_QUEUE=nats")
+        self.jetstream = JetStreamQueue(
+            self.config.nats_url, self.config.nats_stream,
+            batch_size=self.config.batch_size, flush_interval=self.config.flush_interval,
+        )
+        await self.jetstream.connect()
+        self._consumer = asyncio.create_task(
+            self.jetstream.consume(writer, self._consumer_stopping, self._deadline), name="audit-consumer",
+        )
+        return self.jetstream
+
+    async def _close(self) -> None:
+        """What the stream holds stays there, for this or another instance's next writer."""
+        assert self.jetstream is not None and self._consumer is not None
+        self._consumer_stopping.set()
+        await asyncio.gather(self._consumer, return_exceptions=True)
+        await self.jetstream.refresh_backlog()
+        await self.jetstream.close()
+
+    def status(self) -> AuditStatus:
+        status = super().status()
+        backlog = self.jetstream.backlog if self.jetstream is not None else 0
+        return dataclasses.replace(status, depth=status.depth + backlog)
+
+    async def wait_delivered(self, timeout: float) -> bool:
+        """Until the queue is empty and the stream holds no message not yet stored."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if not await super().wait_delivered(timeout):
+            return False
+        while loop.time() < deadline:  # bounded by `timeout`
+            if self.jetstream is None:
+                return False
+            await self.jetstream.refresh_backlog()
+            if self.jetstream.backlog == 0:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+register_backend("nats", JetStreamPublisher.from_settings)
+
+__all__ = ["DURABLE", "JetStreamPublisher", "JetStreamQueue"]

@@ -1,13 +1,21 @@
-"""The audit pipeline's own metrics, beside the SPEC section 12 ones in `server.metrics`.
+"""The audit pipeline's metrics, derived from a sink's `AuditStatus`.
 
-Registered in the same registry (`server.metrics.REGISTRY`), so `/metrics` shows them
-and several workers aggregate them the same way.
+The counters and gauges are never program state: a sink counts in plain attributes,
+and `AuditMetrics.export` moves the counters on by what its status gained since the last
+export and sets the gauges (a sink exports every half second and when it stops). The
+histograms are observed once per batch write. Registered in `server.metrics.REGISTRY`
+beside the gateway's other metrics, so `/metrics` shows them and several workers
+aggregate them the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 from prometheus_client import Counter, Histogram
 
+from server.audit.sink import AuditStatus
 from server.metrics import (
     AUDIT_EVENTS_DEAD_LETTERED,
     AUDIT_EVENTS_WRITTEN,
@@ -37,6 +45,45 @@ AUDIT_WRITE_DURATION = Histogram(
     registry=REGISTRY,
 )
 
+#: How often a sink's status is exported.
+EXPORT_INTERVAL = 0.5
+
+_COUNTERS = (
+    ("emitted", AUDIT_EVENTS_EMITTED),
+    ("written", AUDIT_EVENTS_WRITTEN),
+    ("dead_lettered", AUDIT_EVENTS_DEAD_LETTERED),
+    ("spilled", AUDIT_EVENTS_SPILLED),
+    ("retries", AUDIT_WRITE_RETRIES),
+)
+
+
+class AuditMetrics:
+    """The metrics of one sink, derived from its status."""
+
+    def __init__(self) -> None:
+        self._exported = AuditStatus()
+
+    def export(self, status: AuditStatus) -> None:
+        for name, counter in _COUNTERS:
+            gained = getattr(status, name) - getattr(self._exported, name)
+            if gained > 0:
+                counter.inc(gained)
+        AUDIT_QUEUE_DEPTH.set(status.depth)
+        AUDIT_QUEUE_LAG.set(status.lag)
+        self._exported = status
+
+    def batch(self, size: int, seconds: float) -> None:
+        """One batch write: its size and how long it took."""
+        AUDIT_BATCH_SIZE.observe(size)
+        AUDIT_WRITE_DURATION.observe(seconds)
+
+    async def run(self, status: Callable[[], AuditStatus]) -> None:
+        """Export `status()` every `EXPORT_INTERVAL` seconds, until cancelled."""
+        while True:  # ends when the sink's stop() cancels it
+            self.export(status())
+            await asyncio.sleep(EXPORT_INTERVAL)
+
+
 __all__ = [
     "AUDIT_BATCH_SIZE",
     "AUDIT_EVENTS_DEAD_LETTERED",
@@ -47,4 +94,6 @@ __all__ = [
     "AUDIT_QUEUE_LAG",
     "AUDIT_WRITE_DURATION",
     "AUDIT_WRITE_RETRIES",
+    "EXPORT_INTERVAL",
+    "AuditMetrics",
 ]

@@ -1,14 +1,16 @@
-"""The audit publisher: `app.state.events`, from a handler's `emit(event)` to storage.
+"""The inline backend (`IDGW_AUDIT_WRITER=inline`): `AuditPublisher`, an `AuditSink`
+whose queue, batches and writer run in the app's own event loop.
 
     emit(event) --> pseudonymise + id --> Outbox (bounded; spill file when full)
-        --> delivery task --> BatchWriter --> audit_events / audit_dead_letters   (memory)
-        --> delivery task --> JetStream --> consumer --> BatchWriter --> ...      (nats)
+        --> delivery task --> BatchWriter --> audit_events / audit_dead_letters
 
 `emit` runs on the request path: it computes `subject_ref`, assigns the event id (the
 idempotency key of every later retry) and queues; it never waits for storage. `start`
-(lifespan startup) claims spill files left by earlier processes and starts the tasks;
-`stop` (lifespan shutdown, e.g. on SIGTERM) drains the queue within
-`IDGW_AUDIT_DRAIN_TIMEOUT_MS` and spills whatever is still unwritten then.
+(lifespan startup) claims spill files left by earlier processes and starts the delivery
+task; `stop` (lifespan shutdown, e.g. on SIGTERM) drains the queue within
+`IDGW_AUDIT_DRAIN_TIMEOUT_MS` and spills whatever is still unwritten then. The NATS
+backend (server.audit.jetstream) is this publisher with the stream between the queue
+and the writer; the writer process (server.audit.shipper) runs one in its child.
 """
 
 from __future__ import annotations
@@ -16,27 +18,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Protocol, Self
 
 import structlog
 
-from server.audit.jetstream import JetStreamQueue
-from server.audit.metrics import AUDIT_EVENTS_EMITTED, AUDIT_QUEUE_DEPTH, AUDIT_QUEUE_LAG
+from server.audit.encoding import Rejected, new_event_id, rejected_line, rejection, to_audit_event
+from server.audit.metrics import AuditMetrics
 from server.audit.queue import Batch, Outbox
+from server.audit.sink import AuditStatus, readiness_of, register_backend
 from server.audit.spill import SpillFiles
 from server.audit.subject_refs import SubjectRefs
 from server.audit.writer import Backoff, BatchWriter, Deadline
-from server.events import AuditedEvent, DecisionMade
-from server.ids import random_hex, time_ordered
+from server.events import AuditedEvent
 from server.settings import Settings
 from stores import AuditDeadLetterStore, AuditEvent, AuditEventStore
 
 logger = structlog.get_logger("idgw.audit")
-
-_GAUGE_INTERVAL_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,6 @@ class AuditConfig:
     ready_max_depth: int | None = None  # None: 80% of `capacity`
     drain_timeout: float = 10.0
     spill_dir: Path = Path("./.idgw/audit-spill")
-    queue: Literal["memory", "nats"] = "memory"
     nats_url: str | None = None
     nats_stream: str = "IDGW_AUDIT"
     write_timeout: float = 10.0
@@ -63,7 +62,6 @@ class AuditConfig:
             ready_max_depth=settings.audit_ready_max_depth,
             drain_timeout=settings.audit_drain_timeout_ms / 1000,
             spill_dir=settings.audit_spill_dir,
-            queue=settings.audit_queue,
             nats_url=settings.nats_url,
             nats_stream=settings.audit_nats_stream,
         )
@@ -73,94 +71,48 @@ class AuditConfig:
         return self.ready_max_depth if self.ready_max_depth is not None else self.capacity * 4 // 5
 
 
-def queue_readiness(depth: int, limit: int, lag: float, last_error: str | None,
-                    problem: str | None) -> tuple[bool, str | None]:
-    """The `audit_queue` check of /health/ready: unready past `limit`, or with a `problem`."""
-    detail = f"depth {depth} (ready up to {limit}), lag {lag:.1f}s"
-    if last_error:
-        detail += f"; last error: {last_error[:200]}"
-    if problem is not None:
-        return False, f"{problem}; {detail}"
-    return depth <= limit, detail
+class BatchTarget(Protocol):
+    """Where the delivery task hands each batch: the writer, or the NATS stream."""
 
-
-def new_event_id() -> str:
-    # the second it was made, then 96 random bits from the buffered CSPRNG of server.ids:
-    # unique, and appended near the end of the audit table's id index
-    return "evt_" + time_ordered() + random_hex(12)
-
-
-def _timestamp(value: object) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp {value!r} has no time zone")
-    return moment
-
-
-def to_audit_event(event: AuditedEvent, refs: SubjectRefs, event_id: str | None = None) -> AuditEvent:
-    """The stored form: `subject` becomes `subject_ref`; nothing else is personal."""
-    decision: str | None
-    decision_id: str | None
-    revision: str | None
-    if isinstance(event, DecisionMade):
-        decision, decision_id, revision = event.decision, event.decision_id, event.policy_revision
-    else:
-        decision, decision_id, revision = event.outcome, None, None
-    return AuditEvent(
-        id=event_id or new_event_id(),
-        timestamp=_timestamp(event.timestamp),
-        action=event.action,
-        subject_ref=refs.maybe_ref(event.subject),
-        purpose=event.purpose,
-        decision=decision,
-        reason=event.reason,
-        request_id=event.request_id,
-        decision_id=decision_id,
-        policy_revision=revision,
-    )
-
-
-def rejected_payload(event: AuditedEvent, refs: SubjectRefs) -> dict[str, Any]:
-    """The dead letter's payload of an event that cannot be stored: pseudonymised too."""
-    payload = event.to_dict()
-    payload["subject_ref"] = refs.maybe_ref(payload.pop("subject", None))
-    return payload
+    async def deliver(self, events: Sequence[AuditEvent], deadline: Deadline) -> list[AuditEvent]:
+        """Deliver `events`; return those still undelivered when `deadline` passed."""
+        ...
 
 
 class AuditPublisher:
-    """`emit` from handlers; `start`/`stop` from the lifespan; `readiness` for /health/ready."""
+    """The inline `AuditSink`: `emit` from handlers, `start`/`stop` from the lifespan,
+    `readiness` for /health/ready."""
 
-    def __init__(self, config: AuditConfig, subject_refs: SubjectRefs) -> None:
+    def __init__(self, config: AuditConfig, subject_refs: SubjectRefs, metrics: AuditMetrics | None = None) -> None:
         self.config = config
         self.subject_refs = subject_refs
+        self.metrics = metrics
         self.outbox = Outbox(config.capacity, config.batch_size, config.flush_interval,
                              SpillFiles(config.spill_dir), config.max_batch)
         self.writer: BatchWriter | None = None
-        self.jetstream: JetStreamQueue | None = None
-        self._rejected: deque[tuple[str, dict[str, Any], str]] = deque()
+        self.emitted = 0
+        self.failure: str | None = None  # an unexpected error of the delivery task, until it delivers again
+        self._rejected: deque[Rejected] = deque()
         self._stopping = asyncio.Event()
-        self._consumer_stopping = asyncio.Event()
         self._deadline = Deadline()
         self._delivery: asyncio.Task[None] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._gauges: asyncio.Task[None] | None = None
-        self.failure: str | None = None
+        self._exporting: asyncio.Task[None] | None = None
         self._closed = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AuditPublisher:
-        return cls(AuditConfig.from_settings(settings), SubjectRefs.from_key_dir(settings.key_dir))
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(AuditConfig.from_settings(settings), SubjectRefs.from_key_dir(settings.key_dir), AuditMetrics())
 
     # -- the request path --------------------------------------------------------------
 
     def emit(self, event: AuditedEvent) -> None:
         """Queue `event`; never blocks on storage, never raises for a bad event."""
-        AUDIT_EVENTS_EMITTED.inc()
+        self.emitted += 1
         event_id = new_event_id()
         try:
             record = to_audit_event(event, self.subject_refs, event_id)
         except (ValueError, TypeError) as exc:  # a malformed event is dead-lettered, not lost
-            self.reject(event_id, rejected_payload(event, self.subject_refs), f"not an audit event: {exc}")
+            self.reject(rejection(event, self.subject_refs, event_id, exc))
             return
         if self._closed:  # after stop(): straight to a spill file, released at once
             self.outbox.spill.append(record)
@@ -168,9 +120,16 @@ class AuditPublisher:
             return
         self.outbox.put(record)
 
-    def reject(self, event_id: str, payload: dict[str, Any], error: str) -> None:
+    def put(self, event: AuditEvent) -> None:
+        """Queue an event already in its stored form (the writer process's input)."""
+        self.outbox.put(event)
+
+    def reject(self, record: Rejected) -> None:
         """Dead-letter what cannot be an audit event (kept until the dead letter is stored)."""
-        self._rejected.append((event_id, payload, error))
+        if self._closed:
+            self.outbox.spill.append_released([rejected_line(record)])
+            return
+        self._rejected.append(record)
         self.outbox.wake()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -178,73 +137,71 @@ class AuditPublisher:
     async def start(self, events: AuditEventStore, dead_letters: AuditDeadLetterStore) -> None:
         self.outbox.bind(asyncio.get_running_loop())
         self.outbox.spill.claim_orphans()
-        self.writer = BatchWriter(events, dead_letters, write_timeout=self.config.write_timeout)
-        sink: BatchWriter | JetStreamQueue = self.writer
-        if self.config.queue == "nats":
-            if not self.config.nats_url:
-                raise ValueError("IDGW_NATS_URL is required with IDGW_AUDIT_QUEUE=nats")
-            self.jetstream = JetStreamQueue(
-                self.config.nats_url, self.config.nats_stream,
-                batch_size=self.config.batch_size, flush_interval=self.config.flush_interval,
-            )
-            await self.jetstream.connect()
-            sink = self.jetstream
-            self._tasks.append(asyncio.create_task(
-                self.jetstream.consume(self.writer, self._consumer_stopping, self._deadline),
-                name="audit-consumer",
-            ))
-        self._delivery = asyncio.create_task(self._deliver_loop(sink), name="audit-delivery")
-        self._gauges = asyncio.create_task(self._gauge_loop(), name="audit-gauges")
-        self._tasks.append(self._gauges)
-        logger.info("audit_started", queue=self.config.queue, stream_id=self.writer.stream_id,
-                    spilled=self.outbox.spill.pending)
+        self.writer = BatchWriter(events, dead_letters, write_timeout=self.config.write_timeout,
+                                  on_batch=self.metrics.batch if self.metrics is not None else None)
+        target = await self._open(self.writer)
+        self._delivery = asyncio.create_task(self._deliver_loop(target), name="audit-delivery")
+        if self.metrics is not None:
+            self._exporting = asyncio.create_task(self.metrics.run(self.status), name="audit-metrics")
+        logger.info("audit_started", stream_id=self.writer.stream_id, spilled=self.outbox.spill.pending)
+
+    async def _open(self, writer: BatchWriter) -> BatchTarget:
+        """Where batches go: straight to the writer (the NATS backend puts its stream here)."""
+        return writer
+
+    async def _close(self) -> None:
+        """Stop what `_open` started, once the queue is drained."""
 
     async def stop(self) -> None:
         """Drain: deliver what is queued within the drain timeout, spill the rest."""
-        if self._delivery is None:
+        if self._closed:
             return
-        self._deadline.set(self.config.drain_timeout)
-        self._stopping.set()
-        self.outbox.wake()
-        with contextlib.suppress(TimeoutError):
-            # the loop honours the deadline itself; the margin covers one write in flight
-            await asyncio.wait_for(asyncio.shield(self._delivery), self.config.drain_timeout + 2.0)
-        if not self._delivery.done():
-            self._delivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._delivery
+        if self._delivery is not None:
+            self._deadline.set(self.config.drain_timeout)
+            self._stopping.set()
+            self.outbox.wake()
+            with contextlib.suppress(TimeoutError):
+                # the loop honours the deadline itself; the margin covers one write in flight
+                await asyncio.wait_for(asyncio.shield(self._delivery), self.config.drain_timeout + 2.0)
+            if not self._delivery.done():
+                self._delivery.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._delivery
         in_flight = self.outbox.in_flight
         if in_flight is not None and not in_flight.from_spill:
             self.outbox.spill_all(in_flight.events)
             self.outbox.in_flight = None
         self.outbox.spill_all([])
+        if self._rejected:  # dead letters the drain could not store: for the next start
+            self.outbox.spill.append_lines([rejected_line(r) for r in self._rejected])
+            self._rejected.clear()
         self._closed = True
-        self._consumer_stopping.set()
-        if self._gauges is not None:
-            self._gauges.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.jetstream is not None:
-            await self.jetstream.close()
-        for event_id, payload, error in self._rejected:
-            logger.error("audit_event_not_stored", event_id=event_id, payload=payload, error=error)
-        self._update_gauges()
+        if self._delivery is not None:
+            await self._close()
+        if self._exporting is not None:
+            self._exporting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._exporting
+        if self.metrics is not None:
+            self.metrics.export(self.status())
         logger.info("audit_stopped", written=self.writer.written if self.writer else 0,
                     spilled=self.outbox.spill.pending)
         self.outbox.spill.close()
-        self._delivery = None
 
-    async def _deliver_loop(self, sink: BatchWriter | JetStreamQueue) -> None:
+    async def _deliver_loop(self, target: BatchTarget) -> None:
         failures = 0
         while True:  # bounded: ends when stopping and the queue is empty, or at the deadline
             batch: Batch | None = None
             try:
-                await self._dead_letter_rejected()
+                if not await self._dead_letter(self._rejected):
+                    return  # the deadline passed
                 batch = await self.outbox.next_batch(self._stopping)
                 if batch is None:
                     return
-                delivered = await self._deliver(batch, sink)
+                delivered = await self._deliver(batch, target)
                 self.outbox.in_flight = None
                 failures = 0
+                self.failure = None
                 if not delivered:
                     return  # the deadline passed: what is left was spilled or stays spilled
             except Exception as exc:  # a bug must not stop the trail: keep the batch, go on
@@ -260,20 +217,15 @@ class AuditPublisher:
         spill = self.outbox.spill
         for event in batch.events:
             spill.append(event)
-        for broken in batch.broken:
-            logger.error("audit_spill_line_not_stored", line=broken.text, error=broken.error)
+        spill.append_lines([rejected_line(r) for r in batch.rejected])
         if batch.from_spill:
             spill.confirm()  # its lines are in the new file now
         self.outbox.in_flight = None
 
-    async def _deliver(self, batch: Batch, sink: BatchWriter | JetStreamQueue) -> bool:
-        assert self.writer is not None
-        for broken in batch.broken:
-            if not await self.writer.dead_letter_payload(
-                "unknown", {"spill_line": broken.text}, broken.error, self._deadline
-            ):
-                return False
-        unwritten = await sink.deliver(batch.events, self._deadline)
+    async def _deliver(self, batch: Batch, target: BatchTarget) -> bool:
+        if not await self._dead_letter(deque(batch.rejected)):
+            return False
+        unwritten = await target.deliver(batch.events, self._deadline)
         if batch.from_spill:
             if unwritten:
                 return False  # the file stays; the next start replays it
@@ -284,37 +236,39 @@ class AuditPublisher:
             return False
         return True
 
-    async def _dead_letter_rejected(self) -> None:
+    async def _dead_letter(self, records: deque[Rejected]) -> bool:
+        """Store `records` as dead letters, each leaving the deque once stored; False
+        when the deadline passed first."""
         assert self.writer is not None
-        while self._rejected:  # bounded: each pass stores one or returns
-            event_id, payload, error = self._rejected[0]
-            if not await self.writer.dead_letter_payload(event_id, payload, error, self._deadline):
-                return
-            self._rejected.popleft()
-
-    async def _gauge_loop(self) -> None:
-        while True:  # ends when stop() cancels it
-            self._update_gauges()
-            await asyncio.sleep(_GAUGE_INTERVAL_SECONDS)
-
-    def _update_gauges(self) -> None:
-        AUDIT_QUEUE_DEPTH.set(self.depth())
-        AUDIT_QUEUE_LAG.set(self.outbox.lag())
+        while records:  # bounded: each pass stores one or returns
+            record = records[0]
+            if not await self.writer.dead_letter_payload(record.event_id, record.payload, record.error,
+                                                         self._deadline):
+                return False
+            records.popleft()
+        return True
 
     # -- state -------------------------------------------------------------------------
-
-    def depth(self) -> int:
-        """Events emitted here and not yet stored (with NATS: plus the stream's backlog)."""
-        backlog = self.jetstream.backlog if self.jetstream is not None else 0
-        return self.outbox.depth() + len(self._rejected) + backlog
 
     def delivering(self) -> bool:
         return self._delivery is not None and not self._delivery.done()
 
+    def status(self) -> AuditStatus:
+        writer = self.writer
+        return AuditStatus(
+            emitted=self.emitted,
+            written=writer.written if writer else 0,
+            dead_lettered=writer.dead_lettered if writer else 0,
+            spilled=self.outbox.spill.spilled,
+            retries=writer.retries if writer else 0,
+            depth=self.outbox.depth() + len(self._rejected),
+            lag=self.outbox.lag(),
+            last_error=(writer.last_error if writer else None) or self.failure,
+            problem=None if self.delivering() else "audit delivery is not running",
+        )
+
     async def readiness(self) -> tuple[bool, str | None]:
-        problem = None if self.delivering() else "audit delivery is not running"
-        return queue_readiness(self.depth(), self.config.max_ready_depth, self.outbox.lag(),
-                               self.writer.last_error if self.writer else None, problem)
+        return readiness_of(self.status(), self.config.max_ready_depth)
 
     async def wait_delivered(self, timeout: float) -> bool:
         """Wait until nothing emitted here is left undelivered (tests, benchmarks)."""
@@ -327,4 +281,6 @@ class AuditPublisher:
         return False
 
 
-__all__ = ["AuditConfig", "AuditPublisher", "new_event_id", "to_audit_event"]
+register_backend("inline", AuditPublisher.from_settings)
+
+__all__ = ["AuditConfig", "AuditPublisher", "BatchTarget", "new_event_id", "to_audit_event"]

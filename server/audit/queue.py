@@ -26,15 +26,15 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from server.audit.metrics import AUDIT_EVENTS_SPILLED
-from server.audit.spill import BrokenLine, SpillFiles, decode_lines
+from server.audit.encoding import BrokenLine, Rejected, decode_lines
+from server.audit.spill import SpillFiles
 from stores import AuditEvent
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
     events: list[AuditEvent]
-    broken: list[BrokenLine]
+    rejected: list[Rejected]  # to dead-letter: rejected events and unreadable lines
     from_spill: bool
     oldest: float  # time.monotonic() when its oldest event was queued (spill: when taken)
 
@@ -85,7 +85,6 @@ class Outbox:
     def put(self, event: AuditEvent) -> None:
         if len(self._items) >= self.capacity:
             self.spill.append(event)
-            AUDIT_EVENTS_SPILLED.inc()
             return
         self._items.append((time.monotonic(), event))
         if len(self._items) == self.batch_size:
@@ -97,7 +96,6 @@ class Outbox:
             self.spill.append(event)
         while self._items:  # bounded: pops until empty
             self.spill.append(self._items.popleft()[1])
-        AUDIT_EVENTS_SPILLED.inc(len(events))
 
     def wake(self) -> None:
         self._wake_up()
@@ -125,8 +123,9 @@ class Outbox:
                 taken = await self._take_spilled()
                 if taken:
                     events = [e for e in taken if isinstance(e, AuditEvent)]
-                    broken = [e for e in taken if isinstance(e, BrokenLine)]
-                    return self._hand_out(Batch(events, broken, True, now))
+                    rejected = [e.rejected("spill_line") if isinstance(e, BrokenLine) else e
+                                for e in taken if not isinstance(e, AuditEvent)]
+                    return self._hand_out(Batch(events, rejected, True, now))
             if queued_ready:
                 self._spill_turn = True
                 oldest = self._items[0][0]
@@ -140,7 +139,7 @@ class Outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(timeout, 0.001))
 
-    async def _take_spilled(self) -> list[AuditEvent | BrokenLine]:
+    async def _take_spilled(self) -> list[AuditEvent | Rejected | BrokenLine]:
         """`spill.take` without holding the event loop: the fsync of a sealed file runs in
         a thread, the lines are decoded in slices."""
         fd = self.spill.seal()

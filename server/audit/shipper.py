@@ -1,17 +1,18 @@
-"""The audit writer in a process of its own (`IDGW_AUDIT_WRITER=process`).
+"""The process backend (`IDGW_AUDIT_WRITER=process`): the audit writer in a process of
+its own, one per worker.
 
-    worker:  emit(event) --> pseudonymise + id --> one JSON line --> pipe (one write per
-             loop turn) ......................... or the worker's spill file while the
-                                                  writer process is down or behind
+    worker:  emit(event) --> pseudonymise + id --> one line --> pipe (one write per loop
+             turn) ............................. or the worker's spill file while the
+                                                 writer process is down or behind
     writer:  pipe --> AuditPublisher's queue --> batches, chain, retries, dead letters,
-             spill (exactly as in-process: server.audit.publisher)
-    writer --> status pipe (every 100 ms): counts, depth, lag, batches --> the worker's
-             metrics and /health/ready
+             spill (exactly as inline: server.audit.publisher)
+    writer --> status pipe (every 100 ms): its AuditStatus and batches --> the worker's
+             status, metrics and /health/ready
 
 Why: the writer's work (decoding, hash-chaining, encoding batches, the database driver)
 is Python code; in the worker it holds the GIL that the requests need. In its own
 process it runs on another core; the worker's share of an audited decision is building
-one line (SPEC section 10's pseudonymisation included) and a buffered pipe write.
+one line (pseudonymisation included) and a buffered pipe write.
 
 What survives what: the worker's lines are in the pipe or in its spill file as soon as
 the loop turn that emitted them ends. SIGTERM: the worker flushes and closes the pipe;
@@ -20,7 +21,7 @@ exits (it ignores SIGTERM and SIGINT itself: the end of the pipe is its signal, 
 signal sent to the whole process group still drains in order). A crash or SIGKILL of
 the *worker* closes the pipe too: the writer still drains everything it received. A
 crash of the *writer* loses what it held in memory and had not stored or spilled
-(as a crash of the worker does in-process); the worker spills while it restarts it, and
+(as a crash of the worker does inline); the worker spills while it restarts it, and
 the new writer claims those files.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -38,39 +40,30 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-import orjson
 import structlog
 
-from server.audit.metrics import (
-    AUDIT_BATCH_SIZE,
-    AUDIT_EVENTS_DEAD_LETTERED,
-    AUDIT_EVENTS_EMITTED,
-    AUDIT_EVENTS_SPILLED,
-    AUDIT_EVENTS_WRITTEN,
-    AUDIT_QUEUE_DEPTH,
-    AUDIT_QUEUE_LAG,
-    AUDIT_WRITE_DURATION,
-    AUDIT_WRITE_RETRIES,
-)
-from server.audit.publisher import (
-    AuditConfig,
-    AuditPublisher,
+from server.audit.encoding import (
+    Rejected,
+    decode_line,
+    event_line,
     new_event_id,
-    queue_readiness,
-    rejected_payload,
-    to_audit_event,
+    rejected_line,
+    rejection,
 )
-from server.audit.spill import SpillFiles, decode_event, encode_event
+from server.audit.metrics import AuditMetrics
+from server.audit.publisher import AuditConfig, AuditPublisher
+from server.audit.sink import AuditStatus, readiness_of, register_backend
+from server.audit.spill import SpillFiles
 from server.audit.subject_refs import SubjectRefs
-from server.events import AuditedEvent, DecisionMade
-from stores import AuditEvent
+from server.events import AuditedEvent
+from server.settings import Settings
+from stores import AuditDeadLetterStore, AuditEvent, AuditEventStore
 
 logger = structlog.get_logger("idgw.audit")
 
 _STATUS_INTERVAL = 0.1
-_GAUGE_INTERVAL = 0.5
 #: The events pipe's kernel buffer (Linux's default limit for F_SETPIPE_SZ): ~3,000 lines.
 _PIPE_BYTES = 1024 * 1024
 #: How long the worker's start waits for the writer process's first status.
@@ -81,23 +74,25 @@ _RESTART_DELAY = 1.0
 _READ_PAUSE = 0.002
 _IDLE_READ_PAUSE = 0.05
 _MAX_LINE = 1 << 24
-_REJECTED = b'{"rejected":'
-_LINE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # encode_event's, built once
+_NOT_RUNNING = "the audit writer process is not running"
 
 
 class ShippingPublisher:
-    """`emit` for handlers, `start`/`stop` for the lifespan, `readiness` for
-    /health/ready, like `AuditPublisher`; the writing runs in a child process."""
+    """The process `AuditSink`: `emit` for handlers, `start`/`stop` for the lifespan,
+    `readiness` for /health/ready; the writing runs in a child process."""
 
     def __init__(self, config: AuditConfig, subject_refs: SubjectRefs, database_url: str,
-                 log_level: str = "INFO", log_json: bool = True, nice: int = 0) -> None:
+                 log_level: str = "INFO", log_json: bool = True, nice: int = 0,
+                 metrics: AuditMetrics | None = None) -> None:
         self.config = config
         self.subject_refs = subject_refs
         self.database_url = database_url
         self.log_level = log_level
         self.log_json = log_json
         self.nice = nice
+        self.metrics = metrics
         self.spill = SpillFiles(config.spill_dir)
+        self.emitted = 0
         self._pending: list[bytes] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -105,50 +100,33 @@ class ShippingPublisher:
         self._process: asyncio.subprocess.Process | None = None
         self._pipe: asyncio.WriteTransport | None = None
         self._reported = asyncio.Event()  # the writer process sent its first status
-        self._status: dict[str, Any] = {}
+        self._child: AuditStatus | None = None  # the current writer process's last status
+        self._received = 0  # lines it has read from the pipe
+        self._earlier = AuditStatus()  # the counts of the writer processes before it
         self._sent = 0  # lines written to the current writer's pipe
         self._stopping = False
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
         self._status_task: asyncio.Task[None] | None = None
-        self.restarts = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(AuditConfig.from_settings(settings), SubjectRefs.from_key_dir(settings.key_dir),
+                   settings.database_url, settings.log_level, settings.log_as_json, settings.audit_writer_nice,
+                   AuditMetrics())
 
     # -- the request path --------------------------------------------------------------
 
     def emit(self, event: AuditedEvent) -> None:
         """Queue `event` for the writer process; never blocks, never raises for a bad event."""
+        self.emitted += 1
         event_id = new_event_id()
-        if isinstance(event, DecisionMade):
-            # The decision path: its line straight from the event, without building the
-            # AuditEvent that encode_event would take (the line decodes to the same event;
-            # the writer process checks it as it decodes).
-            payload = {
-                "id": event_id, "timestamp": event.timestamp, "action": event.action,
-                "subject_ref": self.subject_refs.maybe_ref(event.subject), "purpose": event.purpose,
-                "decision": event.decision, "reason": event.reason, "request_id": event.request_id,
-                "decision_id": event.decision_id, "policy_revision": event.policy_revision,
-                "stream_id": None, "prev_hash": None, "hash": None,
-            }
-            try:  # orjson: a fifteenth of json's cost, a quarter of pydantic-core's; UTF-8
-                self._enqueue(orjson.dumps(payload) + b"\n")
-            except TypeError:  # text UTF-8 cannot hold (a lone surrogate): ASCII escapes
-                self._enqueue(_LINE.encode(payload).encode("ascii") + b"\n")
-            return
         try:
-            record = to_audit_event(event, self.subject_refs, event_id)
+            line = event_line(event, self.subject_refs, event_id)
         except (ValueError, TypeError) as exc:  # a malformed event is dead-lettered, not lost
-            payload = rejected_payload(event, self.subject_refs)
-            rejected = json.dumps({"rejected": [event_id, payload, f"not an audit event: {exc}"]},
-                                  ensure_ascii=True, separators=(",", ":"), default=str)
-            self._enqueue(rejected.encode("ascii") + b"\n")
-            return
-        self._enqueue(encode_event(record))
-
-    def _enqueue(self, line: bytes) -> None:
+            line = rejected_line(rejection(event, self.subject_refs, event_id, exc))
         if self._closed:  # after stop(): straight to a spill file, released at once
-            AUDIT_EVENTS_EMITTED.inc()
-            self._spill([line])
-            self.spill.close()
+            self.spill.append_released([line])
             return
         self._pending.append(line)
         if not self._flush_scheduled and self._loop is not None:
@@ -164,7 +142,6 @@ class ShippingPublisher:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        AUDIT_EVENTS_EMITTED.inc(len(pending))  # once per loop turn, not per event
         pipe = self._pipe
         # Only into the pipe of a writer that has reported (it started: its stores are
         # open), and whose earlier writes all reached the kernel: lines never wait in this
@@ -177,23 +154,13 @@ class ShippingPublisher:
             pipe.write(b"".join(pending))
             self._sent += len(pending)
             return
-        self._spill(pending)
-
-    def _spill(self, lines: list[bytes]) -> None:
-        """Lines the writer process cannot take now, into this worker's spill file (a
-        line that is not an event is logged whole: the spill format holds events only)."""
-        for line in lines:
-            event = decode_event(line)
-            if isinstance(event, AuditEvent):
-                self.spill.append(event)
-            else:
-                logger.error("audit_event_not_stored", line=line.decode("ascii", "replace"), error=event.error)
-        AUDIT_EVENTS_SPILLED.inc(len(lines))
+        self.spill.append_lines(pending)
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self, *_stores: object) -> None:
-        """Start the writer process (the stores are its own: it opens `database_url`)."""
+    async def start(self, events: AuditEventStore | None = None, dead_letters: AuditDeadLetterStore | None = None) -> None:
+        """Start the writer process. It opens `database_url` itself: the app's stores
+        are not used."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         await self._spawn()
@@ -205,7 +172,8 @@ class ShippingPublisher:
         for wait in waits:
             wait.cancel()
         self._tasks.append(asyncio.create_task(self._supervise(), name="audit-shipper-supervisor"))
-        self._tasks.append(asyncio.create_task(self._gauge_loop(), name="audit-gauges"))
+        if self.metrics is not None:
+            self._tasks.append(asyncio.create_task(self.metrics.run(self.status), name="audit-metrics"))
         if self._pending:
             self._flush()
 
@@ -228,8 +196,11 @@ class ShippingPublisher:
             os.close(status_write)
         loop = asyncio.get_running_loop()
         self._pipe, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(events_write, "wb", buffering=0))
+        if self._child is not None:  # the previous writer's counts stay counted
+            self._earlier = _added(self._earlier, self._child)
+        self._child = None
+        self._received = 0
         self._sent = 0
-        self._status = {}
         self._reported.clear()
         self._status_task = asyncio.create_task(self._read_status(status_read), name="audit-shipper-status")
         self._tasks.append(self._status_task)
@@ -247,7 +218,6 @@ class ShippingPublisher:
             self._pipe = None
             logger.error("audit_writer_process_exited", pid=process.pid, returncode=code,
                          restart_in_seconds=_RESTART_DELAY)
-            self.restarts += 1
             await asyncio.sleep(_RESTART_DELAY)
             if self._stopping:
                 return
@@ -260,25 +230,21 @@ class ShippingPublisher:
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
         )
-        previous: dict[str, Any] = {}
         try:
             while line := await reader.readline():
                 try:
-                    status = json.loads(line)
-                except ValueError:  # the writer died in the middle of a line
+                    report = json.loads(line)
+                    status = AuditStatus(**report["status"])
+                except (ValueError, TypeError, KeyError):  # the writer died in the middle of a line
                     break
-                _count(status, previous)
-                self._status = status
-                previous = status
+                self._child = status
+                self._received = int(report["received"])
+                if self.metrics is not None:
+                    for size, seconds in report["batches"]:
+                        self.metrics.batch(size, seconds)
                 self._reported.set()
         finally:
             transport.close()
-
-    async def _gauge_loop(self) -> None:
-        while True:  # ends when stop() cancels it
-            AUDIT_QUEUE_DEPTH.set(self.depth())
-            AUDIT_QUEUE_LAG.set(self.lag())
-            await asyncio.sleep(_GAUGE_INTERVAL)
 
     async def stop(self) -> None:
         """Flush, close the pipe, and wait for the writer's bounded drain."""
@@ -306,33 +272,47 @@ class ShippingPublisher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._closed = True
+        status = self.status()  # what is not stored now is spilled (here or by the writer)
         self.spill.close()
-        logger.info("audit_stopped", written=self._status.get("written", 0),
-                    spilled=self._status.get("spilled_pending", 0))
+        if self.metrics is not None:
+            self.metrics.export(status)
+        logger.info("audit_stopped", written=status.written, spilled=status.depth)
 
     # -- state -------------------------------------------------------------------------
 
     def depth(self) -> int:
         """Events emitted here and not yet stored: waiting in the worker (buffer, pipe,
         spill) and in the writer process (queue, in flight, its spill files)."""
-        in_pipe = max(0, self._sent - int(self._status.get("received", 0)))
-        return len(self._pending) + in_pipe + self.spill.pending + int(self._status.get("depth", 0))
-
-    def lag(self) -> float:
-        return float(self._status.get("lag", 0.0))
+        child = self._child.depth if self._child is not None else 0
+        in_pipe = max(0, self._sent - self._received)
+        return len(self._pending) + in_pipe + self.spill.pending + child
 
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None and self._pipe is not None
 
-    async def readiness(self) -> tuple[bool, str | None]:
-        problem = None
+    def status(self) -> AuditStatus:
+        """The worker's own counts with the writer processes' (summed over restarts)."""
+        child = _added(self._earlier, self._child) if self._child is not None else self._earlier
         if not self.running():
-            problem = "the audit writer process is not running"
-        elif not self._status.get("delivering", False):
+            problem: str | None = _NOT_RUNNING
+        elif self._child is None:
             problem = "audit delivery is not running"
-        error = self._status.get("last_error")
-        return queue_readiness(self.depth(), self.config.max_ready_depth, self.lag(),
-                               str(error) if error else None, problem)
+        else:
+            problem = self._child.problem
+        return AuditStatus(
+            emitted=self.emitted,
+            written=child.written,
+            dead_lettered=child.dead_lettered,
+            spilled=self.spill.spilled + child.spilled,
+            retries=child.retries,
+            depth=self.depth(),
+            lag=self._child.lag if self._child is not None else 0.0,
+            last_error=self._child.last_error if self._child is not None else None,
+            problem=problem,
+        )
+
+    async def readiness(self) -> tuple[bool, str | None]:
+        return readiness_of(self.status(), self.config.max_ready_depth)
 
     async def wait_delivered(self, timeout: float) -> bool:
         """Wait until nothing emitted here is left unstored (tests, benchmarks)."""
@@ -340,22 +320,21 @@ class ShippingPublisher:
         deadline = loop.time() + timeout
         while loop.time() < deadline:  # bounded by `timeout`
             self._flush()
-            if self.running() and self._status.get("received") == self._sent and self.depth() == 0:
+            if self.running() and self._child is not None and self._received == self._sent and self.depth() == 0:
                 return True
             await asyncio.sleep(0.01)
         return False
 
 
-def _count(status: dict[str, Any], previous: dict[str, Any]) -> None:
-    """The writer's counters since its previous status, into this worker's metrics."""
-    for key, counter in (("written", AUDIT_EVENTS_WRITTEN), ("dead_lettered", AUDIT_EVENTS_DEAD_LETTERED),
-                         ("spilled", AUDIT_EVENTS_SPILLED), ("retries", AUDIT_WRITE_RETRIES)):
-        delta = int(status.get(key, 0)) - int(previous.get(key, 0))
-        if delta > 0:
-            counter.inc(delta)
-    for size, seconds in status.get("batches", ()):
-        AUDIT_BATCH_SIZE.observe(size)
-        AUDIT_WRITE_DURATION.observe(seconds)
+def _added(before: AuditStatus, after: AuditStatus) -> AuditStatus:
+    """`before`'s counts plus `after`'s (the rest of the status is `after`'s)."""
+    return dataclasses.replace(
+        after, written=before.written + after.written, dead_lettered=before.dead_lettered + after.dead_lettered,
+        spilled=before.spilled + after.spilled, retries=before.retries + after.retries,
+    )
+
+
+register_backend("process", ShippingPublisher.from_settings)
 
 
 # -- the writer process -------------------------------------------------------------------
@@ -373,43 +352,25 @@ class _Writer:
     def take(self, line: bytes) -> None:
         self.received += 1
         publisher = self.publisher
-        if line.startswith(_REJECTED):
-            try:
-                event_id, payload, error = json.loads(line)["rejected"]
-            except (ValueError, TypeError, KeyError) as exc:
-                event_id, payload, error = "unknown", {"line": line.decode("utf-8", "replace")}, repr(exc)
-            publisher.reject(str(event_id), payload, str(error))
-            return
         if not line.endswith(b"\n"):  # the worker died in the middle of a write
-            publisher.reject("unknown", {"line": line.decode("utf-8", "replace")}, "torn line at the end of the pipe")
+            publisher.reject(Rejected("unknown", {"line": line.decode("utf-8", "replace")},
+                                      "torn line at the end of the pipe"))
             return
-        event = decode_event(line)
-        if isinstance(event, AuditEvent):
-            publisher.outbox.put(event)
+        record = decode_line(line)
+        if isinstance(record, AuditEvent):
+            publisher.put(record)
+        elif isinstance(record, Rejected):
+            publisher.reject(record)
         else:
-            publisher.reject("unknown", {"line": event.text}, event.error)
+            publisher.reject(record.rejected("line"))
 
     def report(self) -> None:
-        publisher = self.publisher
-        writer = publisher.writer
-        registry_value = AUDIT_EVENTS_SPILLED.collect()[0].samples[0].value
-        retries = AUDIT_WRITE_RETRIES.collect()[0].samples[0].value
-        status = {
-            "received": self.received,
-            "depth": publisher.depth(),
-            "lag": round(publisher.outbox.lag(), 3),
-            "written": writer.written if writer else 0,
-            "dead_lettered": writer.dead_lettered if writer else 0,
-            "spilled": int(registry_value),
-            "spilled_pending": publisher.outbox.spill.pending,
-            "retries": int(retries),
-            "last_error": writer.last_error if writer else None,
-            "delivering": publisher.delivering(),
-            "batches": self.batches,
-        }
+        status = self.publisher.status()
+        status = dataclasses.replace(status, lag=round(status.lag, 3))
+        report = {"status": asdict(status), "received": self.received, "batches": self.batches}
         self.batches = []
         with contextlib.suppress(OSError):  # the worker is gone: nobody to tell
-            self.status.write(json.dumps(status, separators=(",", ":")).encode() + b"\n")
+            self.status.write(json.dumps(report, separators=(",", ":")).encode() + b"\n")
 
     async def report_loop(self) -> None:
         ticks = 0

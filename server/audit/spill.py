@@ -1,49 +1,36 @@
-"""The spill files: where events go when the in-memory queue is full, or still unwritten
-when the shutdown drain runs out of time. Never a silent drop.
+"""The spill files: where events go when they cannot be queued or handed on (a full
+queue, a writer process that is down or behind), or are still unwritten when the
+shutdown drain runs out of time. Never a silent drop. Every delivery mode spills here.
 
-A spill file is an append-only JSON-lines file (`spill-<pid>-<random>.jsonl`) in the
-spill directory, one event per line (ASCII JSON, so any value survives), written with
-one `write()` per event on an `O_APPEND` descriptor: a line the process wrote is in the
-file even if the process is then killed. Each file is locked (`flock`) by the process
-that writes or replays it; a file nobody holds is an orphan (its process ended) and the
-next publisher to start claims it. Replay reads a file back in batches; the file is
-deleted once every line of it has been delivered (written, or dead-lettered). A process
-killed during replay leaves the file to the next one: replays are idempotent by event id.
+A spill file is an append-only file of lines (`spill-<pid>-<random>.jsonl`) in the spill
+directory, one event per line in the pipeline's line format (`server.audit.encoding`),
+written with one `write()` per line on an `O_APPEND` descriptor: a line the process
+wrote is in the file even if the process is then killed. Each file is locked (`flock`)
+by the process that writes or replays it; a file nobody holds is an orphan (its process
+ended) and the next publisher to start claims it. Replay reads a file back in batches;
+the file is deleted once every line of it has been delivered (written, or
+dead-lettered). A process killed during replay leaves the file to the next one: replays
+are idempotent by event id.
 """
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import io
-import json
 import os
 import secrets
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import pydantic_core
 import structlog
 
-from server.audit.chain import unlinked
-from stores import AuditEvent, audit_event_from_json, audit_event_to_json
+from server.audit.encoding import BrokenLine, Rejected, decode_line, encode_event
+from stores import AuditEvent
 
 logger = structlog.get_logger("idgw.audit")
-
-#: Lines decoded between two yields to the event loop (about 0.15 ms of work).
-DECODE_SLICE = 20
-
-
-@dataclass(frozen=True, slots=True)
-class BrokenLine:
-    """A spill line that is not an event (e.g. torn by a crash): it is dead-lettered."""
-
-    text: str
-    error: str
 
 
 @dataclass
@@ -53,38 +40,7 @@ class _SpillFile:
     lines: int = 0  # lines in the file not yet delivered
     reader: io.BufferedReader | None = None
     first_timestamp: datetime | None = None
-    sealed: bool = False  # no more appends: being (or waiting to be) replayed
     taken: int = 0  # lines handed out by take() and not yet confirmed
-
-
-def encode_event(event: AuditEvent) -> bytes:
-    """One JSON line (ASCII): the spill file and NATS message format of an event."""
-    payload = audit_event_to_json(unlinked(event))
-    return (json.dumps(payload, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
-
-
-def decode_event(line: bytes) -> AuditEvent | BrokenLine:
-    try:
-        try:  # pydantic-core's parser first: a third of json.loads's cost, per event
-            payload: Any = pydantic_core.from_json(line)
-        except ValueError:  # e.g. an escaped lone surrogate, which only json.loads accepts
-            payload = json.loads(line.decode("utf-8", "replace"))
-        return audit_event_from_json(payload)
-    except (ValueError, TypeError, KeyError) as exc:
-        text = line.decode("utf-8", "replace").rstrip("\n")
-        return BrokenLine(text, f"unreadable spill line: {type(exc).__name__}: {exc}")
-
-
-async def decode_lines(lines: Sequence[bytes]) -> list[AuditEvent | BrokenLine]:
-    """`decode_event` of each line, `DECODE_SLICE` lines at a time with a yield to the
-    event loop between slices: decoding a whole batch at once (~7 µs a line) would hold
-    the loop, and the requests waiting on it, for that long."""
-    decoded: list[AuditEvent | BrokenLine] = []
-    for start in range(0, len(lines), DECODE_SLICE):
-        if start:
-            await asyncio.sleep(0)
-        decoded += [decode_event(line) for line in lines[start : start + DECODE_SLICE]]
-    return decoded
 
 
 @dataclass
@@ -92,6 +48,7 @@ class SpillFiles:
     """The spill directory of one publisher."""
 
     directory: Path
+    spilled: int = 0  #: lines this process wrote to spill files
     _active: _SpillFile | None = None
     _replay: deque[_SpillFile] = field(default_factory=deque)
 
@@ -110,8 +67,27 @@ class SpillFiles:
         active = self._active or self._open_new()
         os.write(active.fd, encode_event(event))
         active.lines += 1
+        self.spilled += 1
         if active.first_timestamp is None:
             active.first_timestamp = event.timestamp
+
+    def append_lines(self, lines: Iterable[bytes]) -> None:
+        """Lines already encoded (events or rejected ones), one `write()` each."""
+        active = self._active or self._open_new()
+        count = 0
+        for line in lines:
+            os.write(active.fd, line)
+            count += 1
+        active.lines += count
+        self.spilled += count
+        if active.first_timestamp is None and count:
+            active.first_timestamp = datetime.now(UTC)
+
+    def append_released(self, lines: Iterable[bytes]) -> None:
+        """Spill `lines` and release the files at once, for the next process to claim
+        (what is emitted after a stop)."""
+        self.append_lines(lines)
+        self.close()
 
     def claim_orphans(self) -> int:
         """Take over the spill files no live process holds; returns their event count."""
@@ -136,14 +112,14 @@ class SpillFiles:
                 continue
             with path.open("rb") as f:
                 lines = sum(1 for _ in f)
-            spill = _SpillFile(path, fd, lines=lines, sealed=True)
+            spill = _SpillFile(path, fd, lines=lines)
             self._replay.append(spill)
             claimed += lines
         if claimed:
             logger.info("audit_spill_claimed", events=claimed, directory=str(self.directory))
         return claimed
 
-    def take(self, limit: int) -> list[AuditEvent | BrokenLine]:
+    def take(self, limit: int) -> list[AuditEvent | Rejected | BrokenLine]:
         """Up to `limit` spilled events to deliver, oldest file first; `confirm()` once
         they are delivered. Seals the active file when there is nothing else to replay.
 
@@ -152,7 +128,7 @@ class SpillFiles:
         fd = self.seal()
         if fd is not None:
             os.fsync(fd)
-        return [decode_event(line) for line in self.take_lines(limit)]
+        return [decode_line(line) for line in self.take_lines(limit)]
 
     def seal(self) -> int | None:
         """When nothing else is left to replay, seal the active file (no more appends: the
@@ -161,7 +137,6 @@ class SpillFiles:
         if self._replay or self._active is None or not self._active.lines:
             return None
         active, self._active = self._active, None
-        active.sealed = True
         self._replay.append(active)
         return active.fd
 
@@ -215,4 +190,4 @@ class SpillFiles:
         os.close(spill.fd)
 
 
-__all__ = ["DECODE_SLICE", "BrokenLine", "SpillFiles", "decode_event", "decode_lines", "encode_event"]
+__all__ = ["SpillFiles"]

@@ -33,13 +33,6 @@ from typing import Any
 import structlog
 
 from server.audit.chain import link, unlinked
-from server.audit.metrics import (
-    AUDIT_BATCH_SIZE,
-    AUDIT_EVENTS_DEAD_LETTERED,
-    AUDIT_EVENTS_WRITTEN,
-    AUDIT_WRITE_DURATION,
-    AUDIT_WRITE_RETRIES,
-)
 from stores import (
     AuditDeadLetterStore,
     AuditEvent,
@@ -55,6 +48,8 @@ from stores import (
 logger = structlog.get_logger("idgw.audit")
 
 Heartbeat = Callable[[], Awaitable[None]]
+#: Told the size and write time (seconds) of each stored batch.
+BatchObserver = Callable[[int, float], None]
 _LINK_SLICE = 25
 
 
@@ -138,6 +133,7 @@ class BatchWriter:
         write_timeout: float = 10.0,
         attempts_per_event: int = 5,
         dead_letter_refused: bool = True,
+        on_batch: BatchObserver | None = None,
     ) -> None:
         self.events = events
         self.dead_letters = dead_letters
@@ -148,13 +144,13 @@ class BatchWriter:
         self.attempts_per_event = attempts_per_event
         self.written = 0
         self.dead_lettered = 0
+        self.retries = 0  # batch writes retried
         self.last_error: str | None = None
         # False (a dead-letter replay): refused events are kept in `refused`, not stored
         # as dead letters a second time.
         self.dead_letter_refused = dead_letter_refused
         self.refused: list[tuple[AuditEvent, str]] = []
-        #: Told the size and write time of each stored batch (the writer process reports them).
-        self.on_batch: Callable[[int, float], None] | None = None
+        self.on_batch = on_batch
 
     async def deliver(
         self, events: Sequence[AuditEvent], deadline: Deadline, heartbeat: Heartbeat | None = None
@@ -194,7 +190,7 @@ class BatchWriter:
                 parts.appendleft(part)
             if deadline.passed():
                 return [e for p in parts for e in p]
-            AUDIT_WRITE_RETRIES.inc()
+            self.retries += 1
             if heartbeat is not None:
                 await heartbeat()
             await deadline.sleep(self.backoff.delay(failures))
@@ -215,8 +211,6 @@ class BatchWriter:
                 part = await self._not_yet_stored(part, linked)
                 continue
             seconds = time.perf_counter() - started
-            AUDIT_WRITE_DURATION.observe(seconds)
-            AUDIT_BATCH_SIZE.observe(len(linked))
             if self.on_batch is not None:
                 self.on_batch(len(linked), seconds)
             self._written(linked)
@@ -245,7 +239,6 @@ class BatchWriter:
     def _written(self, linked: list[AuditEvent]) -> None:
         self.head = linked[-1].hash
         self.written += len(linked)
-        AUDIT_EVENTS_WRITTEN.inc(len(linked))
 
     async def _dead_letter(
         self, event: AuditEvent, error: str, deadline: Deadline, heartbeat: Heartbeat | None
@@ -279,7 +272,6 @@ class BatchWriter:
                 self.last_error = _describe(exc)
             else:
                 self.dead_lettered += 1
-                AUDIT_EVENTS_DEAD_LETTERED.inc()
                 logger.warning("audit_event_dead_lettered", event_id=event_id, error=error[:500])
                 return True
             if deadline.passed():
@@ -295,5 +287,4 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-
-__all__ = ["Backoff", "BatchWriter", "Deadline", "Heartbeat", "new_stream_id"]
+__all__ = ["Backoff", "BatchObserver", "BatchWriter", "Deadline", "Heartbeat", "new_stream_id"]

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from server.audit import AUDIT_PUBLISHERS, SubjectRefs, events_of_subject
+from server.audit import AuditSink, SubjectRefs, events_of_subject
 from server.auth import AuthService
 from server.auth.events import AuditContext
 from server.credentials.service import credential_json
 from server.errors import ApiError
-from server.events import EventPublisher
 from server.security import Principal, user_gone
 from server.settings import Settings
 from stores import AuditEvent, NotFound, Stores, User
@@ -83,11 +82,9 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
-def subject_refs(events: EventPublisher, settings: Settings) -> SubjectRefs:
-    """The publisher's subject_ref key (or the same key file, with a test publisher)."""
-    if isinstance(events, AUDIT_PUBLISHERS):
-        return events.subject_refs
-    return SubjectRefs.from_key_dir(settings.key_dir)
+def subject_refs(events: AuditSink, settings: Settings) -> SubjectRefs:
+    """The key the audit sink pseudonymises subjects under."""
+    return events.subject_refs
 
 
 def profile_json(user: User) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import pytest
 from server.audit import AuditConfig, AuditPublisher, SubjectRefs
 from server.events import DecisionMade
 from stores import Stores, open_stores, parse_database_url
-from tests.server.conftest import policy_dir  # noqa: F401  (fixture: a copy of the shipped policies)
+from tests.server.conftest import make_settings, policy_dir  # noqa: F401  (fixtures: settings, the shipped policies)
 from tests.stores.conftest import (  # noqa: F401  (fixtures)
     REQUIRE_SERVICES_VARIABLE,
     postgres_server_url,

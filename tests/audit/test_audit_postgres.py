@@ -39,7 +39,7 @@ async def test_5000_events_emitted_during_an_outage_are_all_stored_once(
                 await asyncio.sleep(0.3)  # the outage lasts several seconds of emitting
         await eventually(lambda: publisher.writer is not None and publisher.writer.last_error, 30)
         assert len(request_ids(postgres_url)) == 1  # nothing got through meanwhile
-        assert publisher.depth() == 5000
+        assert publisher.status().depth == 5000
         assert not (await publisher.readiness())[0]
 
         proxy.start()

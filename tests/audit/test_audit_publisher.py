@@ -89,7 +89,7 @@ async def test_a_full_queue_spills_and_the_spill_is_replayed(
             publisher.emit(decision(n))
         spilled = list((tmp_path / "spill").glob("spill-*.jsonl"))
         assert spilled and "user-1" not in spilled[0].read_text()  # pseudonymised first
-        assert publisher.depth() == 500
+        assert publisher.status().depth == 500
         ok, detail = await publisher.readiness()
         assert not ok and detail is not None and "depth 500" in detail
 
@@ -153,7 +153,7 @@ async def test_a_torn_spill_line_is_dead_lettered(
         await publisher.stop()
     [letter] = await memory.audit_dead_letters.list_letters()
     assert letter.payload == {"spill_line": '{"id": "evt_x", "timesta'}
-    assert "unreadable spill line" in letter.error
+    assert "unreadable line" in letter.error
 
 
 async def test_an_event_that_cannot_be_converted_is_dead_lettered(

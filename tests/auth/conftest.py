@@ -29,9 +29,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server.app import create_app
+from server.audit import RecentEvents
 from server.auth import AuthService
 from server.auth.tokens import ACCESS_TOKEN_TYP, sign
-from server.events import RecentEvents
 from server.settings import Settings, load_settings
 from tests.stores.conftest import _url_for as url_for
 from tests.stores.conftest import postgres_server_url, postgres_url  # noqa: F401  (fixtures url_for asks for)

@@ -25,7 +25,7 @@ import pytest
 from starlette.applications import Starlette
 
 from server.app import create_app
-from server.events import RecentEvents
+from server.audit import RecentEvents
 from server.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]

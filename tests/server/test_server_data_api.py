@@ -123,7 +123,7 @@ async def test_bearer_mode_rejects_until_tokens_exist(make_settings, log_stream)
 
 async def test_the_authenticator_is_pluggable(make_settings, log_stream) -> None:  # type: ignore[no-untyped-def]
     from server.app import create_app
-    from server.events import RecentEvents
+    from server.audit import RecentEvents
 
     app = create_app(make_settings(data_api_auth="bearer"), log_stream=log_stream, events=RecentEvents())
 
