@@ -1,7 +1,7 @@
 """The export side of the trail: a subject's events, looked up by `subject_ref`.
 
-`GET /me/data-export` (SPEC section 7) computes the caller's reference with the same
-key the publisher uses and asks the store; no raw user id is ever compared or stored.
+`GET /me/data-export` computes the caller's reference with the key the audit sink
+pseudonymises under and asks the store; no raw user id is ever compared or stored.
 """
 
 from __future__ import annotations

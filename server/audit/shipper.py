@@ -389,7 +389,7 @@ async def _run(options: dict[str, Any]) -> None:
     # No subject_ref key here: the worker pseudonymises before anything leaves it.
     publisher = AuditPublisher(config, SubjectRefs(os.urandom(32)))
     # SQLite statements on this loop's thread: it serves no requests, and the hand-off to
-    # a database thread and back cost more CPU than the inserts (52 -> 29 µs an event).
+    # a database thread and back cost more CPU than the inserts themselves.
     stores = await open_stores(options["database_url"], sqlite_blocking=True)
     writer = _Writer(publisher, options["status_fd"])
     try:

@@ -1,12 +1,12 @@
 """Pseudonymous subject references: `subject_ref = HMAC-SHA256(key, user id)`.
 
-The audit tables never hold a user id, an email or a national id: the publisher turns
+The audit tables never hold a user id, an email or a national id: the audit sink turns
 each event's `subject` into its `subject_ref` before the event leaves the process (queue,
 spill file, NATS stream, database), and the export side looks events up by computing
 the same reference. The key is 32 random bytes kept in a file (`IDGW_KEY_DIR/
 audit_subject_ref.key`, mode 0600), created on first use. Every instance that writes
 or exports audit events must use the same file; without it, no reference can be tied
-back to a user any more (which is what erasure relies on for events, SPEC section 10).
+back to a user any more (which is what erasure relies on for events: docs/audit.md).
 """
 
 from __future__ import annotations
