@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dsl import Diagnostic, PolicyError
 from engine.loader import LoadResult, build, discover, load
-from engine.policyset import Decision, PolicySet, Purpose, Rule, UnknownPurpose
+from engine.policyset import Decision, PolicySet, UnknownPurpose
+from engine.purpose import Purpose, Rule
 
 __all__ = [
     "Decision",

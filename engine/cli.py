@@ -22,7 +22,9 @@ from xml.etree import ElementTree
 import click
 
 from dsl import Diagnostic
+from engine.clock import utc_now, utc_text
 from engine.loader import build, is_test_file
+from engine.policyset import Decision
 
 DEFAULT_DIR = "policies"
 _DIR_ENV = "IDGW_POLICY_DIR"
@@ -281,8 +283,21 @@ def eval_command(purpose: str, input_file: IO[str] | None, explain: bool, direct
     decision = policy_set.decide(purpose, facts, explain=explain)
     declared = policy_set.purposes[purpose].facts
     evidence = {name: facts[name] for name in declared if name in facts}
-    decision_id = "dec_" + secrets.token_urlsafe(16)
-    click.echo(json.dumps(decision.to_dict(decision_id=decision_id, evidence=evidence), indent=2, default=str))
+    click.echo(json.dumps(_evaluation(decision, evidence), indent=2, default=str))
+
+
+def _evaluation(decision: Decision, evidence: dict[str, object]) -> dict[str, object]:
+    """The decision as `idgw policy eval` prints it: the fields of the gateway's decision
+    answer, with an id and the time of this evaluation."""
+    own = decision.as_json()
+    out: dict[str, object] = {"decision_id": "dec_" + secrets.token_urlsafe(16)}
+    out.update((key, own[key]) for key in ("purpose", "status", "reason", "conditions"))
+    out["evidence"] = evidence
+    out["policy_revision"] = own["policy_revision"]
+    out["evaluated_at"] = utc_text(utc_now())
+    if "explanation" in own:
+        out["explanation"] = own["explanation"]
+    return out
 
 
 # -- repl ------------------------------------------------------------------------------

@@ -27,17 +27,9 @@ import dsl
 from dsl import FACTS, ROOTS, SCHEMA_TYPES, Diagnostic, FactBinding, PolicyError, Required, Scope
 from dsl.runtime import compile_regex, regex_error, utc_now
 from dsl.types import ANY, BOOL, type_of_value
-from engine.policyset import (
-    OUTCOMES,
-    ContextField,
-    Decision,
-    EvidenceSpec,
-    PolicySet,
-    Purpose,
-    Rule,
-    conforms,
-    evidence_failures,
-)
+from engine.context import ContextValidator
+from engine.policyset import Decision, PolicySet, evidence_failures
+from engine.purpose import OUTCOMES, ContextField, EvidenceSpec, Purpose, Rule, conforms
 from engine.schema import ContextFieldModel, PolicyFileModel, PurposeModel, RuleModel
 from engine.yaml_source import YamlDocument, read_yaml
 
@@ -326,6 +318,7 @@ class _Builder:
             evidence=tuple(evidence),
             rules=tuple(rules),
             program=program,
+            context_check=ContextValidator(context),
             revision=self.revision,
         )
 

@@ -10,14 +10,12 @@ mismatch).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
-from dsl import UNDEFINED, Diagnostic, Program, Type, Verdicts, type_name
-
-Status = Literal["pass", "pass_with_conditions", "fail"]
-OUTCOMES: tuple[Status, ...] = ("pass", "pass_with_conditions", "fail")
+from dsl import UNDEFINED, Diagnostic, Verdicts, type_name
+from engine.purpose import OUTCOMES, EvidenceSpec, Purpose, Status, lookup
 
 
 class ExplanationEntry(TypedDict, total=False):
@@ -56,7 +54,8 @@ class UnknownPurpose(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The answer for one purpose. Serialises to the decision JSON of SPEC section 7."""
+    """The answer for one purpose: outcome, reason, conditions, the revision that decided,
+    and the explanation when one was asked for."""
 
     purpose: str
     status: Status
@@ -68,132 +67,19 @@ class Decision:
     rule: int | None = None
     line: int | None = None
 
-    def to_dict(
-        self,
-        decision_id: str | None = None,
-        evaluated_at: datetime | str | None = None,
-        evidence: Mapping[str, object] | None = None,
-    ) -> dict[str, object]:
-        """The decision JSON; `evaluated_at` as a datetime, or already in its JSON form."""
-        when = evaluated_at or datetime.now(UTC)
+    def as_json(self) -> dict[str, object]:
+        """The decision's own fields as JSON-ready data (the HTTP service and `idgw policy
+        eval` add what belongs to a request: its id, the evidence, the time)."""
         out: dict[str, object] = {
-            "decision_id": decision_id,
             "purpose": self.purpose,
             "status": self.status,
             "reason": self.reason,
             "conditions": list(self.conditions),
-            "evidence": dict(evidence) if evidence is not None else {},
             "policy_revision": self.revision,
-            "evaluated_at": when if isinstance(when, str) else _utc_seconds(when),
         }
         if self.explanation is not None:
             out["explanation"] = self.explanation
         return out
-
-
-def _utc_seconds(when: datetime) -> str:
-    """`when` in UTC as `YYYY-MM-DDTHH:MM:SSZ` (what strftime("%Y-%m-%dT%H:%M:%SZ")
-    gives, through isoformat: about a fifth of strftime's cost, paid per decision)."""
-    utc = when if when.tzinfo is UTC else when.astimezone(UTC)
-    if utc.year < 1000:  # strftime does not pad such years to four digits on every platform
-        return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return utc.isoformat(timespec="seconds")[:19] + "Z"
-
-
-@dataclass(frozen=True, slots=True)
-class EvidenceSpec:
-    """A fact the purpose declares: required, with a type and maybe an expected value."""
-
-    name: str
-    type: Type
-    expected: object = UNDEFINED
-
-    def problem(self, facts: Mapping[str, object]) -> str | None:
-        value = lookup(facts, self.name)
-        if value is UNDEFINED:
-            return "missing"
-        return None if conforms(value, self.type) else "invalid"
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    index: int
-    line: int
-    column: int
-    condition: str | None  # None for `else`
-    status: Status
-    reason: str
-    conditions: tuple[str, ...]
-    reads: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ContextField:
-    name: str
-    type: Type
-    integer: bool = False
-    required: bool = False
-    pattern: str | None = None
-    enum: tuple[object, ...] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    max_length: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Purpose:
-    """One compiled purpose."""
-
-    name: str
-    description: str
-    file: str
-    line: int
-    consent: tuple[str, ...]
-    context: tuple[ContextField, ...]
-    evidence: tuple[EvidenceSpec, ...]
-    rules: tuple[Rule, ...]
-    program: Program[Decision] = field(repr=False)
-    revision: str = ""
-
-    @property
-    def facts(self) -> tuple[str, ...]:
-        """The declared evidence fact names, in declaration order."""
-        return tuple(e.name for e in self.evidence)
-
-    def validate_context(self, context: object) -> list[str]:
-        """Problems with a request context against this purpose's schema (empty if fine)."""
-        from engine.context import validate_context
-
-        return validate_context(self.context, context)
-
-
-def lookup(facts: Mapping[str, object], name: str) -> object:
-    """The value of a fact name such as `is_pep` or `consent.registry_check`."""
-    value: Any = facts
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return UNDEFINED
-        value = value[part]
-    return value
-
-
-def conforms(value: object, t: Type) -> bool:
-    match t.kind:
-        case "bool":
-            return value.__class__ is bool
-        case "number":
-            return value.__class__ in (int, float)
-        case "string":
-            return value.__class__ is str
-        case "list":
-            if value.__class__ is not list:
-                return False
-            return t.item is None or not t.item.known or all(conforms(v, t.item) for v in value)  # type: ignore[attr-defined]
-        case "map":
-            return value.__class__ is dict
-        case "null":
-            return value is None
-    return value is not UNDEFINED
 
 
 def jsonable(value: object) -> object:
@@ -372,17 +258,11 @@ def _evidence_entries(purpose: Purpose, facts: Mapping[str, object]) -> list[Exp
 
 __all__ = [
     "OUTCOMES",
-    "ContextField",
     "Decision",
-    "EvidenceSpec",
     "ExplanationEntry",
     "PolicySet",
-    "Purpose",
-    "Rule",
     "Status",
     "UnknownPurpose",
-    "conforms",
     "evidence_failures",
     "jsonable",
-    "lookup",
 ]

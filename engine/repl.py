@@ -317,7 +317,7 @@ class Session:
         if self.last is None:
             self.error("no decision yet: use :decide PURPOSE first")
             return
-        self.console.print(json.dumps(self.last.to_dict(), indent=2, default=str), markup=False, highlight=self.color)
+        self.console.print(json.dumps(self.last.as_json(), indent=2, default=str), markup=False, highlight=self.color)
 
     def show_decision(self, decision: Decision) -> None:
         style = _STATUS_STYLE.get(decision.status, "bold")

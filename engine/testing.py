@@ -33,7 +33,8 @@ from typing import Any
 
 from dsl import FACTS, SUBJECT_FIELDS, Diagnostic
 from engine.loader import plain
-from engine.policyset import OUTCOMES, Decision, PolicySet, Purpose, Rule, Status
+from engine.policyset import Decision, PolicySet
+from engine.purpose import OUTCOMES, Purpose, Rule, Status
 from engine.yaml_source import YamlDocument, read_yaml
 
 #: Top-level input keys that are maps of their own rather than facts.

@@ -16,7 +16,7 @@ from typing import Any
 
 from dsl import UNDEFINED
 from engine import Decision, PolicySet, Purpose, UnknownPurpose
-from engine.policyset import lookup
+from engine.purpose import lookup
 from server.errors import ApiError
 from server.events import DecisionMade, EventPublisher
 from server.ids import PerSecond, random_urlsafe, time_ordered
