@@ -90,6 +90,12 @@ PEERS_DIR = Path(__file__).resolve().parent / "peers"
 sys.path.insert(0, str(ROOT))
 
 import engine  # noqa: E402  (after the path fix, so a plain checkout runs too)
+from server.facts import CATALOGUE  # noqa: E402
+
+
+def load_policies(path: str | Path) -> engine.PolicySet:
+    """A policy set checked as the gateway checks it (against its fact catalogue)."""
+    return engine.load(path, catalogue=CATALOGUE)
 
 Facts = dict[str, Any]
 Result = tuple[str, str, tuple[str, ...]]
@@ -522,7 +528,7 @@ def check(
 
 
 def shipped(timing: Timing, out: dict[str, Any]) -> list[str]:
-    policies = engine.load(ROOT / "policies")
+    policies = load_policies(ROOT / "policies")
     peers: list[Peer] = []
     out["peers"] = {}
     for factory in PEER_FACTORIES:
@@ -686,13 +692,13 @@ def high_water_bytes() -> int:
 
 def memory_child(kind: str, directory: str) -> None:
     """Run in a fresh interpreter: what loading `directory` adds (printed as JSON)."""
-    engine.load(ROOT / "policies")  # warm: grammar, parser tables, pydantic models
+    load_policies(ROOT / "policies")  # warm: grammar, parser tables, pydantic models
     gc.collect()
     if kind == "rss":
         before = rss_bytes()
         hwm_before = high_water_bytes()
         start = time.perf_counter()
-        policy_set = engine.load(directory)
+        policy_set = load_policies(directory)
         seconds = time.perf_counter() - start
         gc.collect()
         after = rss_bytes()
@@ -709,7 +715,7 @@ def memory_child(kind: str, directory: str) -> None:
                           "ru_maxrss_with_parent_at_spawn": maxrss, "first_load_s": seconds}))
     else:
         tracemalloc.start()
-        policy_set = engine.load(directory)
+        policy_set = load_policies(directory)
         gc.collect()
         current, peak = tracemalloc.get_traced_memory()
         print(json.dumps({"traced_current": current, "traced_peak": peak}))
@@ -737,7 +743,7 @@ def synthetic(timing: Timing, sizes: list[int], loads: dict[int, int], profile: 
                 policy_set = None
                 gc.collect()
                 start = time.perf_counter()
-                policy_set = engine.load(directory)
+                policy_set = load_policies(directory)
                 samples.append(time.perf_counter() - start)
             assert policy_set is not None
             middle = rules // 2
@@ -798,7 +804,7 @@ def profile_load(directory: Path) -> None:
     gc.callbacks.append(on_gc)
     try:
         start = time.perf_counter()
-        engine.load(directory)
+        load_policies(directory)
         total = time.perf_counter() - start
     finally:
         gc.callbacks.remove(on_gc)
@@ -806,7 +812,7 @@ def profile_load(directory: Path) -> None:
     gc.disable()
     try:
         start = time.perf_counter()
-        engine.load(directory)
+        load_policies(directory)
         without = time.perf_counter() - start
     finally:
         gc.enable()
@@ -814,7 +820,7 @@ def profile_load(directory: Path) -> None:
           f"(collections by generation: {collections}); with gc.disable(): {without:.3f} s")
     profiler = cProfile.Profile()
     profiler.enable()
-    engine.load(directory)
+    load_policies(directory)
     profiler.disable()
     print(f"\n  cProfile of engine.load({directory.name}):")
     stats = pstats.Stats(profiler, stream=sys.stdout)
@@ -1113,7 +1119,7 @@ def timed_loads(directory: Path, count: int) -> tuple[engine.PolicySet, list[flo
         policy_set = None
         gc.collect()
         start = time.perf_counter()
-        policy_set = engine.load(directory)
+        policy_set = load_policies(directory)
         samples.append(time.perf_counter() - start)
     assert policy_set is not None
     return policy_set, samples
@@ -1199,7 +1205,7 @@ def cel_shape(timing: Timing, sizes: list[int], out: dict[str, Any]) -> list[str
         return []
     with tempfile.TemporaryDirectory(prefix="bench-engine-cel-") as tmp:
         for rules in sizes:
-            policy_set = engine.load(write_shape(Path(tmp) / f"rules{rules}", rules))
+            policy_set = load_policies(write_shape(Path(tmp) / f"rules{rules}", rules))
             try:
                 fn, checked, programs = shape_cel(rules)
             except NotExpressible as err:
@@ -1385,7 +1391,7 @@ def five_shapes(timing: Timing, sizes: list[int], out: dict[str, Any]) -> list[s
     out["five_shapes"] = []
     with tempfile.TemporaryDirectory(prefix="bench-engine-five-") as tmp:
         for rules in sizes:
-            policy_set = engine.load(write_five(Path(tmp) / f"rules{rules}", rules))
+            policy_set = load_policies(write_five(Path(tmp) / f"rules{rules}", rules))
             decide = policy_set.decide
             for shape_index, purpose in enumerate(FIVE_PURPOSES):
                 number = shape_index + 1
@@ -1521,7 +1527,7 @@ def reload_pause(rules: int, out: dict[str, Any]) -> None:
     """Decisions on this thread while another thread loads `rules` rules of the issue's
     shape, as a server reloads: the longest gap between two decisions is the longest time
     the load kept this thread from deciding (the GIL held by C code, or a collection)."""
-    served = engine.load(ROOT / "policies")
+    served = load_policies(ROOT / "policies")
     facts = {"sanctions_listed": False, "citizen_valid": True, "is_over_18": True, "has_credential": True}
     with tempfile.TemporaryDirectory(prefix="bench-engine-reload-") as tmp:
         directory = write_shape(Path(tmp), rules)
@@ -1530,7 +1536,7 @@ def reload_pause(rules: int, out: dict[str, Any]) -> None:
 
         def load() -> None:
             start = time.perf_counter()
-            engine.load(directory)
+            load_policies(directory)
             seconds.append(time.perf_counter() - start)
             loaded.set()
 

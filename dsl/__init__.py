@@ -31,11 +31,10 @@ from dsl.diagnostics import CODES, Diagnostic, PolicyError, Position, SourceText
 from dsl.functions import FUNCTIONS, QUANTIFIERS, Function
 from dsl.parser import ParseFailure, parse
 from dsl.runtime import UNDEFINED, Clock, Recorder, type_name, utc_now
-from dsl.types import FACTS, ROOTS, SCHEMA_TYPES, SUBJECT_FIELDS, Fact, Type
+from dsl.types import ROOTS, SCHEMA_TYPES, SUBJECT_FIELDS, Fact, Type
 
 __all__ = [
     "CODES",
-    "FACTS",
     "FUNCTIONS",
     "QUANTIFIERS",
     "ROOTS",

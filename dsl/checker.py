@@ -20,13 +20,13 @@ from dsl.runtime import UNDEFINED, compile_regex, regex_error
 from dsl.types import (
     ANY,
     BOOL,
-    FACTS,
     LIST,
     MAP,
     NUMBER,
     ROOTS,
     STRING,
     SUBJECT_FIELDS,
+    Fact,
     Type,
     compatible,
     list_of,
@@ -49,8 +49,8 @@ class Scope:
     facts: Mapping[str, FactBinding] = field(default_factory=dict)
     context: Mapping[str, Type] | None = None
     data: Mapping[str, object] = field(default_factory=dict)
-    #: Allow catalogue facts that the purpose does not declare (with warning W303).
-    catalogue: bool = True
+    #: The facts a gateway provides: usable undeclared (with warning W303), typed as given.
+    catalogue: Mapping[str, Fact] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -228,7 +228,8 @@ class _Checker:
             if binding.guaranteed:
                 self.guaranteed[name] = binding.type
             return binding.type
-        if self.scope.catalogue and name in FACTS:
+        provided = self.scope.catalogue.get(name)
+        if provided is not None:
             self.facts_used.add(name)
             self.warn(
                 "W303",
@@ -236,8 +237,8 @@ class _Checker:
                 node.span,
                 hint=f"add `- {name}` to the purpose's evidence so the gateway gathers it",
             )
-            return FACTS[name].type
-        options = [*self.scope.facts, *ROOTS, *self.bound, *(FACTS if self.scope.catalogue else ())]
+            return provided.type
+        options = [*self.scope.facts, *ROOTS, *self.bound, *self.scope.catalogue]
         self.error("E102", f"unknown name `{name}`", node.span, hint=_suggest(name, options))
         return ANY
 
@@ -278,6 +279,7 @@ class _Checker:
                     )
                     return ANY
                 return SUBJECT_FIELDS[name]
+            self.facts_used.add(f"consent.{name}")  # the gateway provides every consent rules read
             return BOOL  # consent.<purpose>
         obj_t = self.check(obj)
         if obj_t.known and obj_t.kind != "map":

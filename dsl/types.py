@@ -1,4 +1,4 @@
-"""Static types of the rule language and the catalogue of facts the gateway provides.
+"""Static types of the rule language, and what a provided fact is (`Fact`).
 
 Types are a small lattice used by the checker (to report mismatches at load time) and
 by the compiler (to emit inline code where a value's type is guaranteed at run time).
@@ -68,24 +68,13 @@ def compatible(a: Type, b: Type) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Fact:
+    """A fact a gateway provides: its name, its type, where it comes from. The gateway
+    gives the engine its catalogue of them (`Scope.catalogue`)."""
+
     name: str
     type: Type
     source: str
 
-
-#: The facts the gateway gathers (docs/policy-language.md, "Evidence facts"); `consent.<purpose>`
-#: is handled apart.
-FACTS: dict[str, Fact] = {
-    f.name: f
-    for f in (
-        Fact("citizen_valid", BOOL, "citizen registry (needs context.national_id)"),
-        Fact("is_over_18", BOOL, "derived from the citizen record's date of birth"),
-        Fact("sanctions_listed", BOOL, "sanctions registry (needs context.national_id)"),
-        Fact("is_pep", BOOL, "sanctions registry"),
-        Fact("has_credential", BOOL, "subject holds an unrevoked AgeOver18 credential"),
-        Fact("credentials", LIST_OF_STRINGS, "types of unrevoked credentials the subject holds"),
-    )
-}
 
 #: Fields of `subject.*` (the caller's token).
 SUBJECT_FIELDS: dict[str, Type] = {"sub": STRING, "scope": LIST_OF_STRINGS, "client_id": STRING}
@@ -110,7 +99,6 @@ SCHEMA_TYPES: dict[str, Type] = {
 __all__ = [
     "ANY",
     "BOOL",
-    "FACTS",
     "LIST",
     "LIST_OF_STRINGS",
     "MAP",

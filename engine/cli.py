@@ -21,7 +21,7 @@ from xml.etree import ElementTree
 
 import click
 
-from dsl import Diagnostic
+from dsl import Diagnostic, Fact
 from engine.clock import utc_now, utc_text
 from engine.loader import build, is_test_file
 from engine.policyset import Decision
@@ -64,6 +64,18 @@ _dir_option = click.option(
 )
 
 
+def _catalogue() -> dict[str, Fact]:
+    """The facts the gateway provides, as the `idgw` command that runs these commands
+    set them (`ctx.obj["catalogue"]`); none when the group runs on its own."""
+    context = click.get_current_context(silent=True)
+    while context is not None:
+        if isinstance(context.obj, dict) and "catalogue" in context.obj:
+            catalogue: dict[str, Fact] = context.obj["catalogue"]
+            return catalogue
+        context = context.parent
+    return {}
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def policy() -> None:
     """Work with policy files: lint, test, eval, repl, fmt.
@@ -98,7 +110,7 @@ def lint(paths: tuple[str, ...], output: str, strict: bool) -> None:
     """
     from engine import lint as linter
 
-    diagnostics = linter.lint(_paths(paths))
+    diagnostics = linter.lint(_paths(paths), catalogue=_catalogue())
     if output == "json":
         click.echo(linter.to_json(diagnostics))
     elif output == "github":
@@ -149,7 +161,7 @@ def test_command(
             # One test file: build the policy directory it belongs to, run only that file.
             files = [path]
             target = target.parent.parent if target.parent.name == "tests" else target.parent
-        result = build(target)
+        result = build(target, catalogue=_catalogue())
         if result.policy_set is None:
             report.errors = sorted([*report.errors, *result.errors], key=lambda d: d.sort_key)
             continue
@@ -272,7 +284,7 @@ def eval_command(purpose: str, input_file: IO[str] | None, explain: bool, direct
         _fail(f"invalid JSON input: {err.msg} (line {err.lineno}, column {err.colno})")
     if not isinstance(facts, dict):
         _fail("the input must be a JSON object of facts")
-    result = build(directory)
+    result = build(directory, catalogue=_catalogue())
     if result.policy_set is None:
         _echo_diagnostics(result.errors, err=True)
         _fail(f"the policy set in {directory} has {len(result.errors)} error(s)", code=1)
@@ -319,7 +331,7 @@ def repl(directory: str) -> None:
     """
     from engine.repl import run
 
-    run(directory)
+    run(directory, catalogue=_catalogue())
 
 
 # -- fmt -------------------------------------------------------------------------------

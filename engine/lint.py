@@ -11,10 +11,10 @@ commands.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from dsl import Diagnostic
+from dsl import Diagnostic, Fact
 from dsl.index import indexable
 from engine.loader import build
 from engine.policyset import PolicySet
@@ -34,12 +34,13 @@ _INDEXABLE = (
 )
 
 
-def lint(paths: Iterable[str | Path]) -> list[Diagnostic]:
-    """Every diagnostic (errors and warnings) of the given directories or files, sorted."""
+def lint(paths: Iterable[str | Path], catalogue: Mapping[str, Fact] | None = None) -> list[Diagnostic]:
+    """Every diagnostic (errors and warnings) of the given directories or files, sorted,
+    checked against the gateway's fact `catalogue` when given."""
     diagnostics: list[Diagnostic] = []
     seen: set[Diagnostic] = set()
     for path in paths:
-        result = build(path)
+        result = build(path, catalogue=catalogue)
         found = list(result.diagnostics)
         if result.policy_set is not None:
             found += check_test_files(result.policy_set)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 import dsl
-from dsl import FACTS, ROOTS, SCHEMA_TYPES, Diagnostic, FactBinding, PolicyError, Required, Scope
+from dsl import ROOTS, SCHEMA_TYPES, Diagnostic, Fact, FactBinding, PolicyError, Required, Scope
 from dsl.runtime import compile_regex, regex_error, utc_now
 from dsl.types import ANY, BOOL, type_of_value
 from engine.context import ContextValidator
@@ -131,9 +131,10 @@ class LoadResult:
 
 
 class _Builder:
-    def __init__(self, layout: Layout, clock: dsl.Clock) -> None:
+    def __init__(self, layout: Layout, clock: dsl.Clock, catalogue: Mapping[str, Fact]) -> None:
         self.layout = layout
         self.clock = clock
+        self.catalogue = catalogue
         self.diagnostics: list[Diagnostic] = []
         self.texts: dict[Path, str] = {}
         for path in (*layout.data, *layout.policies):
@@ -272,6 +273,7 @@ class _Builder:
             },
             context={f.name: f.type for f in context} if context else None,
             data=self.data,
+            catalogue=self.catalogue,
         )
         self.facts_seen = set()
         rules, checked = self._rules(doc, base, name, model.rules, scope)
@@ -319,6 +321,7 @@ class _Builder:
             rules=tuple(rules),
             program=program,
             context_check=ContextValidator(context),
+            consents_read=tuple(sorted(f.split(".", 1)[1] for f in used if f.startswith("consent."))),
             revision=self.revision,
         )
 
@@ -347,11 +350,12 @@ class _Builder:
             seen.add(fact)
             if fact.startswith("consent."):
                 fact_type = BOOL
-            elif fact in FACTS:
-                fact_type = FACTS[fact].type
+            elif fact in self.catalogue:
+                fact_type = self.catalogue[fact].type
             else:
                 fact_type = type_of_value(expected) if expected is not dsl.UNDEFINED else ANY
-                hint = difflib.get_close_matches(fact, list(FACTS), n=1)
+            if self.catalogue and fact not in self.catalogue and not fact.startswith("consent."):
+                hint = difflib.get_close_matches(fact, list(self.catalogue), n=1)
                 self.diagnostics.append(
                     doc.diagnostic(
                         "W306",
@@ -661,10 +665,17 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
 
-def build(path: str | Path, clock: dsl.Clock | None = None) -> LoadResult:
-    """Run every load stage; return the policy set (if error-free) and all diagnostics."""
+def build(
+    path: str | Path, clock: dsl.Clock | None = None, catalogue: Mapping[str, Fact] | None = None
+) -> LoadResult:
+    """Run every load stage; return the policy set (if error-free) and all diagnostics.
+
+    `catalogue`: the facts the deciding gateway provides (name -> `Fact`), which policies
+    are checked against: their types, W303 for one used undeclared, W306 for evidence
+    outside it. Without one, declared evidence is typed by its expected value only.
+    """
     with _full_collections_postponed():
-        return _build(path, clock)
+        return _build(path, clock, catalogue or {})
 
 
 class _FullCollections:
@@ -718,9 +729,9 @@ STAGES: tuple[tuple[str, Callable[[_Builder], None]], ...] = (
 )
 
 
-def _build(path: str | Path, clock: dsl.Clock | None) -> LoadResult:
+def _build(path: str | Path, clock: dsl.Clock | None, catalogue: Mapping[str, Fact]) -> LoadResult:
     layout = discover(path)
-    builder = _Builder(layout, clock or utc_now)
+    builder = _Builder(layout, clock or utc_now, catalogue)
     if not Path(path).exists():
         builder.diagnostics.append(Diagnostic(code="E209", message="no such file or directory", file=str(path)))
         return LoadResult(None, builder.diagnostics, layout)
@@ -741,17 +752,21 @@ def _build(path: str | Path, clock: dsl.Clock | None) -> LoadResult:
         warnings=[d for d in diagnostics if d.severity == "warning"],
         root=str(layout.root),
         tests=[str(p) for p in layout.tests],
+        catalogue=catalogue,
     )
     return LoadResult(policy_set, diagnostics, layout)
 
 
-def load(path: str | Path, clock: dsl.Clock | None = None) -> PolicySet:
-    """Load, check and compile a policy directory (or one file).
+def load(
+    path: str | Path, clock: dsl.Clock | None = None, catalogue: Mapping[str, Fact] | None = None
+) -> PolicySet:
+    """Load, check and compile a policy directory (or one file), against the gateway's
+    fact `catalogue` when given (see `build`).
 
     Raises `PolicyError` holding every diagnostic (errors and warnings) when any error
     is found.
     """
-    result = build(path, clock)
+    result = build(path, clock, catalogue)
     if result.policy_set is None:
         raise PolicyError(result.diagnostics)
     return result.policy_set

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
-from dsl import UNDEFINED, Diagnostic, Verdicts, type_name
+from dsl import UNDEFINED, Diagnostic, Fact, Verdicts, type_name
 from engine.purpose import OUTCOMES, EvidenceSpec, Purpose, Status, lookup
 
 
@@ -166,8 +166,11 @@ class PolicySet:
         warnings: Sequence[Diagnostic] = (),
         root: str = "",
         tests: Sequence[str] = (),
+        catalogue: Mapping[str, Fact] | None = None,
     ) -> None:
         self._purposes = dict(purposes)
+        #: The facts of the gateway it was checked against (empty: none).
+        self.catalogue: Mapping[str, Fact] = dict(catalogue or {})
         self._programs = {name: p.program.run for name, p in self._purposes.items()}
         self.revision = revision
         self.files = tuple(files)

@@ -80,6 +80,9 @@ class Purpose:
     #: The request context's problems against the schema (empty when it is acceptable),
     #: compiled by the loader from `context`.
     context_check: Callable[[object], list[str]] = field(repr=False, default=lambda context: [])
+    #: The purposes whose consent its rules read (`consent.<name>`), declared or not: the
+    #: gateway provides each of them, and no other.
+    consents_read: tuple[str, ...] = ()
     revision: str = ""
 
     @property

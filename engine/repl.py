@@ -16,7 +16,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,7 +27,6 @@ from rich.table import Table
 
 import dsl
 from dsl import (
-    FACTS,
     FUNCTIONS,
     QUANTIFIERS,
     ROOTS,
@@ -135,10 +134,12 @@ class Session:
     policy_set: PolicySet | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     last: Decision | None = None
+    #: The facts the gateway provides, which the policies are checked against.
+    catalogue: Mapping[str, dsl.Fact] = field(default_factory=dict)
 
     # -- policy set ------------------------------------------------------------------
     def reload(self) -> None:
-        result = build(self.directory)
+        result = build(self.directory, catalogue=self.catalogue)
         for diagnostic in result.diagnostics:
             self.show_diagnostic(diagnostic)
         if result.policy_set is None:
@@ -159,7 +160,9 @@ class Session:
 
     # -- names for the checker and the completer ---------------------------------------
     def known_facts(self) -> dict[str, dsl.Type]:
-        names: dict[str, dsl.Type] = {name: fact.type for name, fact in FACTS.items()}
+        names: dict[str, dsl.Type] = {}
+        if self.policy_set is not None:
+            names.update((name, fact.type) for name, fact in self.policy_set.catalogue.items())
         if self.policy_set is not None:
             for purpose in self.policy_set.purposes.values():
                 for spec in purpose.evidence:
@@ -424,7 +427,10 @@ def _terminal_inputs(session: Session) -> Iterator[str]:
             return
 
 
-def run(directory: str, stdin: TextIO | None = None, color: bool | None = None) -> None:
+def run(
+    directory: str, stdin: TextIO | None = None, color: bool | None = None,
+    catalogue: Mapping[str, dsl.Fact] | None = None,
+) -> None:
     """The read-eval-print loop over `directory` until `:quit` or end of input."""
     stdin = stdin or sys.stdin
     interactive = stdin.isatty() and sys.stdout.isatty()
@@ -435,7 +441,7 @@ def run(directory: str, stdin: TextIO | None = None, color: bool | None = None) 
         force_terminal=color, no_color=not color, highlight=color, soft_wrap=not interactive,
         width=None if interactive else 160,
     )
-    session = Session(directory=directory, console=console, color=color)
+    session = Session(directory=directory, console=console, color=color, catalogue=dict(catalogue or {}))
     if interactive:
         console.print("ID Gateway policy REPL. :help for commands, :quit to leave.", highlight=False)
     session.reload()

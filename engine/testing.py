@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsl import FACTS, SUBJECT_FIELDS, Diagnostic
+from dsl import SUBJECT_FIELDS, Diagnostic
 from engine.loader import plain
 from engine.policyset import Decision, PolicySet
 from engine.purpose import OUTCOMES, Purpose, Rule, Status
@@ -309,8 +309,8 @@ class _TestFileReader:
                     ok = False
                     continue
                 ok = self._nested(purpose, key, value or {}, (*loc, key)) and ok
-            elif key not in declared and key not in FACTS:
-                options = sorted({*declared, *FACTS, *INPUT_ROOTS})
+            elif key not in declared and key not in self.policy_set.catalogue:
+                options = sorted({*declared, *self.policy_set.catalogue, *INPUT_ROOTS})
                 close = _closest(str(key), options)
                 self.error(
                     "E403", f"unknown fact `{key}`: not declared by `{purpose.name}` nor provided by the gateway",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from engine.cli import policy
+from server.facts import CATALOGUE
 
 if TYPE_CHECKING:
     from stores import SigningKey
@@ -33,7 +34,8 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="id-gateway", prog_name="idgw")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """ID Gateway: policy-as-code decisions for regulated identity checks.
 
     \b
@@ -41,6 +43,8 @@ def main() -> None:
       idgw policy lint policies/
       idgw serve --port 8080
     """
+    # the policy commands check policies against the facts this gateway provides
+    ctx.ensure_object(dict)["catalogue"] = CATALOGUE
 
 
 main.add_command(policy)

@@ -35,6 +35,7 @@ from watchdog.observers import Observer
 
 import engine
 from engine import PolicySet
+from server.facts import CATALOGUE
 from server.metrics import POLICY_RELOADS
 
 logger = structlog.get_logger("idgw.reload")
@@ -118,7 +119,7 @@ def _gate(policy_set: PolicySet) -> tuple[bool, dict[str, int], list[str], list[
 
 def _build(policy_dir: Path, current_revision: str | None, gate: bool) -> _Candidate:
     started = datetime.now(UTC)
-    result = engine.build(policy_dir)
+    result = engine.build(policy_dir, catalogue=CATALOGUE)
     errors = result.errors
     if result.policy_set is None or errors:
         return _Candidate(

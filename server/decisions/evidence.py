@@ -1,4 +1,4 @@
-"""The evidence-provider registry: which provider gathers each fact of SPEC section 3.
+"""The evidence-provider registry: which provider gathers each fact the gateway provides.
 
 `POST /decision/evaluate` asks `gather_evidence()` for exactly the facts the purpose
 declares. Each declared fact maps to one provider; the providers a purpose needs run
@@ -9,7 +9,8 @@ concurrently under one deadline, and a provider no declared fact needs is never 
     citizen_valid, is_over_18         citizen_registry    app.state.registry.citizen(national_id)
     sanctions_listed, is_pep          sanctions_registry  app.state.registry.sanctions(national_id)
     has_credential, credentials       credentials         app.state.credentials.held_types(user)
-    consent.<purpose>                 consent             app.state.consent.active_purposes(user)
+    consent.<purpose>                 consent             app.state.consent.active_purposes(user),
+                                                          for each one the rules read or declare
     subject.sub, .scope, .client_id   token subject       the caller's access token (no I/O)
 
 The registry facts need `context.national_id`; without it they stay missing and the
@@ -25,8 +26,10 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from dsl import Fact
 from engine import Purpose
 from server.errors import ApiError
+from server.facts import CITIZEN_FACTS, CREDENTIAL_FACTS, SANCTIONS_FACTS
 from server.security import Principal
 
 #: The credential type behind `has_credential`.
@@ -136,13 +139,16 @@ async def _consent(sources: EvidenceSources, request: EvidenceRequest, wanted: f
     return {name: name.removeprefix(CONSENT_PREFIX) in active for name in wanted}
 
 
-CITIZEN_REGISTRY = Provider(
-    "citizen_registry", "citizen registry", frozenset({"citizen_valid", "is_over_18"}), _citizen, registry=True
-)
+def _names(facts: Iterable[Fact]) -> frozenset[str]:
+    return frozenset(fact.name for fact in facts)
+
+
+# the facts each provider gathers are the catalogue's (server/facts.py): one list
+CITIZEN_REGISTRY = Provider("citizen_registry", "citizen registry", _names(CITIZEN_FACTS), _citizen, registry=True)
 SANCTIONS_REGISTRY = Provider(
-    "sanctions_registry", "sanctions registry", frozenset({"sanctions_listed", "is_pep"}), _sanctions, registry=True
+    "sanctions_registry", "sanctions registry", _names(SANCTIONS_FACTS), _sanctions, registry=True
 )
-CREDENTIALS = Provider("credentials", "credential store", frozenset({"has_credential", "credentials"}), _credentials)
+CREDENTIALS = Provider("credentials", "credential store", _names(CREDENTIAL_FACTS), _credentials)
 CONSENT = Provider("consent", "consent records", frozenset(), _consent)
 
 #: Fact name -> the provider that gathers it (`consent.<purpose>` facts: `CONSENT`).
@@ -201,13 +207,13 @@ async def gather_evidence(
 ) -> dict[str, object]:
     """The facts to decide `purpose` on: its declared facts (those the gateway could
     establish), `subject`, `consent` (the purpose's required consents, verified before,
-    plus declared `consent.*` facts) and `context`.
+    and every `consent.*` its rules read or its evidence declares) and `context`.
 
     The needed providers run concurrently; the first failure cancels the others and is
     raised as it is (an `ApiError` such as a registry's 504 stays one); a deadline
     passing raises `EvidenceTimeout` naming the providers still waiting.
     """
-    needed = plan(purpose.facts)
+    needed = plan([*purpose.facts, *(CONSENT_PREFIX + name for name in purpose.consents_read)])
     tasks: dict[Provider, asyncio.Task[dict[str, object]]] = {}
     try:
         async with asyncio.timeout(timeout), asyncio.TaskGroup() as group:

@@ -6,10 +6,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dsl
-from dsl import UNDEFINED, Checked, Diagnostic, Scope, SourceText
+from dsl import UNDEFINED, Checked, Diagnostic, Fact, Scope, SourceText
+from dsl.types import BOOL, LIST_OF_STRINGS
 
 #: The instant every injected clock returns.
 NOW = datetime(2024, 3, 15, 12, 0, 0, tzinfo=UTC)
+
+#: A gateway's fact catalogue for the checker (the shape of the server's, which the dsl
+#: never imports).
+CATALOGUE: dict[str, Fact] = {
+    f.name: f
+    for f in (
+        Fact("citizen_valid", BOOL, "citizen registry"), Fact("is_over_18", BOOL, "citizen registry"),
+        Fact("sanctions_listed", BOOL, "sanctions registry"), Fact("is_pep", BOOL, "sanctions registry"),
+        Fact("has_credential", BOOL, "credential store"), Fact("credentials", LIST_OF_STRINGS, "credential store"),
+    )
+}
 
 #: Context fields are typed `any` (no schema), so most expressions type-check.
 OPEN_SCOPE = Scope(context=None)

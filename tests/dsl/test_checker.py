@@ -6,7 +6,7 @@ import pytest
 
 from dsl import FactBinding, Scope, Type
 from dsl.types import ANY, BOOL, LIST, LIST_OF_STRINGS, MAP, NUMBER, STRING, list_of
-from tests.dsl.helpers import checked, codes
+from tests.dsl.helpers import CATALOGUE, checked, codes
 
 SCOPE = Scope(
     facts={
@@ -16,6 +16,7 @@ SCOPE = Scope(
     },
     context={"amount": NUMBER, "country": STRING, "items": LIST, "flags": MAP, "free": ANY},
     data={"countries": ["GB", "FR"], "limits": {"max": 100, "names": ["a"]}, "mixed": [1, "a"]},
+    catalogue=CATALOGUE,
 )
 
 
@@ -159,16 +160,16 @@ def test_error_and_warning_codes_decide_ok() -> None:
     assert not checked("nope", SCOPE).ok
 
 
-def test_catalogue_facts_need_declaring_when_the_catalogue_is_off() -> None:
-    closed = Scope(facts=SCOPE.facts, context=None, catalogue=False)
+def test_catalogue_facts_need_declaring_without_a_catalogue() -> None:
+    closed = Scope(facts=SCOPE.facts, context=None)
     assert codes("has_credential", closed) == ["E102"]
     assert codes("is_pep", closed) == []
 
 
 def test_undeclared_catalogue_fact_keeps_its_catalogue_type() -> None:
-    result = checked("is_over_18", Scope())
+    result = checked("is_over_18", Scope(catalogue=CATALOGUE))
     assert result.type == BOOL and result.facts_used == {"is_over_18"}
-    assert codes("is_over_18 == 1", Scope()) == ["W303", "E105"]
+    assert codes("is_over_18 == 1", Scope(catalogue=CATALOGUE)) == ["W303", "E105"]
 
 
 def test_without_a_context_schema_every_field_is_any() -> None:

@@ -8,13 +8,15 @@ import yaml
 import dsl
 from dsl import Diagnostic, FactBinding, PolicyError, Position, Scope, SourceText, scalar_positions
 from dsl.types import BOOL, NUMBER
-from tests.dsl.helpers import diagnostics
+from tests.dsl.helpers import CATALOGUE, diagnostics
 
-#: A purpose that declares `is_pep`, has a context schema and one data document.
+#: A purpose that declares `is_pep`, has a context schema and one data document, checked
+#: against a gateway's fact catalogue.
 SCOPE = Scope(
     facts={"is_pep": FactBinding(BOOL, guaranteed=True)},
     context={"amount": NUMBER},
     data={"countries": ["GB", "FR"]},
+    catalogue=CATALOGUE,
 )
 
 

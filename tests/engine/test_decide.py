@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import engine
 from engine.context import ContextValidator
+from server.facts import CATALOGUE
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -27,7 +28,7 @@ json_values = st.recursive(
 
 @pytest.fixture(scope="module")
 def policies() -> engine.PolicySet:
-    return engine.load(POLICIES)
+    return engine.load(POLICIES, catalogue=CATALOGUE)
 
 
 def test_unknown_purpose_lists_known_ones(policies: engine.PolicySet) -> None:
@@ -85,7 +86,7 @@ def test_every_pattern_of_missing_and_invalid_evidence_fails_closed(
 @given(facts=st.dictionaries(st.sampled_from(["sanctions_listed", "citizen_valid", "is_over_18", "has_credential",
                                                "is_pep", "context", "x"]), json_values))
 def test_decide_never_raises_on_any_json_input(facts: dict[str, Any]) -> None:
-    policies = engine.load(POLICIES)
+    policies = engine.load(POLICIES, catalogue=CATALOGUE)
     for purpose in policies.purposes:
         fast = policies.decide(purpose, facts)
         explained = policies.decide(purpose, facts, explain=True)

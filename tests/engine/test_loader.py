@@ -11,6 +11,7 @@ import pytest
 
 import engine
 from dsl import Diagnostic
+from server.facts import CATALOGUE
 
 HEADER = """purposes:
   p:
@@ -20,7 +21,8 @@ HEADER = """purposes:
 
 
 def diagnostics(policy_dir: Callable[..., Path], files: dict[str, str]) -> list[Diagnostic]:
-    return engine.build(policy_dir(files)).diagnostics
+    """Every diagnostic of these files, checked as the gateway checks them (its facts)."""
+    return engine.build(policy_dir(files), catalogue=CATALOGUE).diagnostics
 
 
 def only(found: list[Diagnostic], code: str) -> Diagnostic:
@@ -139,7 +141,7 @@ def test_warnings_do_not_stop_loading(policy_dir: Callable[..., Path]) -> None:
         reason: ok
 """
     root = policy_dir({"p.yaml": text, "data/unused.yaml": "[1, 2]\n"})
-    policies = engine.load(root)
+    policies = engine.load(root, catalogue=CATALOGUE)
     codes = sorted(d.code for d in policies.warnings)
     assert codes == ["W302", "W303", "W304", "W305"]
 
@@ -400,3 +402,29 @@ def test_structure_errors_of_a_long_rule_list_point_at_their_rules(policy_dir: C
         ("E002", 6, "unknown key `thn` in purposes.p.rules.0"),
         ("E002", 5 + 3 * 1700 + 1, "purposes.p.rules.1700.then: Input should be a valid string"),
     ]
+
+
+def test_policies_are_checked_against_the_catalogue_they_are_given(policy_dir: Callable[..., Path]) -> None:
+    text = """purposes:
+  p:
+    evidence: [risk_score, sanctions_listed]
+    rules:
+      - if: sanctions_listed OR is_over_18
+        then: fail
+        reason: r
+      - else: pass
+        reason: ok
+"""
+    directory = policy_dir({"p.yaml": text})
+    # the gateway's catalogue: facts typed, one used undeclared (W303), one foreign (W306,
+    # and W302: declared and never read)
+    with_gateway = engine.build(directory, catalogue=CATALOGUE)
+    assert sorted(d.code for d in with_gateway.diagnostics) == ["W302", "W303", "W306"]
+    assert with_gateway.policy_set is not None
+    assert with_gateway.policy_set.purposes["p"].evidence[1].type == CATALOGUE["sanctions_listed"].type
+    assert with_gateway.policy_set.decide("p", {"risk_score": 1, "sanctions_listed": "yes"}).reason == (
+        "invalid_evidence"
+    )
+    # the engine alone knows no provided fact: `is_over_18` is an unknown name
+    alone = engine.build(directory)
+    assert [d.code for d in alone.errors] == ["E102"]

@@ -11,12 +11,13 @@ from policy_cli_helpers import BROKEN, fixture, idgw
 
 import engine
 from engine.testing import run_tests
+from server.facts import CATALOGUE
 
 SCREENING = BROKEN / "test_errors"
 
 
 def screening() -> engine.PolicySet:
-    return engine.load(SCREENING)
+    return engine.load(SCREENING, catalogue=CATALOGUE)
 
 
 # -- the library API -------------------------------------------------------------------

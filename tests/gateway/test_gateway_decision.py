@@ -312,3 +312,36 @@ async def test_a_decision_is_always_about_the_caller(gateway: GatewayClient, ada
                                                       "user_id": ada.user_id}, headers=bob.headers)
     assert_error(other, 400, "invalid_request", "user_id")
     assert [e.subject for e in decisions(gateway)] == [bob.user_id, ada.user_id]
+
+
+READER = """\
+purposes:
+  reader:
+    description: Its rules read the caller's token and a consent; its evidence is one fact.
+    consent: [decision_evaluation]
+    evidence: [has_credential]
+    rules:
+      - if: consent.vc_issuance AND subject.client_id == "demo-client" AND exists(subject.sub)
+        then: pass
+        reason: may_issue
+      - else: fail
+        reason: may_not
+"""
+
+
+async def test_rules_see_the_consents_and_token_fields_they_read_undeclared(
+    gateway_settings: Callable[..., Settings], policy_dir: Any, clock: FakeClock
+) -> None:
+    (policy_dir / "reader.yaml").write_text(READER)
+    async with start_gateway(gateway_settings(), clock) as gateway:
+        caller = await gateway.caller("reader@example.com")
+        await gateway.grant(caller, "decision_evaluation")
+        refused = (await evaluate(gateway, caller, "reader")).json()
+        assert (refused["status"], refused["reason"]) == ("fail", "may_not")
+        await gateway.grant(caller, "vc_issuance")
+        explained = await evaluate(gateway, caller, "reader", explain="true")
+        body = explained.json()
+        assert (body["status"], body["reason"]) == ("pass", "may_issue"), body
+        reads = next(e for e in body["explanation"] if e["kind"] == "rule")["reads"]
+        assert reads["consent.vc_issuance"] is True and reads["subject.client_id"] == "demo-client"
+        assert reads["subject.sub"] == caller.user_id

@@ -18,6 +18,7 @@ from server.decisions.evidence import (
     CITIZEN_REGISTRY,
     CONSENT,
     CREDENTIALS,
+    PROVIDERS,
     SANCTIONS_REGISTRY,
     EvidenceRequest,
     EvidenceSources,
@@ -27,6 +28,7 @@ from server.decisions.evidence import (
     provider_for,
 )
 from server.errors import ApiError
+from server.facts import CATALOGUE
 from server.security import Principal
 
 POLICIES = """\
@@ -62,6 +64,15 @@ purposes:
         reason: holder
       - else: fail
         reason: not_holder
+  reader:
+    consent: [decision_evaluation]
+    evidence: [has_credential]
+    rules:
+      - if: consent.vc_issuance AND subject.client_id == "app" AND subject.sub == "usr_alice"
+        then: pass
+        reason: may_issue
+      - else: fail
+        reason: may_not
   nothing_gathered:
     context:
       amount: {type: number}
@@ -149,7 +160,7 @@ class Sources:
 def policies(tmp_path_factory: pytest.TempPathFactory) -> PolicySet:
     folder: Path = tmp_path_factory.mktemp("policies")
     (folder / "purposes.yaml").write_text(POLICIES)
-    return engine.load(folder)
+    return engine.load(folder, catalogue=CATALOGUE)
 
 
 async def gather(policies: PolicySet, purpose: str, sources: Sources, context: dict[str, object],
@@ -158,15 +169,30 @@ async def gather(policies: PolicySet, purpose: str, sources: Sources, context: d
 
 
 def test_every_gateway_fact_of_the_catalogue_has_a_provider() -> None:
-    from dsl import FACTS
-
-    assert {fact: provider_for(fact) for fact in FACTS} == {
+    assert set(PROVIDERS) == set(CATALOGUE)  # the providers gather the catalogue's facts, no more
+    assert {fact: provider_for(fact) for fact in CATALOGUE} == {
         "citizen_valid": CITIZEN_REGISTRY, "is_over_18": CITIZEN_REGISTRY,
         "sanctions_listed": SANCTIONS_REGISTRY, "is_pep": SANCTIONS_REGISTRY,
         "has_credential": CREDENTIALS, "credentials": CREDENTIALS,
     }
     assert provider_for("consent.registry_check") is CONSENT
     assert provider_for("partner_score") is None
+
+
+async def test_consents_the_rules_read_are_provided_declared_or_not(policies: PolicySet) -> None:
+    # `reader` declares only has_credential, but its rules read consent.vc_issuance
+    assert policies.purpose("reader").consents_read == ("vc_issuance",)
+    sources = Sources(consent=FakeConsent({"usr_alice": {"decision_evaluation", "vc_issuance"}}))
+    facts = await gather(policies, "reader", sources, {})
+    assert facts["consent"] == {"decision_evaluation": True, "vc_issuance": True}
+    assert policies.decide("reader", facts).reason == "may_issue"
+    refused = await gather(policies, "reader", Sources(consent=FakeConsent({"usr_alice": {"decision_evaluation"}})), {})
+    assert refused["consent"] == {"decision_evaluation": True, "vc_issuance": False}
+    assert policies.decide("reader", refused).reason == "may_not"
+    # a purpose whose rules read no consent does not ask for any
+    untouched = Sources()
+    await gather(policies, "sanctions_screening", untouched, {"national_id": "555555555"})
+    assert untouched.consent.calls == 0
 
 
 def test_plan_groups_declared_facts_by_provider(policies: PolicySet) -> None:
