@@ -7,7 +7,6 @@
     await credentials.verify(credential_id="vc_...")   # or jwt="eyJ..."
     await credentials.revoke(user_id, "vc_...")
     await credentials.held_types(user_id)              # ["AgeOver18"]: unrevoked types
-    await credentials.has(user_id, "AgeOver18")
 
 `AgeOver18` is issued only to a valid citizen who is 18 or older, looked up in the
 citizen registry (400 `not_eligible` with `reason` `invalid_citizen` or `underage`
@@ -250,10 +249,6 @@ class CredentialService:
     async def held_types(self, user_id: str) -> builtins.list[str]:
         """The types of the user's unrevoked credentials (the `credentials` fact)."""
         return sorted({c.type for c in await self.list(user_id) if c.revoked_at is None})
-
-    async def has(self, user_id: str, type: str) -> bool:
-        """Whether the user holds an unrevoked credential of `type` (`has_credential`)."""
-        return type in await self.held_types(user_id)
 
 
 __all__ = [

@@ -168,7 +168,7 @@ async def test_the_holder_revokes(gateway: GatewayClient) -> None:
     body = await issue(gateway, ada)
     service: CredentialService = gateway.app.state.credentials
     assert await service.held_types(ada.user_id) == ["AgeOver18"]
-    assert await service.has(ada.user_id, "AgeOver18")
+    assert "AgeOver18" in await service.held_types(ada.user_id)
     revoked = await gateway.client.post("/vc/revoke", json={"credential_id": body["credential_id"]},
                                         headers=ada.headers)
     assert revoked.status_code == 200, revoked.text
@@ -182,7 +182,7 @@ async def test_the_holder_revokes(gateway: GatewayClient) -> None:
         assert verified.status_code == 200
         assert verified.json()["valid"] is False and verified.json()["reason"] == "credential_revoked"
     assert await service.held_types(ada.user_id) == []
-    assert not await service.has(ada.user_id, "AgeOver18")
+    assert "AgeOver18" not in await service.held_types(ada.user_id)
     assert "vc_revoked" in gateway.actions()
 
 
@@ -200,7 +200,7 @@ async def test_a_user_never_reads_or_revokes_another_users_credentials(gateway: 
     revoke = await gateway.client.post("/vc/revoke", json={"credential_id": body["credential_id"]},
                                        headers=bob.headers)
     assert revoke.status_code == 404 and revoke.json()["reason"] == "credential_not_found"
-    assert await gateway.app.state.credentials.has(ada.user_id, "AgeOver18")
+    assert "AgeOver18" in await gateway.app.state.credentials.held_types(ada.user_id)
     # Bob's issuing gives Bob a credential, never touching Ada's.
     await gateway.grant(bob, "vc_issuance")
     await issue(gateway, bob)
