@@ -5,6 +5,12 @@ never blocks on the network. Pooled connections are in autocommit mode, so a sin
 statement costs one round trip; :meth:`PostgresDatabase.transaction` opens an explicit
 transaction. A connection is checked when taken from the pool, so a database restart
 costs no failed request.
+
+A lost connection is re-made for at most ``RECONNECT_TIMEOUT_SECONDS`` (2 s); then the
+pool shrinks and the next request starts a new attempt at once, so a restarted database
+is used again within about a second. psycopg_pool's default (300 s of attempts, the
+delay doubling from 1 s) would wait for a lost connection's next attempt, later the
+longer the outage lasted (tests/faults).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ __all__ = ["PostgresCodec", "PostgresDatabase", "translate_error", "translated_e
 
 DEFAULT_POOL_MAX_SIZE = 10
 DEFAULT_POOL_TIMEOUT_SECONDS = 10.0
+RECONNECT_TIMEOUT_SECONDS = 2.0
 
 
 def translate_error(exc: Exception) -> StoreError:
@@ -133,6 +140,7 @@ class PostgresDatabase:
             timeout=timeout,
             kwargs={"autocommit": True, "row_factory": dict_row},
             check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
             name="idgw",
             open=False,
         )
