@@ -412,6 +412,7 @@ class _Builder:
                     minimum=spec.minimum,
                     maximum=spec.maximum,
                     max_length=spec.max_length,
+                    sensitive=spec.sensitive,
                 )
             )
         return fields

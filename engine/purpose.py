@@ -62,6 +62,8 @@ class ContextField:
     minimum: float | None = None
     maximum: float | None = None
     max_length: int | None = None
+    #: Personal data: never stored in clear (decision records keep a keyed hash).
+    sensitive: bool = False
 
 
 @dataclass(frozen=True, slots=True)

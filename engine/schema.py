@@ -25,6 +25,7 @@ class ContextFieldModel(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     max_length: int | None = Field(default=None, ge=0)
+    sensitive: bool = False
 
 
 class RuleModel(_Strict):
