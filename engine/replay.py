@@ -277,6 +277,46 @@ class _Replayer:
             transition.examples.append(record.decision_id)
 
 
+class ApprovalError(ValueError):
+    """An approved-changes document that is not a replay report's shape."""
+
+
+def approved_changes(document: object) -> frozenset[tuple[str, tuple[str, str], tuple[str, str]]]:
+    """The changes an approved list allows: `(purpose, from, to)` for each transition of
+    `document`, a replay report as `to_json` gives it (counts and examples are ignored,
+    so last week's approved report still applies to this week's window)."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("purposes"), Mapping):
+        raise ApprovalError('expected a replay report: {"purposes": {"<purpose>": {"transitions": [...]}}}')
+    approved = set()
+    for purpose, entry in document["purposes"].items():
+        transitions = entry.get("transitions") if isinstance(entry, Mapping) else None
+        if not isinstance(transitions, list):
+            raise ApprovalError(f"purposes.{purpose}.transitions: expected a list")
+        for number, transition in enumerate(transitions):
+            where = f"purposes.{purpose}.transitions[{number}]"
+            ends = []
+            for end in ("from", "to"):
+                outcome = transition.get(end) if isinstance(transition, Mapping) else None
+                if not (isinstance(outcome, Mapping) and isinstance(outcome.get("status"), str)
+                        and isinstance(outcome.get("reason"), str)):
+                    raise ApprovalError(f'{where}.{end}: expected {{"status": ..., "reason": ...}}')
+                ends.append((outcome["status"], outcome["reason"]))
+            if ends[0] != ends[1]:
+                approved.add((str(purpose), ends[0], ends[1]))
+    return frozenset(approved)
+
+
+def unapproved(report: Report, approved: frozenset[tuple[str, tuple[str, str], tuple[str, str]]]
+               ) -> list[tuple[str, Transition]]:
+    """The changes of `report` the approved list does not name, most frequent first."""
+    found = [
+        (name, t) for name, purpose in sorted(report.purposes.items())
+        for t in purpose.transitions.values()
+        if t.before != t.after and (name, t.before, t.after) not in approved
+    ]
+    return sorted(found, key=lambda item: (-item[1].count, item[0], item[1].before, item[1].after))
+
+
 def replay(records: Iterable[Record], candidate: PolicySet) -> Report:
     """Decide every record with `candidate` and count what changes (streaming)."""
     report = Report(candidate.revision)
@@ -286,4 +326,7 @@ def replay(records: Iterable[Record], candidate: PolicySet) -> Report:
     return report
 
 
-__all__ = ["EXAMPLES", "PurposeReport", "Record", "Report", "Transition", "replay"]
+__all__ = [
+    "EXAMPLES", "ApprovalError", "PurposeReport", "Record", "Report", "Transition", "approved_changes",
+    "replay", "unapproved",
+]

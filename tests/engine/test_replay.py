@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import engine
-from engine.replay import Record, replay
+from engine.replay import ApprovalError, Record, approved_changes, replay, unapproved
 
 RECORDED = """\
 purposes:
@@ -134,3 +136,29 @@ def test_replay_streams_its_records(policy_dir: Callable[..., Path]) -> None:
     assert consumed == 50_000 and report.replayed == 50_000
     transition = next(iter(report.purposes["transfer"].transitions.values()))
     assert transition.examples == [f"dec_{i}" for i in range(5)]  # five kept, not fifty thousand
+
+
+def test_an_approved_report_lets_its_changes_through_and_names_the_others(policy_dir: Callable[..., Path]) -> None:
+    recorded = policies(policy_dir, RECORDED)
+    to_2000 = policies(policy_dir, RECORDED.replace("context.amount > 5000", "context.amount > 2000"))
+    to_500 = policies(policy_dir, RECORDED.replace("context.amount > 5000", "context.amount > 500"))
+    records = [record_of(recorded, i, f) for i, f in enumerate(inputs())]
+    approval = json.loads(json.dumps(replay(iter(records), to_2000).to_json()))
+    approved = approved_changes(approval)
+    assert approved == {("transfer", ("pass", "ok"), ("fail", "too_high"))}
+    assert unapproved(replay(iter(records), to_2000), approved) == []
+    # a stricter candidate fails more decisions, but with the same transition: approved
+    assert unapproved(replay(iter(records), to_500), approved) == []
+    # a candidate that moves the review threshold changes something else: named
+    moved = policies(policy_dir, RECORDED.replace("context.amount > 1000", "context.amount > 4000"))
+    [(purpose, transition)] = unapproved(replay(iter(records), moved), approved)
+    assert (purpose, transition.before, transition.after) == (
+        "transfer", ("pass_with_conditions", "review"), ("pass", "ok"))
+    assert transition.count == 2 and transition.examples == ["dec_11", "dec_12"]  # PEP, 1001 and 3000
+
+
+def test_an_approval_that_is_not_a_report_is_refused_with_where() -> None:
+    with pytest.raises(ApprovalError, match="expected a replay report"):
+        approved_changes(["dec_1"])
+    with pytest.raises(ApprovalError, match=r"purposes\.transfer\.transitions\[0\]\.to"):
+        approved_changes({"purposes": {"transfer": {"transitions": [{"from": {"status": "pass", "reason": "ok"}}]}}})
