@@ -10,7 +10,9 @@ it can have signed has expired (`RETIRED_KEY_GRACE`), then it is dropped and pur
 `KeyRing` is the in-process view: the published keys, parsed once, re-read from the
 store every `refresh_seconds` (so a rotation made by the CLI or another worker is seen
 within that bound) and at once on an unknown `kid`, at most once per
-`unknown_kid_interval` (1 s) for unknown ids.
+`unknown_kid_interval` (1 s) for unknown ids. While the store cannot be read, the keys
+already loaded keep verifying and the read is retried every `KEY_RETRY_SECONDS`: a
+database outage must not stop the calls that need no database (the data API).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from server.auth.lifetimes import ACCESS_TOKEN_TTL, LEEWAY
-from stores import SigningKey, SigningKeyStore
+from stores import SigningKey, SigningKeyStore, StoreError
 
 Clock = Callable[[], datetime]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -41,6 +43,8 @@ RSA_KEY_BITS = 2048
 
 #: How long the ring trusts its copy of the key table.
 KEY_REFRESH_SECONDS = 30.0
+#: While the key table cannot be read, how often the ring tries again.
+KEY_RETRY_SECONDS = 5.0
 #: A retired key stays published this long: the longest token lifetime, plus the time
 #: other workers may keep signing with it before they re-read the table, plus leeway.
 RETIRED_KEY_GRACE = ACCESS_TOKEN_TTL + timedelta(seconds=KEY_REFRESH_SECONDS) + LEEWAY
@@ -131,6 +135,7 @@ class KeyRing:
         self._published: dict[str, LoadedKey] = {}
         self._current: LoadedKey | None = None
         self._loaded_at = float("-inf")
+        self._failed_at = float("-inf")
         self._unknown_reloaded_at = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -184,8 +189,18 @@ class KeyRing:
         return {"keys": keys}
 
     async def _refresh_if_stale(self) -> None:
-        if self._monotonic() - self._loaded_at >= self.refresh_seconds:
+        # One refresh at a time: requests arriving meanwhile use the keys they find, rather
+        # than queueing behind it (each waiting for the database when it is down).
+        now = self._monotonic()
+        if (now - self._loaded_at < self.refresh_seconds or now - self._failed_at < KEY_RETRY_SECONDS
+                or self._lock.locked()):
+            return
+        try:
             await self._reload()
+        except StoreError:
+            if self._current is None:
+                raise
+            self._failed_at = self._monotonic()  # keep the copy: a key leaves it only at its not_after
 
     async def _reload(self) -> None:
         async with self._lock:
@@ -202,6 +217,7 @@ class KeyRing:
 
 __all__ = [
     "KEY_REFRESH_SECONDS",
+    "KEY_RETRY_SECONDS",
     "RETIRED_KEY_GRACE",
     "SUPPORTED_ALGORITHMS",
     "KeyRing",
