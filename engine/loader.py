@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, Literal
 
 import re2
 import yaml
@@ -36,6 +36,7 @@ from engine.yaml_source import YamlDocument, read_yaml
 _YAML_SUFFIXES = (".yaml", ".yml")
 _FACT_NAME = re.compile(r"^(consent\.)?[A-Za-z_][A-Za-z0-9_]*$")
 _DOC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DATA_SUFFIXES = (*_YAML_SUFFIXES, ".json")
 
 
 @dataclass(slots=True)
@@ -48,8 +49,25 @@ class Layout:
     data: list[Path] = field(default_factory=list)
 
 
-def is_test_file(path: Path) -> bool:
+Role = Literal["policy", "test", "data"]
+
+
+def is_test_file(path: PurePath) -> bool:
     return path.stem.endswith("_test") or "tests" in path.parts[:-1]
+
+
+def role_of(relative: PurePath) -> Role | None:
+    """What a file of a policy directory is, by its path relative to the directory: a
+    policy file, a test file, a data document, or None for a file the loader skips
+    (hidden files and editor droppings, anything that is not YAML or, under `data/`, JSON)."""
+    parts = relative.parts
+    if not parts or any(part.startswith((".", "#", "_")) or part.endswith("~") for part in parts):
+        return None
+    if parts[0] == "data":
+        return "data" if relative.suffix in _DATA_SUFFIXES else None
+    if relative.suffix in _YAML_SUFFIXES:
+        return "test" if is_test_file(relative) else "policy"
+    return None
 
 
 def discover(path: str | Path) -> Layout:
@@ -66,27 +84,28 @@ def discover(path: str | Path) -> Layout:
     layout = Layout(root=target)
     if not target.is_dir():
         return layout
+    by_role: dict[Role, list[Path]] = {"policy": layout.policies, "test": layout.tests, "data": layout.data}
     for candidate in sorted(target.rglob("*")):
-        relative = candidate.relative_to(target)
-        if any(part.startswith((".", "#", "_")) or part.endswith("~") for part in relative.parts):
-            continue
-        if not candidate.is_file():
-            continue
-        if relative.parts[0] == "data":
-            if _is_data_file(candidate):
-                layout.data.append(candidate)
-        elif candidate.suffix in _YAML_SUFFIXES:
-            (layout.tests if is_test_file(relative) else layout.policies).append(candidate)
+        role = role_of(candidate.relative_to(target))
+        if role is not None and candidate.is_file():
+            by_role[role].append(candidate)
     return layout
 
 
 def _is_data_file(path: Path) -> bool:
-    return path.is_file() and path.suffix in (*_YAML_SUFFIXES, ".json") and not path.name.startswith((".", "#"))
+    return path.is_file() and path.suffix in _DATA_SUFFIXES and not path.name.startswith((".", "#"))
+
+
+def decode_source(content: bytes) -> str:
+    """A file's text as the loader reads it: UTF-8, line ends `\\r\\n` and `\\r` read as
+    `\\n` (what Python's text files do). The revision is taken over this text, so a file
+    checked out with Windows line ends has the revision of the same file with Unix ones."""
+    return content.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _read_text(path: Path, diagnostics: list[Diagnostic]) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return decode_source(path.read_bytes())
     except (OSError, UnicodeDecodeError) as err:
         diagnostics.append(Diagnostic(code="E004", message=f"cannot read file: {err}", file=str(path)))
         return None
@@ -773,4 +792,7 @@ def load(
     return result.policy_set
 
 
-__all__ = ["STAGES", "Layout", "LoadResult", "build", "discover", "is_test_file", "load", "plain", "release", "revision_of"]
+__all__ = [
+    "STAGES", "Layout", "LoadResult", "Role", "build", "decode_source", "discover", "is_test_file", "load", "plain",
+    "release", "revision_of", "role_of",
+]
