@@ -1,7 +1,7 @@
-"""`idgw policy ...`: the policy author commands (lint, test, eval, repl, fmt).
+"""`idgw policy ...`: the policy author commands (lint, test, eval, repl, fmt, bundle).
 
 Thin click commands over the engine's library API: `engine.lint`, `engine.testing`,
-`engine.fmt`, `engine.repl`, `engine.build`. Exit codes are the same everywhere:
+`engine.fmt`, `engine.repl`, `engine.bundle`, `engine.build`. Exit codes are the same everywhere:
 0 success, 1 problems found (errors, failing tests, files to reformat), 2 usage errors
 (bad options, unreadable input, unknown purpose). Colour only on a terminal (and never
 with NO_COLOR set). Heavy modules are imported inside the commands so that `idgw`
@@ -16,7 +16,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 from xml.etree import ElementTree
 
 import click
@@ -25,6 +25,9 @@ from dsl import Diagnostic, Fact
 from engine.clock import utc_now, utc_text
 from engine.loader import build, is_test_file
 from engine.policyset import Decision
+
+if TYPE_CHECKING:
+    from engine.bundle import Bundle, Signature
 
 DEFAULT_DIR = "policies"
 _DIR_ENV = "IDGW_POLICY_DIR"
@@ -78,7 +81,7 @@ def _catalogue() -> dict[str, Fact]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def policy() -> None:
-    """Work with policy files: lint, test, eval, repl, fmt.
+    """Work with policy files: lint, test, eval, repl, fmt, bundle.
 
     \b
     Example:
@@ -374,6 +377,154 @@ def fmt(paths: tuple[str, ...], check: bool, show_diff: bool) -> None:
     verb = "would be reformatted" if check or show_diff else "reformatted"
     click.echo(f"{len(changed)} file{'s' if len(changed) != 1 else ''} {verb}, {unchanged} unchanged")
     sys.exit(1 if problems or ((check or show_diff) and changed) else 0)
+
+
+# -- bundle ----------------------------------------------------------------------------
+@policy.group()
+def bundle() -> None:
+    """Signed policy bundles: one archive of a tested policy directory, for the gateways.
+
+    \b
+    Example:
+      idgw policy bundle build policies/ -o bundle.tar.gz --signing-key bundle-key.pem
+      idgw policy bundle verify bundle.tar.gz --public-key bundle-key.pub
+      idgw policy bundle inspect bundle.tar.gz
+    """
+
+
+def _read_key(path: str | None, private: bool) -> bytes | None:
+    """The PEM of a --signing-key (`private`) or --public-key file; exit 2 when it is
+    not a key bundles can use."""
+    from engine.bundle import BundleError, public_key, signing_key
+
+    if path is None:
+        return None
+    try:
+        pem = Path(path).read_bytes()
+        signing_key(pem) if private else public_key(pem)
+    except OSError as err:
+        _fail(f"cannot read {path}: {err.strerror}")
+    except BundleError as err:
+        _fail(f"{path}: {err}")
+    return pem
+
+
+def _open(path: str, public_key_pem: bytes | None) -> Bundle:
+    """The checked bundle in `path`; exit 1 with the reason when it fails a check."""
+    from engine.bundle import BundleError, open_bundle
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        _fail(f"cannot read {path}: {err.strerror}")
+    try:
+        return open_bundle(data, public_key_pem, require_signature=public_key_pem is not None)
+    except BundleError as err:
+        _fail(f"{path}: {err}", code=1)
+
+
+def _signed_by(signature: Signature | None) -> str:
+    if signature is None:
+        return "unsigned"
+    return f"signed with {signature.algorithm} by key {signature.key_id or '(no key id)'}"
+
+
+@bundle.command(name="build")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The archive to write.")
+@click.option(
+    "--signing-key", type=click.Path(exists=True, dir_okay=False), metavar="KEY.pem",
+    help="PEM private key, EC P-256 (ES256) or Ed25519 (EdDSA), to sign the manifest with.",
+)
+def bundle_build(directory: str, output: str, signing_key: str | None) -> None:
+    """Pack a policy directory into a deterministic .tar.gz with a manifest.
+
+    The directory must load without errors and pass its own tests; otherwise the
+    problems are shown as `idgw policy lint` and `idgw policy test` show them and
+    nothing is written (exit 1). The same files (and Ed25519 key) give the same bytes.
+
+    \b
+    Example:
+      idgw policy bundle build policies/ -o bundle.tar.gz --signing-key bundle-key.pem
+    """
+    from engine.bundle import BundleError, build_bundle
+
+    try:
+        data = build_bundle(directory, _read_key(signing_key, private=True), _catalogue())
+    except BundleError as err:
+        if err.diagnostics:
+            from engine.lint import summary
+
+            _echo_diagnostics(err.diagnostics)
+            click.echo(summary(err.diagnostics))
+        if err.report is not None:
+            _test_text(err.report, None, False, False)
+            click.echo(f"{err.report.passed} passed, {err.report.failed} failed")
+        _fail(str(err), code=1)
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(data)
+    partial.replace(target)  # a server reading `output` sees the old bundle or the new one
+    opened = _open(output, None)
+    click.echo(
+        f"built {output}: revision {opened.revision}, {len(opened.files)} files, "
+        f"{len(data):,} bytes, {_signed_by(opened.signature)}"
+    )
+
+
+@bundle.command(name="verify")
+@click.argument("path", metavar="BUNDLE", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--public-key", required=True, type=click.Path(exists=True, dir_okay=False), metavar="KEY.pub",
+    help="PEM public key the manifest must be signed with.",
+)
+def bundle_verify(path: str, public_key: str) -> None:
+    """Check a bundle: signature by this key, every file's size and hash, the revision.
+
+    Prints one line: OK and the revision (exit 0), or the reason it fails (exit 1).
+
+    \b
+    Example:
+      idgw policy bundle verify bundle.tar.gz --public-key bundle-key.pub
+    """
+    opened = _open(path, _read_key(public_key, private=False))
+    click.echo(f"OK {path}: revision {opened.revision}, {len(opened.files)} files, {_signed_by(opened.signature)}")
+
+
+@bundle.command(name="inspect")
+@click.argument("path", metavar="BUNDLE", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="text for people, json for tools.",
+)
+def bundle_inspect(path: str, output: str) -> None:
+    """Show a bundle's manifest: revision, files with roles and sizes, who signed it.
+
+    The archive and its hashes are checked; the signature is not (that needs the public
+    key: `idgw policy bundle verify`). A bundle that fails a check exits 1 with the reason.
+
+    \b
+    Example:
+      idgw policy bundle inspect bundle.tar.gz
+      idgw policy bundle inspect --format json bundle.tar.gz
+    """
+    opened = _open(path, None)
+    manifest, signature = opened.manifest, opened.signature
+    if output == "json":
+        shown = {**manifest.to_dict(), "signature": signature.to_dict() if signature is not None else None}
+        click.echo(json.dumps(shown, indent=2))
+        return
+    click.echo(f"bundle    {path}")
+    click.echo(f"format    {manifest.format}")
+    click.echo(f"revision  {manifest.revision}")
+    if signature is None:
+        click.echo("signature none")
+    else:
+        click.echo(f"signature {signature.algorithm}, key id {signature.key_id or '(none)'} (not verified here)")
+    click.echo(f"files     {len(manifest.files)}, {sum(f.size for f in manifest.files):,} bytes")
+    width = max((len(f"{f.size:,}") for f in manifest.files), default=1)
+    for item in manifest.files:
+        click.echo(f"  {item.role:<6}  {item.size:>{width},}  {item.path}")
 
 
 __all__ = ["policy"]
