@@ -620,3 +620,11 @@ def test_help_of_every_bundle_command_shows_an_example(command: str) -> None:
     result = idgw("policy", "bundle", command, "--help")
     assert result.exit_code == 0
     assert result.stdout.split("Example:\n", 1)[1].lstrip().startswith(f"idgw policy bundle {command}")
+
+
+def test_the_docs_describe_every_manifest_field(policies: Path) -> None:
+    docs = (ROOT / "docs" / "bundles.md").read_text()
+    described = set(re.findall(r"^\| `([a-z0-9_\[\].]+)` \|", docs.split("## The manifest", 1)[1].split("##", 1)[0], re.M))
+    manifest = json.loads(members(build_bundle(policies, None, CATALOGUE))[MANIFEST])
+    fields = set(manifest) | {f"files[].{key}" for key in manifest["files"][0]}
+    assert described == fields
