@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from engine.cli import policy
+from engine.clock import utc_now, utc_text
 from server.facts import CATALOGUE
 
 if TYPE_CHECKING:
@@ -123,11 +124,7 @@ def migrate_status_command(database_url: str) -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"database: {redact_database_url(database_url)}")
     for state in states:
-        when = (
-            "pending"
-            if state.applied_at is None
-            else f"applied {state.applied_at:%Y-%m-%dT%H:%M:%SZ}"
-        )
+        when = "pending" if state.applied_at is None else f"applied {utc_text(state.applied_at)}"
         unknown = "" if state.known else " (unknown to this release)"
         click.echo(f"{state.version:04d}_{state.name:<24} {when}{unknown}")
 
@@ -147,13 +144,11 @@ def keys() -> None:
 
 
 def _print_keys(listed: list[SigningKey]) -> None:
-    from datetime import UTC, datetime
-
     from server.auth.admin import key_state
 
-    now = datetime.now(UTC)
+    now = utc_now()
     for key in listed:
-        click.echo(f"{key.kid}  {key.alg}  created {key.created_at:%Y-%m-%dT%H:%M:%SZ}  {key_state(key, now)}")
+        click.echo(f"{key.kid}  {key.alg}  created {utc_text(key.created_at)}  {key_state(key, now)}")
 
 
 @keys.command("list")

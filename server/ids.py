@@ -69,8 +69,8 @@ def random_urlsafe(count: int) -> str:
 
 
 class PerSecond:
-    """`render(second)` of the current UNIX second, rendered once per second: formatting
-    costs microseconds, comparing the second a few dozen nanoseconds."""
+    """`render(second)` of the current UNIX second, rendered once per second: a call
+    compares the second and renders only when it has changed."""
 
     __slots__ = ("_last", "_render")
 

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ from watchdog.observers import Observer
 
 import engine
 from engine import PolicySet
+from engine.clock import utc_now, utc_text
 from server.facts import CATALOGUE
 from server.metrics import POLICY_RELOADS
 
@@ -67,7 +68,7 @@ class ReloadOutcome:
     def to_dict(self) -> dict[str, Any]:
         return {
             "result": self.result,
-            "at": _timestamp(self.at),
+            "at": utc_text(self.at),
             "revision": self.revision,
             "error": self.error,
             "diagnostics": list(self.diagnostics),
@@ -81,10 +82,6 @@ class _Candidate:
     policy_set: PolicySet | None
     outcome: ReloadOutcome
     rendered: list[str] = field(default_factory=list)
-
-
-def _timestamp(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def fingerprint(policy_dir: Path) -> Fingerprint:
@@ -118,7 +115,7 @@ def _gate(policy_set: PolicySet) -> tuple[bool, dict[str, int], list[str], list[
 
 
 def _build(policy_dir: Path, current_revision: str | None, gate: bool) -> _Candidate:
-    started = datetime.now(UTC)
+    started = utc_now()
     result = engine.build(policy_dir, catalogue=CATALOGUE)
     errors = result.errors
     if result.policy_set is None or errors:
@@ -230,7 +227,7 @@ class LivePolicies:
         live = self.current
         return {
             "revision": live.revision if live else None,
-            "loaded_at": _timestamp(live.loaded_at) if live else None,
+            "loaded_at": utc_text(live.loaded_at) if live else None,
             "policy_dir": str(self.policy_dir),
             "purposes": [
                 {

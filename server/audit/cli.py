@@ -77,6 +77,7 @@ def dlq() -> None:
 @database_url_option
 def dlq_list_command(pending: bool, limit: int, database_url: str) -> None:
     """One line per dead letter: id, event id, failure time, state, error."""
+    from engine.clock import utc_text
 
     async def work(stores: Any) -> list[tuple[Any, bool]]:
         letters = await stores.audit_dead_letters.list_letters(pending_only=pending, limit=limit)
@@ -89,7 +90,7 @@ def dlq_list_command(pending: bool, limit: int, database_url: str) -> None:
     for letter, is_pending in rows:
         state = "pending" if is_pending else "replayed"
         error = " ".join(letter.error.split())[:160]
-        click.echo(f"{letter.id}\t{letter.event_id}\t{letter.failed_at:%Y-%m-%dT%H:%M:%SZ}\t{state}\t{error}")
+        click.echo(f"{letter.id}\t{letter.event_id}\t{utc_text(letter.failed_at)}\t{state}\t{error}")
 
 
 @dlq.command("replay")

@@ -24,8 +24,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from engine.clock import utc_now
 from server.audit.encoding import BrokenLine, Rejected, decode_lines
 from server.audit.spill import SpillFiles
 from stores import AuditEvent
@@ -79,7 +79,7 @@ class Outbox:
             waits.append(now - self.in_flight.oldest)
         oldest_spilled = self.spill.oldest_timestamp()
         if oldest_spilled is not None:
-            waits.append((datetime.now(UTC) - oldest_spilled).total_seconds())
+            waits.append((utc_now() - oldest_spilled).total_seconds())
         return max(waits)
 
     def put(self, event: AuditEvent) -> None:

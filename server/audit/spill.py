@@ -22,11 +22,12 @@ import secrets
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import structlog
 
+from engine.clock import utc_now
 from server.audit.encoding import BrokenLine, Rejected, decode_line, encode_event
 from stores import AuditEvent
 
@@ -81,7 +82,7 @@ class SpillFiles:
         active.lines += count
         self.spilled += count
         if active.first_timestamp is None and count:
-            active.first_timestamp = datetime.now(UTC)
+            active.first_timestamp = utc_now()
 
     def append_released(self, lines: Iterable[bytes]) -> None:
         """Spill `lines` and release the files at once, for the next process to claim

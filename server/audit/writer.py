@@ -27,11 +27,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
+from engine.clock import utc_now
 from server.audit.chain import link, unlinked
 from stores import (
     AuditDeadLetterStore,
@@ -259,7 +259,7 @@ class BatchWriter:
         failures = 0
         escaped = False
         while True:  # bounded: the deadline, or success, or the escaped payload's success
-            letter = DeadLetter(event_id=event_id, payload=payload, error=error, failed_at=datetime.now(UTC))
+            letter = DeadLetter(event_id=event_id, payload=payload, error=error, failed_at=utc_now())
             try:
                 await asyncio.wait_for(self.dead_letters.add(letter), self.write_timeout)
             except InvalidRecord as exc:

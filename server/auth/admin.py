@@ -6,8 +6,9 @@ published long enough for that (`RETIRED_KEY_GRACE`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
+from engine.clock import utc_now, utc_text
 from server.auth.keys import KeyRing
 from stores import SigningKey, open_stores, parse_database_url
 
@@ -35,7 +36,7 @@ async def rotate_signing_key(database_url: str, alg: str) -> tuple[SigningKey, l
     """Add a signing key of `alg`; returns it and the keys as they now stand."""
     _check_url(database_url)
     async with await open_stores(database_url) as stores:
-        ring = KeyRing(stores.signing_keys, alg, lambda: datetime.now(UTC))
+        ring = KeyRing(stores.signing_keys, alg, utc_now)
         new = await ring.rotate()
         return new.record, await stores.signing_keys.list_keys()
 
@@ -45,7 +46,7 @@ def key_state(key: SigningKey, now: datetime) -> str:
     if key.retired_at is None:
         return "signing"
     if key.not_after is None or key.not_after > now:
-        until = "" if key.not_after is None else f" until {key.not_after:%Y-%m-%dT%H:%M:%SZ}"
+        until = "" if key.not_after is None else f" until {utc_text(key.not_after)}"
         return f"retired, published{until}"
     return "unpublished"
 

@@ -14,8 +14,9 @@ before anything is stored. The actions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from engine.clock import utc_now, utc_text
 from server.events import EventPublisher, SensitiveOperation
 
 USER_CREATED = "user_created"
@@ -34,10 +35,9 @@ class AuditContext:
 
     def emit(self, action: str, subject: str | None, *, outcome: str, reason: str | None = None,
              when: datetime | None = None, purpose: str | None = None) -> None:
-        moment = (when or datetime.now(UTC)).astimezone(UTC)
         self.publisher.emit(SensitiveOperation(
             action=action,
-            timestamp=moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            timestamp=utc_text(when or utc_now()),
             subject=subject,
             purpose=purpose,
             outcome=outcome,

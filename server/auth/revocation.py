@@ -21,10 +21,9 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from engine.clock import Clock
 from server.errors import ServiceUnavailable
 from stores import RevocationStore, StoreError, TokenRevocation
-
-Clock = Callable[[], datetime]
 
 REVOCATION_MAX_AGE_SECONDS = 5.0
 REVOCATION_STALE_LIMIT_SECONDS = 60.0

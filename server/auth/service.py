@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import httpx
 
+from engine.clock import Clock, utc_now
 from server.auth.events import (
     REFRESH_TOKEN_REUSED,
     SESSIONS_REVOKED,
@@ -66,17 +66,11 @@ from stores import (
     User,
 )
 
-Clock = Callable[[], datetime]
-
 PENDING = "pending_consent"
 ACTIVE = "active"
 REVOKED = "revoked"
 LOCAL_ACCESS_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "sid", "client_id")
 EXTERNAL_ACCESS_CLAIMS = ("iss", "sub", "exp", "iat")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def hash_refresh_token(value: str) -> str:
@@ -408,4 +402,4 @@ class AuthService:
         return document
 
 
-__all__ = ["AuthService", "hash_refresh_token", "utc_now"]
+__all__ = ["AuthService", "hash_refresh_token"]

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from engine.clock import Clock, utc_text
 from server.auth.events import AuditContext
 from server.errors import ApiError
 from server.events import EventPublisher
 from server.security import user_gone
 from stores import Consent, NotFound, Stores
 
-Clock = Callable[[], datetime]
 ConsentStatus = Literal["active", "expired", "revoked"]
 StoresSource = Stores | Callable[[], Stores]
 
@@ -58,13 +58,6 @@ def consent_status(consent: Consent, now: datetime) -> ConsentStatus:
     return "active"
 
 
-def timestamp(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a `Z`, as every timestamp of the gateway's JSON."""
-    if value is None:
-        return None
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 @dataclass(frozen=True, slots=True)
 class ConsentView:
     """A consent record with its status at the moment it was read."""
@@ -86,9 +79,9 @@ class ConsentView:
         return {
             "id": self.id,
             "purpose": self.purpose,
-            "granted_at": timestamp(self.granted_at),
-            "expires_at": timestamp(self.expires_at),
-            "revoked_at": timestamp(self.revoked_at),
+            "granted_at": utc_text(self.granted_at),
+            "expires_at": utc_text(self.expires_at),
+            "revoked_at": utc_text(self.revoked_at),
             "status": self.status,
         }
 
@@ -212,5 +205,4 @@ __all__ = [
     "StoresSource",
     "consent_status",
     "stores_of",
-    "timestamp",
 ]

@@ -26,20 +26,18 @@ import builtins
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from engine.clock import Clock, utc_text
 from server.auth.events import AuditContext
 from server.auth.keys import SUPPORTED_ALGORITHMS, KeyRing
 from server.auth.tokens import InvalidToken, TokenRules, sign, verify_token
-from server.consent.service import StoresSource, stores_of, timestamp
+from server.consent.service import StoresSource, stores_of
 from server.errors import ApiError
 from server.events import EventPublisher
 from server.registry.service import RegistryService
 from server.security import user_gone
 from stores import Credential, NotFound
-
-Clock = Callable[[], datetime]
 
 AGE_OVER_18 = "AgeOver18"
 CREDENTIAL_TYPES = (AGE_OVER_18,)
@@ -75,9 +73,9 @@ def credential_json(credential: Credential) -> dict[str, Any]:
         "type": credential.type,
         "subject": credential.user_id,
         "issuer": credential.issuer,
-        "issued_at": timestamp(credential.issued_at),
+        "issued_at": utc_text(credential.issued_at),
         "claims": dict(credential.claims),
-        "revoked_at": timestamp(credential.revoked_at),
+        "revoked_at": utc_text(credential.revoked_at),
     }
 
 
@@ -168,7 +166,7 @@ class CredentialService:
                 "id": credential.id,
                 "type": ["VerifiableCredential", credential.type],
                 "issuer": self.issuer,
-                "issuanceDate": timestamp(credential.issued_at),
+                "issuanceDate": utc_text(credential.issued_at),
                 "credentialSubject": {"id": credential.user_id, **credential.claims},
             },
         }

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
@@ -46,6 +45,7 @@ from server.decisions.service import (
     check_context,
     current_policy_set,
     decide,
+    evaluated_at_now,
     new_decision_id,
     resolve_purpose,
 )
@@ -167,7 +167,7 @@ def log_undecided(
         decision="fail",
         reason=reason,
         policy_revision=policy_set.revision,
-        timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        timestamp=evaluated_at_now(),
         request_id=request_id,
         subject=subject,
     ))

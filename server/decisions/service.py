@@ -16,6 +16,7 @@ from typing import Any
 
 from dsl import UNDEFINED
 from engine import Decision, PolicySet, Purpose, UnknownPurpose
+from engine.clock import utc_second_text
 from engine.purpose import lookup
 from server.errors import ApiError
 from server.events import DecisionMade, EventPublisher
@@ -32,9 +33,9 @@ def new_decision_id() -> str:
     return "dec_" + time_ordered() + random_urlsafe(16)
 
 
-#: The current UTC second as the decision JSON writes it (`YYYY-MM-DDTHH:MM:SSZ`), formatted
-#: once per second: formatting a time per decision would be a visible part of its cost.
-evaluated_at_now = PerSecond(lambda second: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+#: The current second as every timestamp is written (engine.clock), formatted once per
+#: second: formatting a time per decision would be a visible part of its cost.
+evaluated_at_now = PerSecond(utc_second_text)
 
 
 def current_policy_set(live: LivePolicies) -> PolicySet:

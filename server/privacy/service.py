@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
+from engine.clock import utc_text
 from server.audit import AuditSink, SubjectRefs, events_of_subject
 from server.auth import AuthService
 from server.auth.events import AuditContext
@@ -70,16 +71,7 @@ class ExportFilters:
     action: str | None = None
 
     def to_json(self) -> dict[str, str | None]:
-        return {"from": iso(self.since), "to": iso(self.until), "action": self.action}
-
-
-def iso(value: datetime | None) -> str | None:
-    """UTC, RFC 3339 with a `Z` (milliseconds only when there are any)."""
-    if value is None:
-        return None
-    value = value.astimezone(UTC)
-    spec = "milliseconds" if value.microsecond else "seconds"
-    return value.isoformat(timespec=spec).replace("+00:00", "Z")
+        return {"from": utc_text(self.since), "to": utc_text(self.until), "action": self.action}
 
 
 def subject_refs(events: AuditSink, settings: Settings) -> SubjectRefs:
@@ -94,8 +86,8 @@ def profile_json(user: User) -> dict[str, Any]:
         "first_name": user.first_name,
         "last_name": user.last_name,
         "verified": user.verified,
-        "created_at": iso(user.created_at),
-        "updated_at": iso(user.updated_at),
+        "created_at": utc_text(user.created_at),
+        "updated_at": utc_text(user.updated_at),
     }
 
 
@@ -103,7 +95,7 @@ def event_json(event: AuditEvent) -> dict[str, Any]:
     """An audit event as exported: what happened, without the trail's chain fields."""
     return {
         "id": event.id,
-        "timestamp": iso(event.timestamp),
+        "timestamp": utc_text(event.timestamp),
         "action": event.action,
         "purpose": event.purpose,
         "decision": event.decision,
@@ -141,7 +133,7 @@ async def export_data(
     audit.emit(DATA_EXPORTED, user.id, outcome="exported", reason=f"{len(events)} events", when=now)
     return {
         "user_id": user.id,
-        "export_date": iso(now),
+        "export_date": utc_text(now),
         "filters": filters.to_json(),
         "profile": profile_json(user),
         "consents": [c.to_json() for c in consents],
@@ -178,7 +170,7 @@ async def erase_user(
     return {
         "message": "your personal data has been erased; your tokens no longer work",
         "user_id": user.id,
-        "deleted_at": iso(now),
+        "deleted_at": utc_text(now),
         "deleted": [*sorted(counts), "registry_cache"],
         "retained": list(RETAINED),
         "counts": {**counts, "registry_cache": evicted},
@@ -204,7 +196,6 @@ __all__ = [
     "erase_user",
     "event_json",
     "export_data",
-    "iso",
     "profile_json",
     "subject_refs",
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
+from engine.clock import utc_text
 from server.errors import ApiError
 
 NATIONAL_ID_PATTERN = r"^[A-Z0-9]{6,20}$"
@@ -30,10 +31,6 @@ def check_national_id(national_id: str) -> str:
 def years_between(born: date, on: date) -> int:
     """Completed years of age on `on` (a 29 February birthday counts on 1 March)."""
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +55,7 @@ class CitizenRecord:
             "name": self.name,
             "address": self.address,
             "is_over_18": self.is_over_18,
-            "checked_at": _iso(self.checked_at),
+            "checked_at": utc_text(self.checked_at),
         }
 
     @classmethod
@@ -86,7 +83,7 @@ class SanctionsRecord:
             "listed": self.listed,
             "pep": self.pep,
             "source": self.source,
-            "checked_at": _iso(self.checked_at),
+            "checked_at": utc_text(self.checked_at),
         }
 
     @classmethod

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from engine.clock import Clock
 from server.errors import ApiError
 from server.metrics import REGISTRY_CALL_DURATION, REGISTRY_CALL_ERRORS
 from server.registry.cache import (
@@ -50,7 +51,6 @@ from server.settings import Settings
 
 logger = structlog.get_logger("idgw.registry")
 
-Clock = Callable[[], datetime]
 R = TypeVar("R", CitizenRecord, SanctionsRecord)
 
 CITIZEN = "citizen"

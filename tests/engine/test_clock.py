@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.clock import utc_text
+from engine.clock import utc_second_text, utc_text
 
 
 @settings(max_examples=300)
@@ -26,3 +26,8 @@ def test_utc_text_is_rfc3339_in_utc_with_a_z() -> None:
     assert utc_text(datetime(2026, 12, 6, 13, 5, 9, 999_999, tzinfo=timezone(timedelta(hours=2)))) == (
         "2026-12-06T11:05:09Z"
     )
+
+
+def test_utc_text_keeps_none_and_writes_unix_seconds() -> None:
+    assert utc_text(None) is None
+    assert utc_second_text(1_767_261_600) == "2026-01-01T10:00:00Z"
