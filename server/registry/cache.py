@@ -8,7 +8,10 @@ the hash is a SHA-256 of the national id, so Redis never holds the id itself. In
 regulated mode the records are minimised before they are cached.
 
 A cache that fails (Redis down) is logged and treated as a miss: the registry is asked
-instead, and the request still gets its answer.
+instead, and the request still gets its answer. After a failure `RedisCache` leaves
+Redis alone for `retry_after_seconds` (1 s): a Redis that accepts connections but does
+not answer would otherwise cost every lookup one timeout per cache call (a get, a set,
+the subject index's get and set: 2 s, nearly all of the evidence deadline of a decision).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -82,10 +85,20 @@ class MemoryCache:
 class RedisCache:
     """The cache in Redis (`redis.asyncio`), entries expiring by Redis's own TTL."""
 
-    def __init__(self, url: str, prefix: str = "idgw", timeout_seconds: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "idgw",
+        timeout_seconds: float = 0.5,
+        retry_after_seconds: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         import redis.asyncio as redis
 
         self.prefix = prefix
+        self.retry_after_seconds = retry_after_seconds
+        self._monotonic = monotonic
+        self._failed_at = float("-inf")
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
@@ -94,29 +107,31 @@ class RedisCache:
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def _call(self, operation: str, command: Callable[[], Awaitable[Any]]) -> Any:
+        if self._monotonic() - self._failed_at < self.retry_after_seconds:
+            raise CacheError(f"redis {operation} skipped: redis failed less than "
+                             f"{self.retry_after_seconds:g} s ago")
         try:
-            raw = await self.client.get(self._key(key))
+            return await command()
         except self._errors as exc:
-            raise CacheError(f"redis get failed: {exc}") from None
+            self._failed_at = self._monotonic()
+            raise CacheError(f"redis {operation} failed: {exc}") from None
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        raw = await self._call("get", lambda: self.client.get(self._key(key)))
         if raw is None:
             return None
         value: dict[str, Any] = json.loads(raw)
         return value
 
     async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
-        try:
-            await self.client.set(self._key(key), json.dumps(value, separators=(",", ":")), ex=ttl_seconds)
-        except self._errors as exc:
-            raise CacheError(f"redis set failed: {exc}") from None
+        text = json.dumps(value, separators=(",", ":"))
+        await self._call("set", lambda: self.client.set(self._key(key), text, ex=ttl_seconds))
 
     async def delete(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        try:
-            await self.client.delete(*(self._key(k) for k in keys))
-        except self._errors as exc:
-            raise CacheError(f"redis delete failed: {exc}") from None
+        await self._call("delete", lambda: self.client.delete(*(self._key(k) for k in keys)))
 
     async def ttl(self, key: str) -> int:
         """Seconds left before `key` expires (-2: absent), for tests and operators."""
