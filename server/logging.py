@@ -16,8 +16,9 @@ import threading
 from collections.abc import MutableMapping
 from typing import IO, Any
 
-import pydantic_core
 import structlog
+
+from server.json_codec import dumps
 
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 
@@ -55,7 +56,7 @@ def _add_logger_name(logger: Any, method: str, event: MutableMapping[str, Any]) 
 
 
 def _to_json(event: Any, **_: Any) -> str:
-    return pydantic_core.to_json(event, inf_nan_mode="null", fallback=repr).decode()
+    return dumps(event, repr).decode()
 
 
 def _drop_color_message(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -6,8 +6,6 @@ that is not JSON) instead of an exception that could surface as a 500.
 
 from __future__ import annotations
 
-import math
-import re
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -15,11 +13,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope
 
 from server.errors import ApiError
+from server.json_codec import non_finite_path
 
 M = TypeVar("M", bound=BaseModel)
 
-#: What a body must contain to hold a non-finite number once parsed (a cheap pre-check).
-_MAYBE_NON_FINITE = re.compile(rb"NaN|Infinity|[eE]\+?[0-9]{3}|[0-9]{300}")
 _TRUE = frozenset({"true", "1", "yes", "on", ""})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -101,10 +98,9 @@ def parse_json(body: bytes, model: type[M]) -> M:
 def reject_non_finite(body: bytes, parsed: dict[str, object]) -> None:
     """400 when the JSON held NaN, Infinity or a number too large for a float (1e999):
     the parser turns them into floats that no JSON can carry back."""
-    if _MAYBE_NON_FINITE.search(body):
-        where = _non_finite(parsed, ())
-        if where is not None:
-            raise ApiError(400, f"{field_path(where)}: numbers must be finite")
+    where = non_finite_path(body, parsed)
+    if where is not None:
+        raise ApiError(400, f"{field_path(where)}: numbers must be finite")
 
 
 async def read_json(request: Request, model: type[M]) -> M:
@@ -117,24 +113,6 @@ def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             return str(value.decode("latin-1"))
-    return None
-
-
-def _non_finite(value: object, path: tuple[int | str, ...]) -> tuple[int | str, ...] | None:
-    """The path of the first NaN or infinite number in parsed JSON (depth is bounded by
-    the parser's own nesting limit)."""
-    if value.__class__ is float:
-        return None if math.isfinite(value) else path  # type: ignore[arg-type]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _non_finite(item, (*path, key))
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _non_finite(item, (*path, index))
-            if found is not None:
-                return found
     return None
 
 

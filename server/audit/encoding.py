@@ -21,25 +21,21 @@ columns (`_columns`), and a line decodes to exactly the event `to_audit_event` b
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-import pydantic_core
-
 from server.audit.chain import unlinked
 from server.audit.subject_refs import SubjectRefs
 from server.events import AuditedEvent, DecisionMade
 from server.ids import random_hex, time_ordered
+from server.json_codec import dumps, dumps_ascii, loads
 from stores import AuditEvent, audit_event_from_json, audit_event_to_json
 
 #: Lines decoded between two yields to the event loop (about 0.15 ms of work).
 DECODE_SLICE = 20
 _REJECTED = b'{"rejected":'
-_ASCII = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +105,7 @@ def event_line(event: AuditedEvent, refs: SubjectRefs, event_id: str) -> bytes:
     moment = _timestamp(columns["timestamp"])
     if not isinstance(columns["timestamp"], str):
         columns["timestamp"] = moment.isoformat()
-    return _line(columns)
+    return dumps(columns) + b"\n"
 
 
 def rejected_payload(event: AuditedEvent, refs: SubjectRefs) -> dict[str, Any]:
@@ -129,28 +125,17 @@ def encode_event(event: AuditEvent) -> bytes:
     payload = audit_event_to_json(unlinked(event))
     for name in ("stream_id", "prev_hash", "hash"):
         del payload[name]
-    return _line(payload)
+    return dumps(payload) + b"\n"
 
 
 def rejected_line(record: Rejected) -> bytes:
-    text = json.dumps({"rejected": [record.event_id, record.payload, record.error]},
-                      ensure_ascii=True, separators=(",", ":"), default=str)
-    return text.encode("ascii") + b"\n"
-
-
-def _line(payload: dict[str, Any]) -> bytes:
-    try:  # orjson: the cheapest encoder on the request path; UTF-8
-        return orjson.dumps(payload) + b"\n"
-    except TypeError:  # text UTF-8 cannot hold (a lone surrogate): ASCII escapes
-        return _ASCII.encode(payload).encode("ascii") + b"\n"
+    """The line of an event to dead-letter, in ASCII: its payload may hold anything."""
+    return dumps_ascii({"rejected": [record.event_id, record.payload, record.error]}) + b"\n"
 
 
 def decode_line(line: bytes) -> AuditEvent | Rejected | BrokenLine:
     try:
-        try:  # pydantic-core's parser first: cheaper than json.loads, per event
-            payload: Any = pydantic_core.from_json(line)
-        except ValueError:  # e.g. an escaped lone surrogate, which only json.loads accepts
-            payload = json.loads(line.decode("utf-8", "replace"))
+        payload: Any = loads(line)
         if line.startswith(_REJECTED):
             event_id, letter, error = payload["rejected"]
             return Rejected(str(event_id), dict(letter), str(error))

@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import signal
 import sys
@@ -58,6 +57,7 @@ from server.audit.sink import AuditStatus, readiness_of, register_backend
 from server.audit.spill import SpillFiles
 from server.audit.subject_refs import SubjectRefs
 from server.events import AuditedEvent
+from server.json_codec import dumps, loads
 from server.settings import Settings
 from stores import AuditDeadLetterStore, AuditEvent, AuditEventStore
 
@@ -188,7 +188,7 @@ class ShippingPublisher:
                    "log_json": self.log_json, "status_fd": status_write, "nice": self.nice}
         try:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "from server.audit.shipper import main; main()", json.dumps(options),
+                sys.executable, "-c", "from server.audit.shipper import main; main()", dumps(options).decode(),
                 stdin=events_read, pass_fds=(status_write,), env=env,
             )
         finally:
@@ -233,7 +233,7 @@ class ShippingPublisher:
         try:
             while line := await reader.readline():
                 try:
-                    report = json.loads(line)
+                    report = loads(line)
                     status = AuditStatus(**report["status"])
                 except (ValueError, TypeError, KeyError):  # the writer died in the middle of a line
                     break
@@ -370,7 +370,7 @@ class _Writer:
         report = {"status": asdict(status), "received": self.received, "batches": self.batches}
         self.batches = []
         with contextlib.suppress(OSError):  # the worker is gone: nobody to tell
-            self.status.write(json.dumps(report, separators=(",", ":")).encode() + b"\n")
+            self.status.write(dumps(report) + b"\n")
 
     async def report_loop(self) -> None:
         ticks = 0
@@ -438,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     `ShippingPublisher` (not `-m`: the package imports this module first)."""
     from server.logging import configure_logging
 
-    options = json.loads((argv or sys.argv[1:])[0])
+    options = loads((argv or sys.argv[1:])[0])
     # The end of stdin is the signal to drain and exit: a SIGTERM or Ctrl-C sent to the
     # whole process group must not cut the drain short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

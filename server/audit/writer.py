@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import secrets
 import time
@@ -33,6 +32,7 @@ import structlog
 
 from engine.clock import utc_now
 from server.audit.chain import link, unlinked
+from server.json_codec import dumps_ascii
 from stores import (
     AuditDeadLetterStore,
     AuditEvent,
@@ -116,7 +116,7 @@ def _dedupe(events: Sequence[AuditEvent]) -> list[AuditEvent]:
 
 def _escaped_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """A payload any JSON column accepts: the event as ASCII JSON text, NUL escaped."""
-    text = json.dumps(payload, ensure_ascii=True, default=str).replace("\\u0000", "\\\\u0000")
+    text = dumps_ascii(payload).decode("ascii").replace("\\u0000", "\\\\u0000")
     return {"escaped_event": text}
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from server.auth.lifetimes import ACCESS_TOKEN_TTL, LEEWAY
+from server.json_codec import hash_input
 from stores import SigningKey, SigningKeyStore, StoreError
 
 Clock = Callable[[], datetime]
@@ -70,8 +70,7 @@ def public_jwk_members(public_key: PublicKey) -> dict[str, str]:
 def jwk_thumbprint(members: dict[str, str]) -> str:
     """RFC 7638: SHA-256 of the required members as compact JSON with sorted keys,
     base64url without padding."""
-    canonical = json.dumps(members, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(canonical.encode("utf-8")).digest()
+    digest = hashlib.sha256(hash_input(dict(sorted(members.items())))).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 

@@ -3,12 +3,11 @@ the `explain` query parameter both take."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.json_codec import read_plain_object
 from server.openapi import QueryParameter
 from server.parsing import parse_json
 
@@ -41,42 +40,21 @@ class DataRequest(BaseModel):
     )
 
 
-#: Bodies the shortcut leaves to the model: a run of 19 digits may be an integer beyond
-#: 64 bits (orjson reads it as a float, pydantic-core as an exact int), and 128 brackets
-#: may nest deeper than pydantic-core parses (orjson would accept up to 1,024 levels).
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
-_MAX_BRACKETS = 128
-_DIGITS_AND_BRACKETS = b"0123456789[{"
-
-
-def _read_alike(body: bytes) -> bool:
-    """Whether orjson reads `body` as pydantic-core does (a regular expression search
-    costs ~1 µs on a decision-sized body; the usual body holds too few digits and
-    brackets to need one)."""
-    if len(body) - len(body.translate(None, _DIGITS_AND_BRACKETS)) < 19:
-        return True
-    return body.count(b"{") + body.count(b"[") < _MAX_BRACKETS and _LONG_NUMBER.search(body) is None
-
-
 def parse_data_request(body: bytes) -> dict[str, Any]:
     """The `input` of a `DataRequest` JSON body, validated.
 
-    The body every client sends (`{"input": {...}}`) is parsed by orjson and accepted on
-    a plain check of the result, which is exactly what the model would accept; orjson
-    refuses NaN, Infinity and numbers that overflow a double. Anything else (malformed
-    JSON, a missing or extra field, an `input` that is not an object, a body orjson
-    refuses or might read differently) goes through the model, so every error and every
-    value reads as before.
+    The body every client sends (`{"input": {...}}`) is read by the codec's shortcut
+    (`read_plain_object`) and accepted on a plain check of the result, which is exactly
+    what the model would accept. Anything else (malformed JSON, NaN or Infinity, a
+    missing or extra field, an `input` that is not an object, a body the shortcut leaves
+    alone) goes through the model, so every error and every value reads as the model
+    reads it.
     """
-    if _read_alike(body):
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if parsed.__class__ is dict and len(parsed) == 1:
-            facts = parsed.get("input")
-            if facts.__class__ is dict:
-                return facts  # type: ignore[no-any-return]
+    parsed = read_plain_object(body)
+    if parsed.__class__ is dict and len(parsed) == 1:
+        facts = parsed.get("input")
+        if facts.__class__ is dict:
+            return facts  # type: ignore[no-any-return]
     return parse_json(body, DataRequest).input
 
 

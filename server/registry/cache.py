@@ -17,12 +17,13 @@ the subject index's get and set: 2 s, nearly all of the evidence deadline of a d
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import structlog
+
+from server.json_codec import dumps, loads
 
 logger = structlog.get_logger("idgw.registry")
 
@@ -121,11 +122,11 @@ class RedisCache:
         raw = await self._call("get", lambda: self.client.get(self._key(key)))
         if raw is None:
             return None
-        value: dict[str, Any] = json.loads(raw)
+        value: dict[str, Any] = loads(raw)
         return value
 
     async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
-        text = json.dumps(value, separators=(",", ":"))
+        text = dumps(value)
         await self._call("set", lambda: self.client.set(self._key(key), text, ex=ttl_seconds))
 
     async def delete(self, keys: Sequence[str]) -> None:
