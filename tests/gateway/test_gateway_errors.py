@@ -72,7 +72,6 @@ DATABASE_ROUTES: list[tuple[str, str, dict[str, Any] | None, bool]] = [
     ("POST", "/auth/revoke", {"token": "unknown"}, False),
     ("POST", "/auth/revoke", {"all": True}, True),
     ("GET", "/auth/userinfo", None, True),
-    ("GET", "/.well-known/jwks.json", None, False),
     ("POST", "/auth/consent", {"purposes": ["registry_check"]}, True),
     ("GET", "/auth/consent", None, True),
     ("POST", "/auth/consent/revoke", {"purposes": ["registry_check"]}, True),
@@ -91,10 +90,20 @@ async def test_a_database_that_cannot_answer_is_a_503_on_every_route(
     gateway: GatewayClient, ada: Caller, monkeypatch: pytest.MonkeyPatch,
     method: str, path: str, body: dict[str, Any] | None, authenticated: bool,
 ) -> None:
-    monkeypatch.setattr(gateway.auth.keys, "refresh_seconds", 0.0)  # the JWKS is read from the store
     take_database_down(gateway.app.state.stores, monkeypatch)
     response = await gateway.client.request(method, path, json=body, headers=ada.headers if authenticated else {})
     assert assert_answer(response, 503, "unavailable", DATABASE_DOWN) == {}
+
+
+async def test_the_jwks_answers_with_the_keys_it_has_while_the_database_is_down(
+    gateway: GatewayClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = (await gateway.client.get("/.well-known/jwks.json")).json()
+    monkeypatch.setattr(gateway.auth.keys, "refresh_seconds", 0.0)  # every call would re-read the key table
+    take_database_down(gateway.app.state.stores, monkeypatch)
+    response = await gateway.client.get("/.well-known/jwks.json")
+    assert (response.status_code, response.json()) == (200, before)
+    assert before["keys"]
 
 
 async def test_evaluate_logs_a_refusal_for_want_of_the_database(
