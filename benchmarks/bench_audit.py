@@ -74,8 +74,9 @@ import httpx
 import psycopg
 from bench_stores import postgres_schema
 
-from server.audit import AuditConfig, AuditPublisher, SubjectRefs
+from server.audit import AuditPublisher, SubjectRefs
 from server.audit.spill import encode_event
+from server.settings import AuditSettings
 from stores import AuditEvent, open_stores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -262,7 +263,7 @@ def queue_depth(base_url: str) -> float:
 
 async def _external_writer(database_url: str, spill_dir: Path, seconds: float) -> None:
     async with await open_stores(database_url) as stores:
-        publisher = AuditPublisher(AuditConfig(spill_dir=spill_dir), SubjectRefs(os.urandom(32)))
+        publisher = AuditPublisher(AuditSettings(spill_dir=spill_dir), SubjectRefs(os.urandom(32)))
         await publisher.start(stores.audit_events, stores.audit_dead_letters)
         await asyncio.sleep(seconds)
         await publisher.stop()

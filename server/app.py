@@ -70,7 +70,7 @@ def create_app(
     `IDGW_AUDIT_WRITER=auto` means a writer process).
     """
     settings = settings or load_settings()
-    configure_logging(settings.log_level, settings.log_as_json, log_stream)
+    configure_logging(settings.log.level, settings.log.as_json, log_stream)
     policies = LivePolicies(settings.policy_dir)
     policies.load_initial()
 

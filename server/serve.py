@@ -56,7 +56,7 @@ def serve(host: str | None, port: int | None, workers: int | None, policy_dir: P
     from server.logging import configure_logging
     from server.reload import LivePolicies, PolicyStartupError
 
-    configure_logging(settings.log_level, settings.log_as_json)
+    configure_logging(settings.log.level, settings.log.as_json)
     target: object = "server.app:create_app_from_env"  # each worker builds its own app
     try:
         if settings.workers == 1:

@@ -25,7 +25,7 @@ from server.audit.chain import ChainBreak, ChainReport, event_hash, verify_trail
 from server.audit.encoding import new_event_id, to_audit_event
 from server.audit.export import events_of_subject
 from server.audit.jetstream import JetStreamPublisher
-from server.audit.publisher import AuditConfig, AuditPublisher
+from server.audit.publisher import AuditPublisher
 from server.audit.recent import RecentEvents
 from server.audit.shipper import ShippingPublisher
 from server.audit.sink import (
@@ -40,7 +40,6 @@ from server.audit.subject_refs import SubjectRefs
 from server.audit.writer import Backoff, BatchWriter, Deadline
 
 __all__ = [
-    "AuditConfig",
     "AuditPublisher",
     "AuditSink",
     "AuditStatus",

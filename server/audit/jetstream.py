@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import nats
 import structlog
@@ -31,10 +31,11 @@ from nats.js.errors import BadRequestError
 
 from server.audit.encoding import BrokenLine, decode_lines, encode_event
 from server.audit.metrics import AuditMetrics
-from server.audit.publisher import AuditConfig, AuditPublisher, BatchTarget
+from server.audit.publisher import AuditPublisher, BatchTarget
 from server.audit.sink import AuditStatus, register_backend
 from server.audit.subject_refs import SubjectRefs
 from server.audit.writer import Backoff, BatchWriter, Deadline
+from server.settings import AuditSettings, Settings
 from stores import AuditEvent
 
 logger = structlog.get_logger("idgw.audit")
@@ -202,18 +203,20 @@ class JetStreamPublisher(AuditPublisher):
     """The NATS `AuditSink`: batches from the queue go to the stream; this instance's
     writer consumes the stream (with every other instance's)."""
 
-    def __init__(self, config: AuditConfig, subject_refs: SubjectRefs, metrics: AuditMetrics | None = None) -> None:
-        super().__init__(config, subject_refs, metrics)
+    def __init__(self, settings: AuditSettings, nats_url: str | None, subject_refs: SubjectRefs,
+                 metrics: AuditMetrics | None = None) -> None:
+        super().__init__(settings, subject_refs, metrics)
+        self.nats_url = nats_url
         self.jetstream: JetStreamQueue | None = None
         self._consumer_stopping = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
 
     async def _open(self, writer: BatchWriter) -> BatchTarget:
-        if not self.config.nats_url:
+        if not self.nats_url:
             raise ValueError("IDGW_NATS_URL is required with IDGW_AUDIT_QUEUE=nats")
         self.jetstream = JetStreamQueue(
-            self.config.nats_url, self.config.nats_stream,
-            batch_size=self.config.batch_size, flush_interval=self.config.flush_interval,
+            self.nats_url, self.settings.nats_stream,
+            batch_size=self.settings.batch_size, flush_interval=self.settings.flush_seconds,
         )
         await self.jetstream.connect()
         self._consumer = asyncio.create_task(
@@ -248,6 +251,11 @@ class JetStreamPublisher(AuditPublisher):
                 return True
             await asyncio.sleep(0.05)
         return False
+
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(settings.audit, settings.nats_url, SubjectRefs.from_key_dir(settings.key_dir), AuditMetrics())
 
 
 register_backend("nats", JetStreamPublisher.from_settings)

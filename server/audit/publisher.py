@@ -19,8 +19,6 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, Self
 
 import structlog
@@ -33,42 +31,10 @@ from server.audit.spill import SpillFiles
 from server.audit.subject_refs import SubjectRefs
 from server.audit.writer import Backoff, BatchWriter, Deadline
 from server.events import AuditedEvent
-from server.settings import Settings
+from server.settings import AuditSettings, Settings
 from stores import AuditDeadLetterStore, AuditEvent, AuditEventStore
 
 logger = structlog.get_logger("idgw.audit")
-
-
-@dataclass(frozen=True, slots=True)
-class AuditConfig:
-    batch_size: int = 500
-    flush_interval: float = 1.0
-    max_batch: int | None = None  # None: 10 x `batch_size`
-    capacity: int = 10_000
-    ready_max_depth: int | None = None  # None: 80% of `capacity`
-    drain_timeout: float = 10.0
-    spill_dir: Path = Path("./.idgw/audit-spill")
-    nats_url: str | None = None
-    nats_stream: str = "IDGW_AUDIT"
-    write_timeout: float = 10.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AuditConfig:
-        return cls(
-            batch_size=settings.audit_batch_size,
-            flush_interval=settings.audit_flush_ms / 1000,
-            max_batch=settings.audit_max_batch,
-            capacity=settings.audit_queue_capacity,
-            ready_max_depth=settings.audit_ready_max_depth,
-            drain_timeout=settings.audit_drain_timeout_ms / 1000,
-            spill_dir=settings.audit_spill_dir,
-            nats_url=settings.nats_url,
-            nats_stream=settings.audit_nats_stream,
-        )
-
-    @property
-    def max_ready_depth(self) -> int:
-        return self.ready_max_depth if self.ready_max_depth is not None else self.capacity * 4 // 5
 
 
 class BatchTarget(Protocol):
@@ -83,12 +49,14 @@ class AuditPublisher:
     """The inline `AuditSink`: `emit` from handlers, `start`/`stop` from the lifespan,
     `readiness` for /health/ready."""
 
-    def __init__(self, config: AuditConfig, subject_refs: SubjectRefs, metrics: AuditMetrics | None = None) -> None:
-        self.config = config
+    def __init__(self, settings: AuditSettings, subject_refs: SubjectRefs, metrics: AuditMetrics | None = None,
+                 *, write_timeout: float = 10.0) -> None:
+        self.settings = settings
         self.subject_refs = subject_refs
         self.metrics = metrics
-        self.outbox = Outbox(config.capacity, config.batch_size, config.flush_interval,
-                             SpillFiles(config.spill_dir), config.max_batch)
+        self.write_timeout = write_timeout
+        self.outbox = Outbox(settings.queue_capacity, settings.batch_size, settings.flush_seconds,
+                             SpillFiles(settings.spill_dir), settings.max_batch)
         self.writer: BatchWriter | None = None
         self.emitted = 0
         self.failure: str | None = None  # an unexpected error of the delivery task, until it delivers again
@@ -101,7 +69,7 @@ class AuditPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        return cls(AuditConfig.from_settings(settings), SubjectRefs.from_key_dir(settings.key_dir), AuditMetrics())
+        return cls(settings.audit, SubjectRefs.from_key_dir(settings.key_dir), AuditMetrics())
 
     # -- the request path --------------------------------------------------------------
 
@@ -137,7 +105,7 @@ class AuditPublisher:
     async def start(self, events: AuditEventStore, dead_letters: AuditDeadLetterStore) -> None:
         self.outbox.bind(asyncio.get_running_loop())
         self.outbox.spill.claim_orphans()
-        self.writer = BatchWriter(events, dead_letters, write_timeout=self.config.write_timeout,
+        self.writer = BatchWriter(events, dead_letters, write_timeout=self.write_timeout,
                                   on_batch=self.metrics.batch if self.metrics is not None else None)
         target = await self._open(self.writer)
         self._delivery = asyncio.create_task(self._deliver_loop(target), name="audit-delivery")
@@ -157,12 +125,12 @@ class AuditPublisher:
         if self._closed:
             return
         if self._delivery is not None:
-            self._deadline.set(self.config.drain_timeout)
+            self._deadline.set(self.settings.drain_timeout_seconds)
             self._stopping.set()
             self.outbox.wake()
             with contextlib.suppress(TimeoutError):
                 # the loop honours the deadline itself; the margin covers one write in flight
-                await asyncio.wait_for(asyncio.shield(self._delivery), self.config.drain_timeout + 2.0)
+                await asyncio.wait_for(asyncio.shield(self._delivery), self.settings.drain_timeout_seconds + 2.0)
             if not self._delivery.done():
                 self._delivery.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -268,7 +236,7 @@ class AuditPublisher:
         )
 
     async def readiness(self) -> tuple[bool, str | None]:
-        return readiness_of(self.status(), self.config.max_ready_depth)
+        return readiness_of(self.status(), self.settings.max_ready_depth)
 
     async def wait_delivered(self, timeout: float) -> bool:
         """Wait until nothing emitted here is left undelivered (tests, benchmarks)."""
@@ -283,4 +251,4 @@ class AuditPublisher:
 
 register_backend("inline", AuditPublisher.from_settings)
 
-__all__ = ["AuditConfig", "AuditPublisher", "BatchTarget", "new_event_id", "to_audit_event"]
+__all__ = ["AuditPublisher", "BatchTarget", "new_event_id", "to_audit_event"]

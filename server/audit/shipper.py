@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Self
 
 import structlog
@@ -52,13 +51,13 @@ from server.audit.encoding import (
     rejection,
 )
 from server.audit.metrics import AuditMetrics
-from server.audit.publisher import AuditConfig, AuditPublisher
+from server.audit.publisher import AuditPublisher
 from server.audit.sink import AuditStatus, readiness_of, register_backend
 from server.audit.spill import SpillFiles
 from server.audit.subject_refs import SubjectRefs
 from server.events import AuditedEvent
 from server.json_codec import dumps, loads
-from server.settings import Settings
+from server.settings import AuditSettings, Settings
 from stores import AuditDeadLetterStore, AuditEvent, AuditEventStore
 
 logger = structlog.get_logger("idgw.audit")
@@ -81,17 +80,15 @@ class ShippingPublisher:
     """The process `AuditSink`: `emit` for handlers, `start`/`stop` for the lifespan,
     `readiness` for /health/ready; the writing runs in a child process."""
 
-    def __init__(self, config: AuditConfig, subject_refs: SubjectRefs, database_url: str,
-                 log_level: str = "INFO", log_json: bool = True, nice: int = 0,
-                 metrics: AuditMetrics | None = None) -> None:
-        self.config = config
+    def __init__(self, settings: AuditSettings, subject_refs: SubjectRefs, database_url: str,
+                 log_level: str = "INFO", log_json: bool = True, metrics: AuditMetrics | None = None) -> None:
+        self.settings = settings
         self.subject_refs = subject_refs
         self.database_url = database_url
         self.log_level = log_level
         self.log_json = log_json
-        self.nice = nice
         self.metrics = metrics
-        self.spill = SpillFiles(config.spill_dir)
+        self.spill = SpillFiles(settings.spill_dir)
         self.emitted = 0
         self._pending: list[bytes] = []
         self._flush_scheduled = False
@@ -111,9 +108,8 @@ class ShippingPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        return cls(AuditConfig.from_settings(settings), SubjectRefs.from_key_dir(settings.key_dir),
-                   settings.database_url, settings.log_level, settings.log_as_json, settings.audit_writer_nice,
-                   AuditMetrics())
+        return cls(settings.audit, SubjectRefs.from_key_dir(settings.key_dir), settings.database_url,
+                   settings.log.level, settings.log.as_json, AuditMetrics())
 
     # -- the request path --------------------------------------------------------------
 
@@ -183,9 +179,8 @@ class ShippingPublisher:
         with contextlib.suppress(OSError):  # room for ~3,000 lines while the writer is busy
             fcntl.fcntl(events_write, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        options = {"config": {**asdict(self.config), "spill_dir": str(self.config.spill_dir)},
-                   "database_url": self.database_url, "log_level": self.log_level,
-                   "log_json": self.log_json, "status_fd": status_write, "nice": self.nice}
+        options = {"audit": self.settings.model_dump(mode="json"), "database_url": self.database_url,
+                   "log_level": self.log_level, "log_json": self.log_json, "status_fd": status_write}
         try:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", "from server.audit.shipper import main; main()", dumps(options).decode(),
@@ -254,13 +249,13 @@ class ShippingPublisher:
         self._flush()
         process, pipe = self._process, self._pipe
         if process is not None and pipe is not None and not pipe.is_closing():
-            deadline = time.monotonic() + self.config.drain_timeout
+            deadline = time.monotonic() + self.settings.drain_timeout_seconds
             while pipe.get_write_buffer_size() and process.returncode is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)  # bounded: the deadline
             pipe.close()  # the end of the pipe: the writer drains and exits
         if process is not None:
             try:
-                await asyncio.wait_for(process.wait(), self.config.drain_timeout + 5.0)
+                await asyncio.wait_for(process.wait(), self.settings.drain_timeout_seconds + 5.0)
             except TimeoutError:
                 logger.error("audit_writer_process_killed", pid=process.pid)
                 process.kill()
@@ -312,7 +307,7 @@ class ShippingPublisher:
         )
 
     async def readiness(self) -> tuple[bool, str | None]:
-        return readiness_of(self.status(), self.config.max_ready_depth)
+        return readiness_of(self.status(), self.settings.max_ready_depth)
 
     async def wait_delivered(self, timeout: float) -> bool:
         """Wait until nothing emitted here is left unstored (tests, benchmarks)."""
@@ -385,9 +380,9 @@ class _Writer:
 async def _run(options: dict[str, Any]) -> None:
     from stores import open_stores
 
-    config = AuditConfig(**{**options["config"], "spill_dir": Path(options["config"]["spill_dir"])})
-    # No subject_ref key here: the worker pseudonymises before anything leaves it.
-    publisher = AuditPublisher(config, SubjectRefs(os.urandom(32)))
+    # The worker's audit section, as its settings validated it. No subject_ref key here:
+    # the worker pseudonymises before anything leaves it.
+    publisher = AuditPublisher(AuditSettings.model_validate(options["audit"]), SubjectRefs(os.urandom(32)))
     # SQLite statements on this loop's thread: it serves no requests, and the hand-off to
     # a database thread and back cost more CPU than the inserts themselves.
     stores = await open_stores(options["database_url"], sqlite_blocking=True)
@@ -444,8 +439,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(options["log_level"], options["log_json"])
-    if options["nice"]:
-        os.nice(options["nice"])  # background work: under CPU contention the requests come first
+    nice = int(options["audit"]["writer_nice"])
+    if nice:
+        os.nice(nice)  # background work: under CPU contention the requests come first
     started = time.monotonic()
     asyncio.run(_run(options))
     logger.info("audit_writer_process_exited", seconds=round(time.monotonic() - started, 1))

@@ -105,10 +105,10 @@ def delivery_mode(settings: Settings, *, served: bool = False) -> str:
     """The backend `settings` name: `nats` with `IDGW_AUDIT_QUEUE=nats`, else
     `IDGW_AUDIT_WRITER`, where `auto` means `process` when `served` by `idgw serve` on a
     SQL database, `inline` otherwise."""
-    if settings.audit_queue == "nats":
+    if settings.audit.queue == "nats":
         return "nats"
-    if settings.audit_writer != "auto":
-        return settings.audit_writer
+    if settings.audit.writer != "auto":
+        return settings.audit.writer
     sql = not settings.database_url.startswith("memory:")
     return "process" if served and sql else "inline"
 

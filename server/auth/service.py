@@ -101,7 +101,7 @@ class AuthService:
         self._http: httpx.AsyncClient | None = None
         if self.external:
             self.rules = TokenRules(
-                issuer=settings.oidc_issuer or "", audience=settings.oidc_audience,
+                issuer=settings.oidc.issuer or "", audience=settings.oidc.audience,
                 algorithms=EXTERNAL_ALGORITHMS, required_claims=EXTERNAL_ACCESS_CLAIMS,
             )
         else:
@@ -123,7 +123,7 @@ class AuthService:
         await self._revocations.load()
         if self.external:
             self._http = httpx.AsyncClient(timeout=JWKS_FETCH_TIMEOUT_SECONDS, follow_redirects=True)
-            self.external_keys = RemoteKeySet(self.settings.oidc_jwks_url or "", self._http)
+            self.external_keys = RemoteKeySet(self.settings.oidc.jwks_url or "", self._http)
             self._external_users = ExternalUsers(stores.users, self.now)
 
     async def stop(self) -> None:
@@ -154,7 +154,7 @@ class AuthService:
             raise ApiError(
                 403,
                 f"{what} is disabled: this gateway runs with IDGW_AUTH_MODE=external_oidc and accepts "
-                f"tokens of {self.settings.oidc_issuer}; obtain them from that provider",
+                f"tokens of {self.settings.oidc.issuer}; obtain them from that provider",
                 error="local_auth_disabled",
             )
 

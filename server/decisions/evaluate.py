@@ -92,7 +92,7 @@ def evidence_sources(state: State) -> tuple[ConsentChecks, EvidenceSources]:
 
 
 def evidence_deadline(state: State) -> float:
-    return float(state.settings.registry_timeout_ms) / 1000 + DEADLINE_MARGIN_SECONDS
+    return float(state.settings.registry.timeout_ms) / 1000 + DEADLINE_MARGIN_SECONDS
 
 
 def known_purpose(policy_set: PolicySet, name: str) -> Purpose:

@@ -99,9 +99,9 @@ class RegistryService:
         cache: RegistryCache = (RedisCache(settings.redis_url, prefix=cache_prefix) if settings.redis_url
                                 else MemoryCache())
         return cls(
-            MockCitizenRegistry(settings.registry_latency_ms, settings.registry_failure_rate),
-            MockSanctionsRegistry(settings.registry_latency_ms, settings.registry_failure_rate),
-            cache=cache, timeout_ms=settings.registry_timeout_ms, regulated=settings.regulated_mode,
+            MockCitizenRegistry(settings.registry.latency_ms, settings.registry.failure_rate),
+            MockSanctionsRegistry(settings.registry.latency_ms, settings.registry.failure_rate),
+            cache=cache, timeout_ms=settings.registry.timeout_ms, regulated=settings.regulated_mode,
             clock=clock,
         )
 

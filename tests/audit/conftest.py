@@ -24,8 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from server.audit import AuditConfig, AuditPublisher, SubjectRefs
+from server.audit import AuditPublisher, SubjectRefs
 from server.events import DecisionMade
+from server.settings import AuditSettings
 from stores import Stores, open_stores, parse_database_url
 from tests.server.conftest import make_settings, policy_dir  # noqa: F401  (fixtures: settings, the shipped policies)
 from tests.stores.conftest import (  # noqa: F401  (fixtures)
@@ -150,11 +151,10 @@ def refs() -> SubjectRefs:
 
 @pytest.fixture
 def make_publisher(tmp_path: Path, refs: SubjectRefs) -> Callable[..., AuditPublisher]:
-    def make(**overrides: Any) -> AuditPublisher:
-        values: dict[str, Any] = {"spill_dir": tmp_path / "spill", "flush_interval": 0.05,
-                                  "drain_timeout": 10.0}
+    def make(write_timeout: float = 10.0, **overrides: Any) -> AuditPublisher:
+        values: dict[str, Any] = {"spill_dir": tmp_path / "spill", "flush_ms": 50, "drain_timeout_ms": 10_000}
         values.update(overrides)
-        return AuditPublisher(AuditConfig(**values), refs)
+        return AuditPublisher(AuditSettings(**values), refs, write_timeout=write_timeout)
 
     return make
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
-from server.audit import AuditConfig, AuditPublisher, AuditStatus, SubjectRefs
+from server.audit import AuditPublisher, AuditStatus, SubjectRefs
 from server.audit.metrics import (
     AUDIT_EVENTS_DEAD_LETTERED,
     AUDIT_EVENTS_EMITTED,
@@ -18,6 +18,7 @@ from server.audit.metrics import (
     AUDIT_WRITE_RETRIES,
     AuditMetrics,
 )
+from server.settings import AuditSettings
 from stores import Stores
 from tests.audit.conftest import decision
 
@@ -50,7 +51,7 @@ def test_counters_follow_what_the_status_gained_and_gauges_show_it() -> None:
 
 async def test_a_publisher_with_metrics_exports_its_counts(memory: Stores, tmp_path: Path, refs: SubjectRefs) -> None:
     gained = gains()
-    publisher = AuditPublisher(AuditConfig(spill_dir=tmp_path / "spill", flush_interval=0.05),
+    publisher = AuditPublisher(AuditSettings(spill_dir=tmp_path / "spill", flush_ms=50),
                                refs, AuditMetrics())
     await publisher.start(memory.audit_events, memory.audit_dead_letters)
     for n in range(10):

@@ -26,7 +26,7 @@ async def test_5000_events_emitted_during_an_outage_are_all_stored_once(
     proxy, proxied_url = postgres_proxy
     stores = await open_stores(proxied_url, pool_timeout=1.0)
     # a small queue: most of the outage's events go through the spill file as well
-    publisher = make_publisher(capacity=1000, write_timeout=2.0)
+    publisher = make_publisher(queue_capacity=1000, write_timeout=2.0)
     await publisher.start(stores.audit_events, stores.audit_dead_letters)
     try:
         publisher.emit(decision(-1))

@@ -61,7 +61,7 @@ async def test_a_batch_is_due_at_batch_size_and_takes_up_to_max_batch(
         return await append(events, all_or_nothing=all_or_nothing)
 
     flaky.append = counted  # type: ignore[method-assign]
-    publisher = make_publisher(batch_size=10, max_batch=20, flush_interval=60.0)
+    publisher = make_publisher(batch_size=10, max_batch=20, flush_ms=60_000)
     await publisher.start(flaky, memory.audit_dead_letters)
     try:
         for n in range(49):
@@ -82,7 +82,7 @@ async def test_a_full_queue_spills_and_the_spill_is_replayed(
 ) -> None:
     flaky = FlakyEvents(memory.audit_events)
     flaky.down = True
-    publisher = make_publisher(capacity=50, batch_size=20)
+    publisher = make_publisher(queue_capacity=50, batch_size=20)
     await publisher.start(flaky, memory.audit_dead_letters)
     try:
         for n in range(500):
@@ -105,7 +105,7 @@ async def test_a_full_queue_spills_and_the_spill_is_replayed(
 
 
 async def test_stop_drains_the_queue(make_publisher: MakePublisher, memory: Stores) -> None:
-    publisher = make_publisher(flush_interval=60.0)
+    publisher = make_publisher(flush_ms=60_000)
     await publisher.start(memory.audit_events, memory.audit_dead_letters)
     for n in range(250):
         publisher.emit(decision(n))
@@ -118,7 +118,7 @@ async def test_a_drain_that_times_out_spills_and_the_next_start_writes(
 ) -> None:
     flaky = FlakyEvents(memory.audit_events)
     flaky.down = True
-    first = make_publisher(drain_timeout=0.2)
+    first = make_publisher(drain_timeout_ms=200)
     await first.start(flaky, memory.audit_dead_letters)
     for n in range(120):
         first.emit(decision(n))

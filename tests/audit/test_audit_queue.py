@@ -87,7 +87,7 @@ async def test_the_publisher_replays_a_backlog_at_batch_speed_under_a_trickle(
     make_publisher: MakePublisher, memory: Stores, tmp_path: Path
 ) -> None:
     orphan_spill(tmp_path / "spill", 2_000)
-    publisher = make_publisher(batch_size=100, flush_interval=30.0)
+    publisher = make_publisher(batch_size=100, flush_ms=30_000)
     await publisher.start(memory.audit_events, memory.audit_dead_letters)
     try:
         publisher.emit(decision(1))  # not due for 30 s: must not pace the replay

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from server.audit import (
-    AuditConfig,
     ShippingPublisher,
     SubjectRefs,
     audit_sink,
@@ -26,7 +25,7 @@ from server.audit import (
 from server.audit.encoding import decode_line
 from server.audit.metrics import AUDIT_EVENTS_WRITTEN, AuditMetrics
 from server.events import SensitiveOperation
-from server.settings import ConfigError, load_settings
+from server.settings import AuditSettings, ConfigError, load_settings
 from stores import Stores, open_stores
 from tests.audit.conftest import decision, eventually
 from tests.server.conftest import ADULT_WITHOUT_CREDENTIAL, ServerProcess
@@ -50,9 +49,10 @@ async def make_shipper(tmp_path: Path, refs: SubjectRefs, database_url: str) -> 
     made: list[ShippingPublisher] = []
 
     def make(url: str | None = None, nice: int = 0, **overrides: Any) -> ShippingPublisher:
-        values: dict[str, Any] = {"spill_dir": tmp_path / "spill", "flush_interval": 0.05, "drain_timeout": 10.0}
+        values: dict[str, Any] = {"spill_dir": tmp_path / "spill", "flush_ms": 50, "drain_timeout_ms": 10_000,
+                                  "writer_nice": nice}
         values.update(overrides)
-        shipper = ShippingPublisher(AuditConfig(**values), refs, url or database_url, "WARNING", True, nice,
+        shipper = ShippingPublisher(AuditSettings(**values), refs, url or database_url, "WARNING", True,
                                     AuditMetrics())
         made.append(shipper)
         return shipper
@@ -113,7 +113,7 @@ async def test_malformed_events_are_dead_lettered_by_the_writer_process(
 
 
 def test_a_decision_line_decodes_to_the_event_the_inline_publisher_stores(refs: SubjectRefs, tmp_path: Path) -> None:
-    shipper = ShippingPublisher(AuditConfig(spill_dir=tmp_path), refs, "sqlite:///unused.db")
+    shipper = ShippingPublisher(AuditSettings(spill_dir=tmp_path), refs, "sqlite:///unused.db")
     event = decision(7, subject="user-ü", reason='quote " and \\ back')
     shipper.emit(event)
     (line,) = shipper._pending
@@ -244,7 +244,7 @@ def test_the_writer_settings_reach_the_publisher_or_fail_naming_the_variable(
     monkeypatch.setenv("IDGW_AUDIT_WRITER_NICE", "7")
     shipper = audit_sink(load_settings(), served=True)
     assert isinstance(shipper, ShippingPublisher)
-    assert (shipper.config.max_batch, shipper.nice) == (50, 7)
+    assert (shipper.settings.max_batch, shipper.settings.writer_nice) == (50, 7)
     monkeypatch.setenv("IDGW_AUDIT_WRITER_NICE", "20")
     with pytest.raises(ConfigError, match="IDGW_AUDIT_WRITER_NICE"):
         load_settings()
