@@ -11,6 +11,7 @@ from stores._memory import (
     MemoryAuditEventStore,
     MemoryConsentStore,
     MemoryCredentialStore,
+    MemoryDecisionRecordStore,
     MemoryRefreshTokenStore,
     MemoryRevocationStore,
     MemorySessionStore,
@@ -25,6 +26,7 @@ from stores._protocols import (
     AuditEventStore,
     ConsentStore,
     CredentialStore,
+    DecisionRecordStore,
     RefreshTokenStore,
     RevocationStore,
     SessionStore,
@@ -36,6 +38,7 @@ from stores._sql import (
     SqlAuditEventStore,
     SqlConsentStore,
     SqlCredentialStore,
+    SqlDecisionRecordStore,
     SqlRefreshTokenStore,
     SqlRevocationStore,
     SqlSessionStore,
@@ -65,6 +68,7 @@ class Stores:
     audit_events: AuditEventStore
     audit_dead_letters: AuditDeadLetterStore
     signing_keys: SigningKeyStore
+    decision_records: DecisionRecordStore
     _database: Database | None = None
 
     async def ping(self) -> None:
@@ -102,6 +106,7 @@ def memory_stores() -> Stores:
         audit_events=MemoryAuditEventStore(state),
         audit_dead_letters=MemoryAuditDeadLetterStore(state),
         signing_keys=MemorySigningKeyStore(state),
+        decision_records=MemoryDecisionRecordStore(state),
     )
 
 
@@ -117,6 +122,7 @@ def _sql_stores(backend: Backend, database: Database) -> Stores:
         audit_events=SqlAuditEventStore(database),
         audit_dead_letters=SqlAuditDeadLetterStore(database),
         signing_keys=SqlSigningKeyStore(database),
+        decision_records=SqlDecisionRecordStore(database),
         _database=database,
     )
 

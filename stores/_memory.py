@@ -21,6 +21,7 @@ from stores._records import (
     Consent,
     Credential,
     DeadLetter,
+    DecisionRecord,
     RefreshToken,
     Session,
     SigningKey,
@@ -28,6 +29,7 @@ from stores._records import (
     User,
     as_utc,
     check_limit,
+    decision_record_of,
 )
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "MemoryAuditEventStore",
     "MemoryConsentStore",
     "MemoryCredentialStore",
+    "MemoryDecisionRecordStore",
     "MemoryRefreshTokenStore",
     "MemoryRevocationStore",
     "MemorySessionStore",
@@ -55,6 +58,7 @@ class MemoryState:
     consents: dict[tuple[str, str], Consent] = field(default_factory=dict)
     credentials: dict[str, Credential] = field(default_factory=dict)
     audit_events: dict[str, AuditEvent] = field(default_factory=dict)
+    decision_records: dict[str, DecisionRecord] = field(default_factory=dict)
     dead_letters: dict[int, DeadLetter] = field(default_factory=dict)
     signing_keys: dict[str, SigningKey] = field(default_factory=dict)
     last_audit_seq: int = 0
@@ -372,8 +376,11 @@ class MemoryAuditEventStore:
         for event in events:
             if event.id not in stored:
                 self._state.last_audit_seq += 1
-                stored[event.id] = dataclasses.replace(event, seq=self._state.last_audit_seq)
+                stored[event.id] = dataclasses.replace(event, seq=self._state.last_audit_seq, record=None)
                 new += 1
+                record = decision_record_of(event)
+                if record is not None:
+                    self._state.decision_records.setdefault(record.decision_id, record)
         return new
 
     async def get(self, event_id: str) -> AuditEvent:
@@ -421,6 +428,57 @@ class MemoryAuditEventStore:
 
 def _detached_letter(dead_letter: DeadLetter) -> DeadLetter:
     return dataclasses.replace(dead_letter, payload=copy.deepcopy(dead_letter.payload))
+
+
+class MemoryDecisionRecordStore:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def query(
+        self,
+        *,
+        purpose: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+        subject_ref: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[DecisionRecord]:
+        check_limit(limit)
+        since = None if since is None else as_utc(since)
+        until = None if until is None else as_utc(until)
+        found = sorted(
+            (
+                r
+                for r in self._state.decision_records.values()
+                if (purpose is None or r.purpose == purpose)
+                and (since is None or r.recorded_at >= since)
+                and (until is None or r.recorded_at < until)
+                and (status is None or r.status == status)
+                and (subject_ref is None or r.subject_ref == subject_ref)
+                and (after is None or r.decision_id > after)
+            ),
+            key=lambda r: r.decision_id,
+        )
+        return found if limit is None else found[:limit]
+
+    def _delete(self, doomed: Callable[[DecisionRecord], bool]) -> int:
+        records = self._state.decision_records
+        ids = [decision_id for decision_id, record in records.items() if doomed(record)]
+        for decision_id in ids:
+            del records[decision_id]
+        return len(ids)
+
+    async def delete_subject(self, subject_ref: str) -> int:
+        return self._delete(lambda r: r.subject_ref == subject_ref)
+
+    async def purge(self, before: datetime) -> int:
+        before = as_utc(before)
+        return self._delete(lambda r: r.recorded_at < before)
+
+    async def count(self) -> int:
+        return len(self._state.decision_records)
 
 
 class MemoryAuditDeadLetterStore:

@@ -22,6 +22,7 @@ from stores._records import (
     Consent,
     Credential,
     DeadLetter,
+    DecisionRecord,
     RefreshToken,
     Session,
     SigningKey,
@@ -34,6 +35,7 @@ __all__ = [
     "AuditEventStore",
     "ConsentStore",
     "CredentialStore",
+    "DecisionRecordStore",
     "RefreshTokenStore",
     "RevocationStore",
     "SessionStore",
@@ -193,7 +195,10 @@ class AuditEventStore(Protocol):
 
         With ``all_or_nothing`` a batch in which any event is already stored is rolled
         back whole and raises ``Conflict``: the chained audit writer then leaves those
-        out and links the rest again, so no stored hash points at a skipped event."""
+        out and links the rest again, so no stored hash points at a skipped event.
+
+        An event carrying a ``record`` stores it as a decision record in the same
+        transaction, only when the event itself is new."""
         ...
 
     async def stored_ids(self, event_ids: Sequence[str]) -> set[str]:
@@ -221,6 +226,38 @@ class AuditEventStore(Protocol):
 
     async def last_in_stream(self, stream_id: str) -> AuditEvent | None:
         """The most recently inserted event of a writer stream (the chain's head)."""
+        ...
+
+    async def count(self) -> int: ...
+
+
+class DecisionRecordStore(Protocol):
+    """Decision records (docs/impact.md), written by ``AuditEventStore.append`` with their
+    events. Unlike the trail they may be deleted: retention and a subject's erasure."""
+
+    async def query(
+        self,
+        *,
+        purpose: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+        subject_ref: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[DecisionRecord]:
+        """Records matching every given filter, by ``decision_id`` (which sorts by time).
+
+        ``since`` is inclusive and ``until`` exclusive on ``recorded_at``; ``after`` (a
+        decision id) pages through them."""
+        ...
+
+    async def delete_subject(self, subject_ref: str) -> int:
+        """Delete every record of a subject; returns how many."""
+        ...
+
+    async def purge(self, before: datetime) -> int:
+        """Delete the records made before ``before``; returns how many."""
         ...
 
     async def count(self) -> int: ...

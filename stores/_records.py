@@ -17,6 +17,7 @@ __all__ = [
     "Consent",
     "Credential",
     "DeadLetter",
+    "DecisionRecord",
     "RefreshToken",
     "RevocationKind",
     "Session",
@@ -169,6 +170,9 @@ class AuditEvent:
     prev_hash: str | None = None
     hash: str | None = None
     seq: int | None = None
+    #: The decision record written with this `decision_made` event (`DecisionRecord.body`),
+    #: in the same transaction; not part of the event: not hashed, compared or read back.
+    record: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # `timestamp` is the only datetime field: checked directly rather than through
@@ -177,6 +181,46 @@ class AuditEvent:
         moment = self.timestamp
         if isinstance(moment, datetime) and moment.tzinfo is not UTC:
             object.__setattr__(self, "timestamp", as_utc(moment, "AuditEvent.timestamp"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionRecord:
+    """What one decision was made on and what it answered, for replay (docs/impact.md).
+
+    The columns repeat the decision's audit event; ``body`` holds the engine's input and
+    the rest: ``facts`` (given to the engine, ``subject.sub`` as its ``subject_ref``),
+    ``context`` (each sensitive field's value a keyed hash), ``conditions``, ``hashed``
+    (the paths whose value is a hash), ``declared`` and ``fields`` (what the purpose could
+    have been given), ``refused`` (a request refused before the engine decided) and
+    ``shadow`` (the shadow set's outcome, when one ran). ``shadow`` the column is its
+    agreement: ``same``, ``different`` or ``not_replayable``."""
+
+    decision_id: str
+    recorded_at: datetime
+    purpose: str
+    policy_revision: str
+    status: str
+    reason: str
+    body: dict[str, Any]
+    subject_ref: str | None = None
+    shadow: str | None = None
+
+    def __post_init__(self) -> None:
+        _normalise_times(self)
+
+
+def decision_record_of(event: AuditEvent) -> DecisionRecord | None:
+    """The decision record an event carries (``record``), with the event's columns."""
+    body = event.record
+    if body is None or event.decision_id is None:
+        return None
+    shadow = body.get("shadow")
+    return DecisionRecord(
+        decision_id=event.decision_id, recorded_at=event.timestamp, purpose=event.purpose or "",
+        policy_revision=event.policy_revision or "", status=event.decision or "", reason=event.reason or "",
+        body=body, subject_ref=event.subject_ref,
+        shadow=shadow.get("agreement") if isinstance(shadow, dict) else None,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,9 +255,12 @@ class SigningKey:
 
 
 def audit_event_to_json(event: AuditEvent) -> dict[str, Any]:
-    """The event as a JSON-ready mapping (timestamp in ISO-8601), e.g. a dead letter's payload."""
-    payload = {f.name: getattr(event, f.name) for f in fields(event) if f.name != "seq"}
+    """The event as a JSON-ready mapping (timestamp in ISO-8601), e.g. a dead letter's
+    payload; ``record`` only when the event carries one."""
+    payload = {f.name: getattr(event, f.name) for f in fields(event) if f.name not in ("seq", "record")}
     payload["timestamp"] = event.timestamp.isoformat()
+    if event.record is not None:
+        payload["record"] = event.record
     return payload
 
 

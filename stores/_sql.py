@@ -21,6 +21,7 @@ from stores._records import (
     Consent,
     Credential,
     DeadLetter,
+    DecisionRecord,
     RefreshToken,
     Session,
     SigningKey,
@@ -34,6 +35,7 @@ __all__ = [
     "SqlAuditEventStore",
     "SqlConsentStore",
     "SqlCredentialStore",
+    "SqlDecisionRecordStore",
     "SqlRefreshTokenStore",
     "SqlRevocationStore",
     "SqlSessionStore",
@@ -651,6 +653,68 @@ def _json_rows(events: Sequence[AuditEvent]) -> str:
 
 
 _JSON_ROWS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+# -- decision records, written with their events -------------------------------------
+
+_RECORD_FIELDS = (
+    "decision_id", "recorded_at", "purpose", "subject_ref", "policy_revision", "status", "reason", "shadow", "body",
+)
+_RECORD_COLUMNS = ", ".join(_RECORD_FIELDS)
+
+
+def _record_rows(events: Sequence[AuditEvent]) -> list[list[Any]]:
+    """The decision records `events` carry: [event id, then `_RECORD_FIELDS`] each."""
+    rows: list[list[Any]] = []
+    for e in events:
+        body = e.record
+        if body is None or e.decision_id is None:
+            continue
+        shadow = body.get("shadow")
+        rows.append([
+            e.id, e.decision_id, e.timestamp.isoformat(), e.purpose, e.subject_ref, e.policy_revision,
+            e.decision, e.reason, shadow.get("agreement") if isinstance(shadow, dict) else None, body,
+        ])
+    return rows
+
+
+# PostgreSQL: the records ride in the events' statement, a data-modifying CTE that
+# inserts those whose event the statement inserted (so a retried batch, or an event
+# stored before its record was erased, writes none): one statement, one transaction.
+_RECORD_ROWS = (
+    "SELECT "
+    + ", ".join(
+        f"(r.value->{n + 1})::jsonb" if name == "body"
+        else f"(r.value->>{n + 1})::{'timestamptz' if name == 'recorded_at' else 'text'}"
+        for n, name in enumerate(_RECORD_FIELDS)
+    )
+    + " FROM json_array_elements(%(records)s::json) AS r(value)"
+    " WHERE (r.value->>0) IN (SELECT id FROM inserted)"
+)
+_WITH_RECORDS = (
+    f", recorded AS (INSERT INTO decision_records ({_RECORD_COLUMNS}) {_RECORD_ROWS}"
+    " ON CONFLICT (decision_id) DO NOTHING)"
+    " SELECT count(*) AS n FROM inserted"
+)
+_INSERT_EVENTS_AND_RECORDS = f"WITH inserted AS ({_INSERT_EVENTS_JSON} RETURNING id){_WITH_RECORDS}"
+_INSERT_NEW_EVENTS_AND_RECORDS = (
+    f"WITH batch ({_EVENT_COLUMNS}) AS MATERIALIZED ({_EVENT_ROWS}),"
+    f" inserted AS (INSERT INTO audit_events ({_EVENT_COLUMNS}) SELECT * FROM batch WHERE NOT EXISTS"
+    " (SELECT 1 FROM audit_events AS e JOIN batch AS b ON e.id = b.id) RETURNING id)"
+    + _WITH_RECORDS
+)
+# SQLite: a statement of its own, before the events' in one transaction, inserting the
+# records whose event is not stored yet.
+_SQLITE_RECORD_ROW = "(" + ", ".join("?" * (len(_RECORD_FIELDS) + 1)) + ")"
+
+
+def _sqlite_insert_records(rows: int) -> str:
+    values = ", ".join([_SQLITE_RECORD_ROW] * rows)
+    columns = ", ".join(f"column{n + 2}" for n in range(len(_RECORD_FIELDS)))
+    return (
+        f"INSERT INTO decision_records ({_RECORD_COLUMNS}) SELECT {columns} FROM (VALUES {values}) AS v"
+        " WHERE NOT EXISTS (SELECT 1 FROM audit_events AS e WHERE e.id = v.column1)"
+        " ON CONFLICT (decision_id) DO NOTHING"
+    )
 _IDS_PER_QUERY = 500  # below SQLite's limit of bound parameters per statement
 _EVENT_FILTERS = {
     "subject_ref": "subject_ref = %(subject_ref)s",
@@ -674,21 +738,41 @@ class SqlAuditEventStore:
     async def append(self, events: Sequence[AuditEvent], *, all_or_nothing: bool = False) -> int:
         if not events:
             return 0
+        records = _record_rows(events)
         if self._db.dialect == "postgresql":
-            sql = _INSERT_NEW_EVENTS_JSON if all_or_nothing else _INSERT_EVENTS_JSON
-            new = await self._db.execute(sql, {"batch": _json_rows(events)})
-        elif len(events) <= _SQLITE_ROWS_PER_STATEMENT:  # one statement: atomic on its own
+            batch = {"batch": _json_rows(events)}
+            if records:
+                sql = _INSERT_NEW_EVENTS_AND_RECORDS if all_or_nothing else _INSERT_EVENTS_AND_RECORDS
+                row = await self._db.fetch_one(sql, {**batch, "records": _JSON_ROWS.encode(records)})
+                new = int(row["n"]) if row else 0
+            else:
+                sql = _INSERT_NEW_EVENTS_JSON if all_or_nothing else _INSERT_EVENTS_JSON
+                new = await self._db.execute(sql, batch)
+        elif not records and len(events) <= _SQLITE_ROWS_PER_STATEMENT:  # one statement: atomic on its own
             new = await self._db.execute(_sqlite_insert(len(events), all_or_nothing), self._flat(events, all_or_nothing))
         else:
             new = 0
             async with self._db.transaction() as tx:  # raising rolls the whole batch back
+                # the records first: only those whose event is not stored yet
+                for start in range(0, len(records), _SQLITE_ROWS_PER_STATEMENT):
+                    part = records[start : start + _SQLITE_ROWS_PER_STATEMENT]
+                    await tx.execute(_sqlite_insert_records(len(part)), self._record_params(part))
                 for start in range(0, len(events), _SQLITE_ROWS_PER_STATEMENT):
-                    part = events[start : start + _SQLITE_ROWS_PER_STATEMENT]
-                    new += await tx.execute(_sqlite_insert(len(part), all_or_nothing), self._flat(part, all_or_nothing))
+                    chunk = events[start : start + _SQLITE_ROWS_PER_STATEMENT]
+                    new += await tx.execute(_sqlite_insert(len(chunk), all_or_nothing), self._flat(chunk, all_or_nothing))
                 _require_all(all_or_nothing, new, len(events))  # inside: raising rolls it all back
             return new
         _require_all(all_or_nothing, new, len(events))
         return new
+
+    def _record_params(self, rows: list[list[Any]]) -> list[Any]:
+        """The positional parameters of `_sqlite_insert_records` for `rows` (`_record_rows`)."""
+        time = self._db.codec.time
+        flat: list[Any] = []
+        for row in rows:
+            event_id, decision_id, moment, *rest, body = row
+            flat += [event_id, decision_id, time(datetime.fromisoformat(moment)), *rest, _JSON_ROWS.encode(body)]
+        return flat
 
     def _flat(self, events: Sequence[AuditEvent], all_or_nothing: bool) -> list[Any]:
         """The positional parameters of `_sqlite_insert` for `events`."""
@@ -767,6 +851,70 @@ class SqlAuditEventStore:
 
     async def count(self) -> int:
         row = await self._db.fetch_one("SELECT count(*) AS n FROM audit_events")
+        return int(row["n"]) if row else 0
+
+
+# -- decision records -------------------------------------------------------------------
+
+_RECORD_FILTERS = {
+    "purpose": "purpose = %(purpose)s",
+    "since": "recorded_at >= %(since)s",
+    "until": "recorded_at < %(until)s",
+    "status": "status = %(status)s",
+    "subject_ref": "subject_ref = %(subject_ref)s",
+    "after": "decision_id > %(after)s",
+}
+
+
+class SqlDecisionRecordStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _record(self, row: Row) -> DecisionRecord:
+        values = {name: row[name] for name in _RECORD_FIELDS}
+        values["recorded_at"] = self._db.codec.read_time(row["recorded_at"])
+        values["body"] = self._db.codec.read_json(row["body"])
+        return DecisionRecord(**values)
+
+    async def query(
+        self,
+        *,
+        purpose: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+        subject_ref: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> list[DecisionRecord]:
+        check_limit(limit)
+        time = self._db.codec.time
+        given: dict[str, Any] = {
+            "purpose": purpose, "since": time(since), "until": time(until), "status": status,
+            "subject_ref": subject_ref, "after": after,
+        }
+        params = {name: value for name, value in given.items() if value is not None}
+        sql = f"SELECT {_RECORD_COLUMNS} FROM decision_records"
+        if params:
+            sql += " WHERE " + " AND ".join(_RECORD_FILTERS[name] for name in params)
+        sql += " ORDER BY decision_id"
+        if limit is not None:
+            sql += " LIMIT %(limit)s"
+            params["limit"] = limit
+        return [self._record(row) for row in await self._db.fetch_all(sql, params)]
+
+    async def delete_subject(self, subject_ref: str) -> int:
+        return await self._db.execute(
+            "DELETE FROM decision_records WHERE subject_ref = %(subject_ref)s", {"subject_ref": subject_ref}
+        )
+
+    async def purge(self, before: datetime) -> int:
+        return await self._db.execute(
+            "DELETE FROM decision_records WHERE recorded_at < %(before)s", {"before": self._db.codec.time(before)}
+        )
+
+    async def count(self) -> int:
+        row = await self._db.fetch_one("SELECT count(*) AS n FROM decision_records")
         return int(row["n"]) if row else 0
 
 

@@ -20,13 +20,15 @@ def test_up_status_down(sql_database_url: str) -> None:
     code, status = _idgw("status", *url)
     assert code == 0
     assert "0001_identity" in status and "applied 20" in status
-    assert "0004_signing_keys             pending" in status
+    assert "0005_decision_records         pending" in status
 
     code, output = _idgw("up", *url)
     assert (code, output.splitlines()) == (
         0,
-        ["applied 0002_consents_credentials", "applied 0003_audit", "applied 0004_signing_keys"],
+        ["applied 0002_consents_credentials", "applied 0003_audit", "applied 0004_signing_keys",
+         "applied 0005_decision_records"],
     )
+    assert _idgw("down", *url) == (0, "reverted 0005_decision_records\n")
     assert _idgw("down", *url) == (0, "reverted 0004_signing_keys\n")
     assert _idgw("down", "2", *url) == (
         0,
@@ -38,7 +40,7 @@ def test_up_status_down(sql_database_url: str) -> None:
 
 def test_the_url_comes_from_the_environment(sql_database_url: str) -> None:
     code, output = _idgw("up", env={"IDGW_DATABASE_URL": sql_database_url})
-    assert code == 0 and output.count("applied") == 4
+    assert code == 0 and output.count("applied") == 5
 
 
 def test_the_password_is_not_printed() -> None:

@@ -34,6 +34,7 @@ TABLES = {
     "audit_events",
     "audit_dead_letters",
     "signing_keys",
+    "decision_records",
 }
 
 
@@ -57,18 +58,18 @@ def test_both_dialects_have_the_same_migrations() -> None:
         return [(m.version, m.name) for m in load_migrations(dialect)]
 
     assert names("sqlite") == names("postgresql")
-    assert [version for version, _ in names("sqlite")] == [1, 2, 3, 4]
+    assert [version for version, _ in names("sqlite")] == [1, 2, 3, 4, 5]
 
 
 async def test_up_down_to_zero_and_up_again(sql_database_url: str, raw_sql: RawSQL) -> None:
     url = sql_database_url
     dialect = parse_database_url(url).backend
-    assert [m.version for m in migrate_up(url)] == [1, 2, 3, 4]
+    assert [m.version for m in migrate_up(url)] == [1, 2, 3, 4, 5]
     assert table_names(raw_sql, dialect) == TABLES
     assert migrate_up(url) == []  # nothing pending
 
-    assert [m.version for m in migrate_down(url)] == [4]
-    assert "signing_keys" not in table_names(raw_sql, dialect)
+    assert [m.version for m in migrate_down(url, steps=2)] == [5, 4]
+    assert {"signing_keys", "decision_records"}.isdisjoint(table_names(raw_sql, dialect))
     assert applied_versions(url) == [1, 2, 3]
 
     assert [m.version for m in migrate_down(url, steps=None)] == [3, 2, 1]
@@ -77,7 +78,7 @@ async def test_up_down_to_zero_and_up_again(sql_database_url: str, raw_sql: RawS
     assert migrate_down(url) == []
 
     assert [m.version for m in migrate_up(url, steps=2)] == [1, 2]
-    assert [m.version for m in migrate_up(url)] == [3, 4]
+    assert [m.version for m in migrate_up(url)] == [3, 4, 5]
     assert table_names(raw_sql, dialect) == TABLES
     now = datetime.now(UTC)
     async with await open_stores(url, migrate=False) as stores:
@@ -92,12 +93,13 @@ def test_status_lists_applied_and_pending(sql_database_url: str) -> None:
         (2, "consents_credentials", None),
         (3, "audit", None),
         (4, "signing_keys", None),
+        (5, "decision_records", None),
     ]
     migrate_up(sql_database_url, steps=3)
 
     after = migration_status(sql_database_url)
 
-    assert [s.applied_at is not None for s in after] == [True, True, True, False]
+    assert [s.applied_at is not None for s in after] == [True, True, True, False, False]
     assert all(s.known for s in after)
 
 
@@ -106,20 +108,20 @@ def test_workers_starting_together_apply_each_migration_once(sql_database_url: s
         results = list(pool.map(lambda _: migrate_up(sql_database_url), range(4)))
 
     applied = sorted(m.version for result in results for m in result)
-    assert applied == [1, 2, 3, 4]
-    assert applied_versions(sql_database_url) == [1, 2, 3, 4]
+    assert applied == [1, 2, 3, 4, 5]
+    assert applied_versions(sql_database_url) == [1, 2, 3, 4, 5]
 
 
 def test_a_failing_migration_applies_nothing(
     sql_database_url: str, raw_sql: RawSQL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dialect = parse_database_url(sql_database_url).backend
-    broken = Migration(5, "broken", "CREATE TABLE broken (id TEXT);\nSELEC nonsense;", "")
+    broken = Migration(6, "broken", "CREATE TABLE broken (id TEXT);\nSELEC nonsense;", "")
     monkeypatch.setattr(
         stores._migrations, "load_migrations", lambda _: (*load_migrations(dialect), broken)
     )
 
-    with pytest.raises(MigrationError, match="0005_broken"):
+    with pytest.raises(MigrationError, match="0006_broken"):
         migrate_up(sql_database_url)
 
     assert applied_versions(sql_database_url) == []
@@ -130,19 +132,19 @@ def test_down_refuses_versions_it_does_not_know(
     sql_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dialect = parse_database_url(sql_database_url).backend
-    newer = Migration(5, "from_the_future", "CREATE TABLE future (id TEXT);", "DROP TABLE future;")
+    newer = Migration(6, "from_the_future", "CREATE TABLE future (id TEXT);", "DROP TABLE future;")
     monkeypatch.setattr(
         stores._migrations, "load_migrations", lambda _: (*load_migrations(dialect), newer)
     )
     migrate_up(sql_database_url)
-    monkeypatch.undo()  # back to this release, which does not know migration 5
+    monkeypatch.undo()  # back to this release, which does not know migration 6
 
     status = migration_status(sql_database_url)
 
-    assert [(s.version, s.known) for s in status][-1] == (5, False)
+    assert [(s.version, s.known) for s in status][-1] == (6, False)
     with pytest.raises(MigrationError, match="newer than this release"):
         migrate_down(sql_database_url)
-    assert applied_versions(sql_database_url) == [1, 2, 3, 4, 5]
+    assert applied_versions(sql_database_url) == [1, 2, 3, 4, 5, 6]
 
 
 def test_memory_needs_no_migrations() -> None:
