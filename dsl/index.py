@@ -69,7 +69,7 @@ class Probe:
             case "has":
                 return any(_member(c, value) for c in self.values)
             case "elem":
-                return value.__class__ is list and any(same(c, item) for c in self.values for item in value)  # type: ignore[attr-defined]
+                return value.__class__ is list and any(same(c, item) for c in self.values for item in value)
             case "truth":
                 return ("T" if value is True else "F" if value is False else "O") in self.values
             case "range":
@@ -78,9 +78,9 @@ class Probe:
                     return False
                 return bool(_ORDER[op](value, bound))
             case "prefix":
-                return value.__class__ is str and any(value.startswith(c) for c in self.values)  # type: ignore[attr-defined]
+                return value.__class__ is str and any(value.startswith(c) for c in self.values)
             case "suffix":
-                return value.__class__ is str and any(value.endswith(c) for c in self.values)  # type: ignore[attr-defined]
+                return value.__class__ is str and any(value.endswith(c) for c in self.values)
         return True  # pragma: no cover
 
     def describe(self) -> str:

@@ -173,7 +173,7 @@ class _ToAst(Transformer[Any, ast.Expr]):
         return ast.BoolOp("or", tuple(children), _span(children))
 
     def compare(self, children: list[Any]) -> ast.Compare:
-        return ast.Compare(children[1].value, children[0], children[2], _span(children))  # type: ignore[arg-type]
+        return ast.Compare(children[1].value, children[0], children[2], _span(children))
 
     def in_(self, children: list[Any]) -> ast.Compare:
         return ast.Compare("in", children[0], children[-1], _span(children))
@@ -182,7 +182,7 @@ class _ToAst(Transformer[Any, ast.Expr]):
         return ast.Compare("not in", children[0], children[-1], _span(children))
 
     def arith(self, children: list[Any]) -> ast.Arith:
-        return ast.Arith(children[1].value, children[0], children[2], _span(children))  # type: ignore[arg-type]
+        return ast.Arith(children[1].value, children[0], children[2], _span(children))
 
     def neg(self, children: list[Any]) -> ast.Expr:
         operand = children[1]
@@ -201,7 +201,7 @@ class _ToAst(Transformer[Any, ast.Expr]):
         if lowered in ("any", "all") and len(args) == 2:
             binding = args[0]
             if isinstance(binding, ast.Compare) and binding.op == "in" and isinstance(binding.left, ast.Name):
-                return ast.Quantifier(lowered, binding.left.name, binding.right, args[1], span)  # type: ignore[arg-type]
+                return ast.Quantifier(lowered, binding.left.name, binding.right, args[1], span)
         return ast.Call(name_token.value, args, span, _tok_span(name_token))
 
 

@@ -370,7 +370,7 @@ def _same_style(old: str, new: str) -> str:
     """Keep a scalar's quoting or block style: ruamel marks it with a str subclass."""
     if type(old) is str:
         return new
-    return type(old)(new)  # type: ignore[call-arg]
+    return type(old)(new)
 
 
 # -- files -----------------------------------------------------------------------------

@@ -199,9 +199,9 @@ class PolicySet:
         if facts.__class__ is not dict:
             facts = dict(facts) if isinstance(facts, Mapping) else {}
         if explain:
-            return self._explain(self._purposes[purpose], facts)  # type: ignore[arg-type]
+            return self._explain(self._purposes[purpose], facts)
         # with a failure function the program always decides (never None)
-        return program(facts)  # type: ignore[arg-type,return-value]
+        return program(facts)  # type: ignore[return-value]
 
     def _explain(self, purpose: Purpose, facts: dict[str, Any]) -> Decision:
         entries = _evidence_entries(purpose, facts)

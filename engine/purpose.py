@@ -119,7 +119,7 @@ def conforms(value: object, t: Type) -> bool:
         case "list":
             if value.__class__ is not list:
                 return False
-            return t.item is None or not t.item.known or all(conforms(v, t.item) for v in value)  # type: ignore[attr-defined]
+            return t.item is None or not t.item.known or all(conforms(v, t.item) for v in value)
         case "map":
             return value.__class__ is dict
         case "null":

@@ -142,7 +142,7 @@ def _nothing(*args: Any) -> None:
     pass
 
 
-class _Loader(_Parser):  # type: ignore[valid-type, misc]
+class _Loader(_Parser):
     """The safe loader, with less Python work per node for the composer.
 
     The composer calls the resolver's `descend_resolver`, `resolve` and

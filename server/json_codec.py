@@ -116,7 +116,7 @@ def non_finite_path(body: bytes, parsed: object) -> tuple[int | str, ...] | None
 def _non_finite(value: object, path: tuple[int | str, ...]) -> tuple[int | str, ...] | None:
     # depth is bounded by the parser's own nesting limit
     if value.__class__ is float:
-        return None if math.isfinite(value) else path  # type: ignore[arg-type]
+        return None if math.isfinite(value) else path
     if isinstance(value, dict):
         for key, item in value.items():
             found = _non_finite(item, (*path, key))

@@ -54,7 +54,7 @@ def parse_data_request(body: bytes) -> dict[str, Any]:
     if parsed.__class__ is dict and len(parsed) == 1:
         facts = parsed.get("input")
         if facts.__class__ is dict:
-            return facts  # type: ignore[no-any-return]
+            return facts
     return parse_json(body, DataRequest).input
 
 
