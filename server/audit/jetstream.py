@@ -67,7 +67,6 @@ class JetStreamQueue:
         self.backoff = backoff or Backoff()
         self.publish_timeout = publish_timeout
         self.backlog = 0  # messages in the stream not yet acknowledged by a writer
-        self.published = 0
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
@@ -132,8 +131,6 @@ class JetStreamQueue:
                 for future in futures:
                     future.cancel()
                 results = [exc] * len(pending)
-            acked = sum(1 for r in results if not isinstance(r, BaseException))
-            self.published += acked
             pending = [e for e, r in zip(pending, results, strict=False) if isinstance(r, BaseException)]
             if not pending or deadline.passed():
                 return pending

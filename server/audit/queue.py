@@ -140,8 +140,10 @@ class Outbox:
                 await asyncio.wait_for(self._wake.wait(), max(timeout, 0.001))
 
     async def _take_spilled(self) -> list[AuditEvent | Rejected | BrokenLine]:
-        """`spill.take` without holding the event loop: the fsync of a sealed file runs in
-        a thread, the lines are decoded in slices."""
+        """Up to a batch of spilled events to deliver, oldest file first, sealing the
+        active file when nothing else is left to replay; `spill.confirm()` once they are
+        delivered. The event loop is not held: the fsync of a sealed file runs in a
+        thread, the lines are decoded in slices."""
         fd = self.spill.seal()
         if fd is not None:
             await asyncio.to_thread(_fsync_quietly, fd)

@@ -28,7 +28,7 @@ from pathlib import Path
 import structlog
 
 from engine.clock import utc_now
-from server.audit.encoding import BrokenLine, Rejected, decode_line, encode_event
+from server.audit.encoding import encode_event
 from stores import AuditEvent
 
 logger = structlog.get_logger("idgw.audit")
@@ -41,7 +41,7 @@ class _SpillFile:
     lines: int = 0  # lines in the file not yet delivered
     reader: io.BufferedReader | None = None
     first_timestamp: datetime | None = None
-    taken: int = 0  # lines handed out by take() and not yet confirmed
+    taken: int = 0  # lines handed out by take_lines() and not yet confirmed
 
 
 @dataclass
@@ -120,17 +120,6 @@ class SpillFiles:
             logger.info("audit_spill_claimed", events=claimed, directory=str(self.directory))
         return claimed
 
-    def take(self, limit: int) -> list[AuditEvent | Rejected | BrokenLine]:
-        """Up to `limit` spilled events to deliver, oldest file first; `confirm()` once
-        they are delivered. Seals the active file when there is nothing else to replay.
-
-        All in one go: the publisher's delivery task uses `seal` (its fsync in a thread),
-        `take_lines` and `decode_lines` instead, so as not to hold the event loop."""
-        fd = self.seal()
-        if fd is not None:
-            os.fsync(fd)
-        return [decode_line(line) for line in self.take_lines(limit)]
-
     def seal(self) -> int | None:
         """When nothing else is left to replay, seal the active file (no more appends: the
         next spilled event opens a new file) for replay; returns its descriptor, to be
@@ -142,7 +131,8 @@ class SpillFiles:
         return active.fd
 
     def take_lines(self, limit: int) -> list[bytes]:
-        """Up to `limit` spilled lines to deliver, oldest sealed file first (see `take`)."""
+        """Up to `limit` spilled lines to deliver, oldest sealed file first (`seal` the
+        active file first, when nothing else is left); `confirm()` once they are delivered."""
         while self._replay:  # bounded: an exhausted file is removed each pass
             spill = self._replay[0]
             if spill.reader is None:
@@ -156,7 +146,7 @@ class SpillFiles:
         return []
 
     def confirm(self) -> None:
-        """The lines of the last `take()` are delivered; a fully replayed file goes."""
+        """The lines of the last `take_lines()` are delivered; a fully replayed file goes."""
         if not self._replay:
             return
         spill = self._replay[0]

@@ -120,14 +120,15 @@ async def test_decoding_yields_to_the_loop_between_slices() -> None:
     assert isinstance(decoded[-1], BrokenLine)
 
 
-def test_take_is_seal_then_take_lines_then_decode(tmp_path: Path) -> None:
+def test_spilled_lines_are_taken_from_sealed_files_oldest_first(tmp_path: Path) -> None:
     spill = SpillFiles(tmp_path / "spill")
     for n in range(5):
         spill.append(event(n))
+    assert spill.take_lines(10) == []  # nothing sealed yet: the active file is still written
     assert spill.seal() is not None  # the active file: sealed for replay
     assert spill.seal() is None  # nothing more to seal while it is being replayed
     spill.append(event(5))  # a new active file
-    taken = spill.take(3)
+    taken = [decode_line(line) for line in spill.take_lines(3)]
     assert [e.id for e in taken if isinstance(e, AuditEvent)] == ["evt_000000", "evt_000001", "evt_000002"]
     spill.confirm()
     rest = [decode_line(line) for line in spill.take_lines(10)]
