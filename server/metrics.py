@@ -1,4 +1,4 @@
-"""Prometheus metrics of SPEC section 12 and the `GET /metrics` endpoint.
+"""Prometheus metrics (listed in docs/operations.md) and the `GET /metrics` endpoint.
 
 All metrics live here, defined once, so every subsystem counts into the same names.
 Labels are bounded: `endpoint` is the route template (`/v1/data/{purpose}`), never the

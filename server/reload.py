@@ -1,4 +1,4 @@
-"""Hot reload of the policy directory (SPEC section 13).
+"""Hot reload of the policy directory (what operators see: docs/operations.md).
 
     watchdog events --> debounce --> build a candidate set --> run its tests --> swap
          (observer thread)   (reload thread, off the event loop)         (one assignment)

@@ -1,6 +1,6 @@
 """A slow, obvious tree-walking interpreter of the rule language, for cross-checking.
 
-It restates the semantics of SPEC section 4 directly on `dsl.ast` nodes and shares no
+It restates the semantics of docs/policy-language.md (sections 4 to 6) directly on `dsl.ast` nodes and shares no
 code with `dsl.runtime`'s helpers or `dsl.compiler`: property tests run both on the
 same expression and facts and demand the same answer.
 

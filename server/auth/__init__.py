@@ -1,5 +1,5 @@
 """Tokens and authentication: signed JWTs, JWKS, key rotation, refresh, revocation,
-external OIDC (SPEC section 8; design notes in docs/tokens.md).
+external OIDC (described in docs/tokens.md and docs/external-oidc.md).
 
 What the rest of the server uses:
 

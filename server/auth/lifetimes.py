@@ -1,4 +1,4 @@
-"""How long each credential of the token subsystem lives (SPEC section 8), in one place."""
+"""How long each credential of the token subsystem lives, in one place (docs/tokens.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Request and response models of the token endpoints (validation and OpenAPI).
 
-Bodies are validated here so that bad input is a 400 naming the field (SPEC section
-7): emails (format, at most 254 characters, normalised to lower case), client ids
+Bodies are validated here so that bad input is a 400 naming the field (the error shape
+of docs/api.md): emails (format, at most 254 characters, normalised to lower case), client ids
 (1 to 128 characters of `A-Z a-z 0-9 . _ : -`), scopes (known names only).
 """
 

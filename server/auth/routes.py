@@ -1,4 +1,4 @@
-"""HTTP endpoints of the token subsystem (SPEC section 7).
+"""HTTP endpoints of the token subsystem (docs/tokens.md).
 
 Thin handlers: parse, call `AuthService`, shape the answer. Token answers carry
 `Cache-Control: no-store` (RFC 6749 section 5.1).

@@ -166,7 +166,7 @@ def sign(claims: Mapping[str, Any], key: LoadedKey, typ: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TokenMinter:
-    """Makes the access and ID tokens of one login (SPEC section 8)."""
+    """Makes the access and ID tokens of one login (their claims: docs/tokens.md)."""
 
     issuer: str
     audience: str

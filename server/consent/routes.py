@@ -1,4 +1,4 @@
-"""HTTP endpoints of the consent subsystem (SPEC section 7): the caller's own consents.
+"""HTTP endpoints of the consent subsystem (docs/api.md): the caller's own consents.
 
 Thin handlers: authenticate, parse, call `ConsentService`, shape the answer. The user is
 always the token's subject: no route takes a user id, so nobody reaches another user's

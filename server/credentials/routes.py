@@ -1,4 +1,4 @@
-"""HTTP endpoints of the credential subsystem (SPEC section 7): issue, verify, revoke.
+"""HTTP endpoints of the credential subsystem (docs/api.md): issue, verify, revoke.
 
 Issuing needs the consent `vc_issuance` (a refusal is audited as `vc_issued`, outcome
 `denied`). Verifying by id and revoking concern the caller's own credentials only:

@@ -59,7 +59,7 @@ def parse_data_request(body: bytes) -> dict[str, Any]:
 
 
 class DecisionBody(BaseModel):
-    """The decision JSON of SPEC section 7."""
+    """The decision JSON `POST /decision/evaluate` answers (docs/api.md)."""
 
     decision_id: str = Field(pattern=r"^dec_[A-Za-z0-9_-]+$")
     purpose: str

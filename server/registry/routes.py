@@ -1,4 +1,4 @@
-"""HTTP endpoints of the registry subsystem (SPEC section 7): citizen and sanctions checks.
+"""HTTP endpoints of the registry subsystem (docs/api.md): citizen and sanctions checks.
 
 Each needs a bearer token and the caller's consent `registry_check`, and is audited
 (`registry_citizen_checked`, `registry_sanctions_checked`), refusals and registry

@@ -1,4 +1,4 @@
-"""Bad input to the token endpoints: a 400 in the SPEC error shape naming the field."""
+"""Bad input to the token endpoints: a 400 in the API's error shape naming the field."""
 
 from __future__ import annotations
 

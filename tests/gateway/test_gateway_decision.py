@@ -1,6 +1,6 @@
 """`POST /decision/evaluate` through the app, on the shipped policies and the real consent,
-registry (mock clients) and credential services: the decision flow of SPEC section 7
-and each of its error answers, the decision log, the metric, data minimisation."""
+registry (mock clients) and credential services: the decision flow
+(server/decisions/evaluate.py) and each of its error answers, the decision log, the metric, data minimisation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every error answer has the JSON shape of SPEC section 7, and none is a 500."""
+"""Every error answer has one JSON shape (`error`, `error_description`, `status_code`,
+`request_id`: docs/api.md), and none is a 500."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`GET /metrics`: names of SPEC section 12, parsed with prometheus_client's parser."""
+"""`GET /metrics`: the names docs/operations.md lists, parsed with prometheus_client's parser."""
 
 from __future__ import annotations
 
