@@ -597,8 +597,9 @@ class _Builder:
                 )
 
 
-#: Rules validated at a time: pydantic holds the GIL for a whole call (100,000 rules in
-#: one call stop every other thread for a quarter of a second).
+#: Rules validated at a time: pydantic holds the GIL for a whole call, so one call over a
+#: large rule list would stop every other thread (docs/performance.md, "A reload while
+#: serving").
 _VALIDATE_SLICE = 1000
 _RULE_LIST = TypeAdapter(list[RuleModel])
 
@@ -641,7 +642,7 @@ def release(*roots: object, depth: int = 4) -> None:
 
     When the last reference to the YAML tree of a large file goes, CPython frees its
     millions of objects in one cascade without returning to the interpreter loop, so a
-    reload on a thread would stop the threads serving decisions for a fifth of a second.
+    reload on a thread would stop the threads serving decisions until it is done.
     Emptied slice by slice, other threads run between slices. Only the top `depth` levels
     are searched: large lists of rules sit there.
     """
@@ -703,8 +704,7 @@ class _FullCollections:
 
     A load allocates millions of objects that live until it ends (the YAML node tree
     above all). Each full collection would walk all of them, and it holds the GIL while
-    it does: on 100,000 rules, fourteen collections of half a second each, during which
-    a server's other threads decide nothing. Young collections go on as usual for every
+    it does, and meanwhile a server's other threads decide nothing. Young collections go on as usual for every
     thread; only the oldest generation waits, and the thresholds come back when the last
     concurrent load ends.
     """

@@ -1,9 +1,9 @@
 """Liveness and readiness probes.
 
 `/health/live` answers as long as the process serves HTTP. `/health/ready` runs the
-readiness checks: the policy set is loaded, plus whatever later subsystems register in
-`app.state.readiness_checks` (database reachable, audit queue healthy): a name mapped
-to an async callable returning `(ok, detail)`.
+readiness checks: the policy set is loaded, plus the checks the app registers in
+`app.state.readiness_checks` (the database is reachable, the audit sink is ready): a
+name mapped to an async callable returning `(ok, detail)`.
 """
 
 from __future__ import annotations

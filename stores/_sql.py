@@ -580,8 +580,7 @@ _EVENT_FIELDS = (
 _EVENT_COLUMNS = ", ".join(_EVENT_FIELDS)
 # PostgreSQL: the whole batch as one statement over one JSON parameter, an array of
 # rows in `_EVENT_FIELDS` order (one round trip; the client's work is one json.dumps in
-# C, where adapting 13 column arrays took psycopg ~1.2 ms per 100 events in Python, on
-# the event loop). WITH ORDINALITY keeps the batch's order, which is the order of `seq`.
+# C, where adapting 13 column arrays would be psycopg's Python work, on the event loop). WITH ORDINALITY keeps the batch's order, which is the order of `seq`.
 # The all-or-nothing form inserts nothing when any id is stored and has no ON CONFLICT:
 # a concurrent duplicate makes the statement fail whole (Conflict) instead of being
 # skipped inside a committed batch.
@@ -604,10 +603,10 @@ _INSERT_NEW_EVENTS_JSON = (
 # SQLite: one statement per batch too, for a reason of its own: sqlite3 releases the GIL
 # around each statement step, and a thread that wants it back waits for the event loop
 # to let go (up to the 5 ms switch interval under load). executemany steps once per row,
-# so under load an in-process writer stored ~500 events/s while the requests it audits
-# arrived at ~4,500/s; one statement is one hand-off per batch. Rows as a multi-row
-# VALUES with positional parameters (bound in C; 13 µs of CPU an event, against 21 µs
-# through json_each, which parses each row's JSON once per column). The all-or-nothing
+# so under load an in-process writer stored events far slower than the requests it
+# audits arrived; one statement is one hand-off per batch. Rows as a multi-row VALUES
+# with positional parameters, bound in C: cheaper than json_each, which parses each
+# row's JSON once per column. The all-or-nothing
 # form is one statement too, so it needs no BEGIN/COMMIT round trips.
 _SQLITE_ROW = "(" + ", ".join("?" * len(_EVENT_FIELDS)) + ")"
 #: Rows per statement: below SQLite's 32,766 bound parameters.

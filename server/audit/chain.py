@@ -75,7 +75,7 @@ def _with_chain(event: AuditEvent, stream_id: str | None, prev_hash: str | None,
                 hash_: str | None) -> AuditEvent:
     # A copy with the chain fields set (and no seq), built slot by slot: neither
     # dataclasses.replace() (it runs __post_init__ again, though the timestamp is already
-    # UTC) nor copy.copy() (pickle protocol, 3-4 times slower): a cost paid per event, on
+    # UTC) nor copy.copy() (the pickle protocol, several times slower): a cost paid per event, on
     # the event loop.
     copied = object.__new__(type(event))
     set_slot = object.__setattr__
