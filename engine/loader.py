@@ -271,19 +271,15 @@ class _Builder:
                 self.diagnostics.append(doc.diagnostic("E002", f"{where}: {error['msg']}", node))
 
     def build_purpose(self, doc: YamlDocument, name: str, model: PurposeModel) -> None:
-        key_node = doc.locate(("purposes", name), key=True)
-        line = key_node.start_mark.line + 1 if key_node is not None else 1
-        first = self.purpose_sites.get(name)
-        if first is not None:
-            self.diagnostics.append(
-                doc.diagnostic(
-                    "E204", f"purpose `{name}` is already defined at {first[0]}:{first[1]}", key_node
-                )
-            )
+        """One purpose, in order: its name (E204 when taken), its evidence, its context
+        schema, its rules (each condition prepared by shape: parsed, checked), then, when
+        none of these found an error, the evidence no rule reads (W302) and the compiled
+        program. With errors in its rules a purpose's fact usage is unknown: no W302."""
+        line = self._claim(doc, name)
+        if line is None:
             return
-        self.purpose_sites[name] = (doc.file, line)
         base: tuple[str | int, ...] = ("purposes", name)
-        errors_before = sum(d.severity == "error" for d in self.diagnostics)
+        errors_before = self._error_count()
         evidence = self._evidence(doc, base, model)
         context = self._context(doc, base, model)
         scope = Scope(
@@ -295,40 +291,14 @@ class _Builder:
             catalogue=self.catalogue,
         )
         self.facts_seen = set()
-        rules, checked = self._rules(doc, base, name, model.rules, scope)
+        rules, checked = self._rules(doc, base, model.rules, scope)
         used = self.facts_seen
         for c in checked:
             if c is not None:
                 self.data_used |= c.checked.data_used
-        # With errors in its rules, a purpose's fact usage is unknown: no W302 guesses.
-        purpose_ok = sum(d.severity == "error" for d in self.diagnostics) == errors_before
-        for i, spec in enumerate(evidence):
-            if purpose_ok and "." not in spec.name and spec.name not in used:
-                node = doc.locate((*base, "evidence", i))
-                self.diagnostics.append(
-                    doc.diagnostic(
-                        "W302", f"evidence `{spec.name}` is declared but no rule uses it", node,
-                        severity="warning",
-                        hint="the gateway still gathers it; remove it to minimise the data processed",
-                    )
-                )
-        if sum(d.severity == "error" for d in self.diagnostics) > errors_before:
+        if self._error_count() > errors_before:
             return
-        outcomes = [
-            Decision(
-                purpose=name, status=r.status, reason=r.reason, conditions=r.conditions,
-                revision=self.revision, rule=r.index, line=r.line,
-            )
-            for r in rules
-        ]
-        default = Decision(purpose=name, status="fail", reason="no_rule_matched", revision=self.revision)
-        required = [Required(spec.name, spec.type) for spec in evidence]
-        conditions = checked[: len(rules)]
-        failure = evidence_failures(name, evidence, self.revision)
-        program = dsl.compile_program(
-            conditions, outcomes, default, dsl.EvidenceCheck(required, failure), data=self.data, clock=self.clock
-        )
-
+        self._unused_evidence(doc, base, evidence, used)
         self.purposes[name] = Purpose(
             name=name,
             description=model.description,
@@ -338,10 +308,63 @@ class _Builder:
             context=tuple(context),
             evidence=tuple(evidence),
             rules=tuple(rules),
-            program=program,
+            program=self._program(name, rules, checked[: len(rules)], evidence),
             context_check=ContextValidator(context),
             consents_read=tuple(sorted(f.split(".", 1)[1] for f in used if f.startswith("consent."))),
             revision=self.revision,
+        )
+
+    def _error_count(self) -> int:
+        return sum(d.severity == "error" for d in self.diagnostics)
+
+    def _claim(self, doc: YamlDocument, name: str) -> int | None:
+        """The line of the purpose's name, now taken; None (and E204) when another file
+        or another place of this one defined it first."""
+        key_node = doc.locate(("purposes", name), key=True)
+        line = key_node.start_mark.line + 1 if key_node is not None else 1
+        first = self.purpose_sites.get(name)
+        if first is not None:
+            self.diagnostics.append(
+                doc.diagnostic(
+                    "E204", f"purpose `{name}` is already defined at {first[0]}:{first[1]}", key_node
+                )
+            )
+            return None
+        self.purpose_sites[name] = (doc.file, line)
+        return line
+
+    def _unused_evidence(
+        self, doc: YamlDocument, base: tuple[str | int, ...], evidence: list[EvidenceSpec], used: set[str]
+    ) -> None:
+        """W302 for each declared fact no rule reads (`consent.<x>` entries excepted)."""
+        for i, spec in enumerate(evidence):
+            if "." not in spec.name and spec.name not in used:
+                node = doc.locate((*base, "evidence", i))
+                self.diagnostics.append(
+                    doc.diagnostic(
+                        "W302", f"evidence `{spec.name}` is declared but no rule uses it", node,
+                        severity="warning",
+                        hint="the gateway still gathers it; remove it to minimise the data processed",
+                    )
+                )
+
+    def _program(
+        self, name: str, rules: list[Rule], conditions: list[dsl.Condition | None], evidence: list[EvidenceSpec]
+    ) -> dsl.Program[Decision]:
+        """The purpose's compiled decision function: each rule's prepared decision, the
+        fail-closed default and the evidence check in front."""
+        outcomes = [
+            Decision(
+                purpose=name, status=r.status, reason=r.reason, conditions=r.conditions,
+                revision=self.revision, rule=r.index, line=r.line,
+            )
+            for r in rules
+        ]
+        default = Decision(purpose=name, status="fail", reason="no_rule_matched", revision=self.revision)
+        required = [Required(spec.name, spec.type) for spec in evidence]
+        failure = evidence_failures(name, evidence, self.revision)
+        return dsl.compile_program(
+            conditions, outcomes, default, dsl.EvidenceCheck(required, failure), data=self.data, clock=self.clock
         )
 
     def _evidence(self, doc: YamlDocument, base: tuple[str | int, ...], model: PurposeModel) -> list[EvidenceSpec]:
@@ -437,7 +460,7 @@ class _Builder:
         return fields
 
     def _rules(
-        self, doc: YamlDocument, base: tuple[str | int, ...], purpose: str, models: list[RuleModel], scope: Scope
+        self, doc: YamlDocument, base: tuple[str | int, ...], models: list[RuleModel], scope: Scope
     ) -> tuple[list[Rule], list[dsl.Condition | None]]:
         """The purpose's reachable rules and their conditions, in order (None for `else`).
 
@@ -739,9 +762,8 @@ def _full_collections_postponed() -> _FullCollections:
 
 
 #: The load stages, in order. Each adds what it finds to the diagnostics and none stops
-#: the others, so one run reports every problem of a policy directory. A purpose is built
-#: by the policy-file stage: evidence, context schema, then each rule's condition
-#: (prepared by shape: parsed, checked) and the compiled program.
+#: the others, so one run reports every problem of a policy directory. The policy-file
+#: stage builds each purpose in its own steps (`_Builder.build_purpose`).
 STAGES: tuple[tuple[str, Callable[[_Builder], None]], ...] = (
     ("data documents", _Builder.read_data),
     ("policy files", _Builder.read_policies),
