@@ -136,6 +136,7 @@ def create_app(
         lambda: app.state.auth.stores, app.state.events, clock, registry=app.state.registry,
         keys=lambda: app.state.auth.keys, issuer=app.state.auth.issuer, regulated=settings.regulated_mode,
     )
+    app.state.decision_recording = settings.decision_record_days > 0
     app.state.data_api_auth = auth.require_principal if settings.data_api_auth == "bearer" else allow_anonymous
     app.state.readiness_checks = {"audit_queue": app.state.events.readiness}
     return app

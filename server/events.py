@@ -8,8 +8,27 @@ anything leaves the process. Services see only `EventPublisher`, its `emit`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+from engine import Purpose
+
+
+@dataclass(slots=True)
+class DecisionInput:
+    """What a decision was made on, for its decision record (docs/impact.md). Raw here:
+    the audit encoder (`server.audit.encoding.record_body`) pseudonymises the subject and
+    hashes the purpose's sensitive context values before anything leaves the process."""
+
+    purpose: Purpose
+    #: The facts given to the engine, `context` included.
+    facts: Mapping[str, object]
+    conditions: Sequence[str] = ()
+    #: Refused before the engine decided (consent, evidence): not replayable.
+    refused: bool = False
+    #: The shadow set's outcome (`server.shadow`), when one runs.
+    shadow: dict[str, object] | None = None
 
 
 @dataclass(slots=True)
@@ -30,9 +49,15 @@ class DecisionMade:
     request_id: str | None = None
     subject: str | None = None  # raw `sub`; the audit publisher pseudonymises it
     action: str = "decision_made"
+    #: The input of its decision record; None when recording is off.
+    record: DecisionInput | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The event's fields, without its record (a dead letter's payload)."""
+        return {name: getattr(self, name) for name in _DECISION_FIELDS}
+
+
+_DECISION_FIELDS = tuple(name for name in DecisionMade.__dataclass_fields__ if name != "record")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,4 +86,4 @@ class EventPublisher(Protocol):
     def emit(self, event: AuditedEvent) -> None: ...
 
 
-__all__ = ["AuditedEvent", "DecisionMade", "EventPublisher", "SensitiveOperation"]
+__all__ = ["AuditedEvent", "DecisionInput", "DecisionMade", "EventPublisher", "SensitiveOperation"]

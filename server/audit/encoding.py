@@ -28,7 +28,7 @@ from typing import Any
 
 from server.audit.chain import unlinked
 from server.audit.subject_refs import SubjectRefs
-from server.events import AuditedEvent, DecisionMade
+from server.events import AuditedEvent, DecisionInput, DecisionMade
 from server.ids import random_hex, time_ordered
 from server.json_codec import dumps, dumps_ascii, loads
 from stores import AuditEvent, audit_event_from_json, audit_event_to_json
@@ -73,21 +73,54 @@ def _timestamp(value: object) -> datetime:
     return moment
 
 
+def record_body(record: DecisionInput, refs: SubjectRefs, subject_ref: str | None) -> dict[str, Any]:
+    """A decision record's body (`stores.DecisionRecord`): the engine's facts and the
+    context apart, the subject's `sub` as its `subject_ref` and each sensitive context
+    value as a keyed hash (`hashed` names them), what the purpose could have been given
+    (`declared`, `fields`), then `refused` and `shadow` when they apply."""
+    purpose = record.purpose
+    facts = dict(record.facts)
+    context = facts.pop("context", None)
+    context = dict(context) if isinstance(context, dict) else {}
+    hashed: list[str] = []
+    for spec in purpose.context:
+        if spec.sensitive and spec.name in context:
+            context[spec.name] = refs.value_ref(context[spec.name])
+            hashed.append("context." + spec.name)
+    subject = facts.get("subject")
+    if isinstance(subject, dict) and "sub" in subject:
+        facts["subject"] = {**subject, "sub": subject_ref if subject_ref is not None else refs.value_ref(subject["sub"])}
+        hashed.append("subject.sub")
+    body: dict[str, Any] = {
+        "facts": facts, "context": context, "conditions": list(record.conditions), "hashed": hashed,
+        "declared": [*purpose.facts, *("consent." + name for name in purpose.consents_read)],
+        "fields": [spec.name for spec in purpose.context] if purpose.context else None,
+    }
+    if record.refused:
+        body["refused"] = True
+    if record.shadow is not None:
+        body["shadow"] = record.shadow
+    return body
+
+
 def _columns(event: AuditedEvent, refs: SubjectRefs, event_id: str) -> dict[str, Any]:
-    """The stored columns of an emitted event, the timestamp as given: `subject` becomes
-    `subject_ref`; nothing else is personal."""
-    decision: str | None
-    decision_id: str | None
-    revision: str | None
+    """The stored columns of an emitted event, the timestamp as given, and a decision's
+    record: `subject` becomes `subject_ref`; nothing else is personal."""
+    subject_ref = refs.maybe_ref(event.subject)
     if isinstance(event, DecisionMade):
-        decision, decision_id, revision = event.decision, event.decision_id, event.policy_revision
-    else:
-        decision, decision_id, revision = event.outcome, None, None
+        columns: dict[str, Any] = {
+            "id": event_id, "timestamp": event.timestamp, "action": event.action, "subject_ref": subject_ref,
+            "purpose": event.purpose, "decision": event.decision, "reason": event.reason,
+            "request_id": event.request_id, "decision_id": event.decision_id,
+            "policy_revision": event.policy_revision,
+        }
+        if event.record is not None:
+            columns["record"] = record_body(event.record, refs, subject_ref)
+        return columns
     return {
-        "id": event_id, "timestamp": event.timestamp, "action": event.action,
-        "subject_ref": refs.maybe_ref(event.subject), "purpose": event.purpose,
-        "decision": decision, "reason": event.reason, "request_id": event.request_id,
-        "decision_id": decision_id, "policy_revision": revision,
+        "id": event_id, "timestamp": event.timestamp, "action": event.action, "subject_ref": subject_ref,
+        "purpose": event.purpose, "decision": event.outcome, "reason": event.reason,
+        "request_id": event.request_id, "decision_id": None, "policy_revision": None,
     }
 
 
@@ -166,6 +199,7 @@ __all__ = [
     "encode_event",
     "event_line",
     "new_event_id",
+    "record_body",
     "rejected_line",
     "rejected_payload",
     "rejection",

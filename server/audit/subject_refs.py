@@ -18,6 +18,8 @@ import os
 import secrets
 from pathlib import Path
 
+from server.json_codec import dumps
+
 KEY_FILE_NAME = "audit_subject_ref.key"
 _KEY_BYTES = 32
 
@@ -44,6 +46,15 @@ class SubjectRefs:
 
     def maybe_ref(self, user_id: str | None) -> str | None:
         return None if user_id is None else self.ref(user_id)
+
+    def value_ref(self, value: object) -> str:
+        """What a decision record stores of a sensitive context value: a keyed hash, the
+        same for the same value (records stay comparable), in a domain of its own (a
+        value never shares a hash with a user id)."""
+        mac = self._mac.copy()
+        text = value if isinstance(value, str) else dumps(value).decode()
+        mac.update(b"sensitive-value\x00" + text.encode("utf-8", "surrogatepass"))
+        return "hmac-sha256:" + mac.hexdigest()
 
     @classmethod
     def from_key_dir(cls, key_dir: Path) -> SubjectRefs:

@@ -39,6 +39,7 @@ from server.decisions.evidence import (
     EvidenceSources,
     EvidenceTimeout,
     gather_evidence,
+    subject_facts,
 )
 from server.decisions.models import EXPLAIN, DecisionBody
 from server.decisions.service import (
@@ -50,7 +51,7 @@ from server.decisions.service import (
     resolve_purpose,
 )
 from server.errors import ApiError, api_error_for, request_id_of
-from server.events import DecisionMade, EventPublisher
+from server.events import DecisionInput, DecisionMade, EventPublisher
 from server.metrics import DECISIONS
 from server.openapi import document
 from server.parsing import query_flag, read_json
@@ -115,22 +116,26 @@ async def evaluate_purpose(
     explain: bool,
     events: EventPublisher,
     request_id: str | None,
+    recording: bool = True,
 ) -> dict[str, Any]:
     """The decision JSON for `purpose_name` about `principal`, following the flow above."""
     purpose = known_purpose(policy_set, purpose_name)
-    refusals = partial(logged_refusal, policy_set, purpose_name, events, request_id, principal.sub)
+    record = DecisionInput(purpose, {"context": context, "subject": subject_facts(principal)}, refused=True)
+    refusals = partial(logged_refusal, policy_set, purpose_name, events, request_id, principal.sub,
+                       record if recording else None)
     with refusals():
         for required in purpose.consent:
             await consent.require(principal.sub, required)
     check_context(purpose, context)
     with refusals():
         facts = await gather_evidence(purpose, EvidenceRequest(principal, context), sources, deadline)
-    return decide(policy_set, purpose, facts, explain, events, request_id, principal.sub)
+    return decide(policy_set, purpose, facts, explain, events, request_id, principal.sub, recording=recording)
 
 
 @contextmanager
 def logged_refusal(
-    policy_set: PolicySet, purpose: str, events: EventPublisher, request_id: str | None, subject: str
+    policy_set: PolicySet, purpose: str, events: EventPublisher, request_id: str | None, subject: str,
+    record: DecisionInput | None = None,
 ) -> Iterator[None]:
     """Put a failure of the block in the decision log (`log_undecided`, the error code as
     reason) and its `decision_id` in the error answer, which is the app's answer to the
@@ -140,7 +145,7 @@ def logged_refusal(
     except Exception as exc:
         error = exc.as_api_error() if isinstance(exc, EvidenceTimeout) else api_error_for(exc)
         reason = error.error if error is not None else "internal_error"
-        decision_id = log_undecided(policy_set, purpose, reason, events, request_id, subject)
+        decision_id = log_undecided(policy_set, purpose, reason, events, request_id, subject, record)
         if error is None:
             raise  # a bug: a 500 (the log has the trace), still in the decision log
         error.extra["decision_id"] = decision_id
@@ -156,9 +161,11 @@ def log_undecided(
     events: EventPublisher,
     request_id: str | None,
     subject: str,
+    record: DecisionInput | None = None,
 ) -> str:
     """Record a request that failed before the engine could decide: a `fail` with the error
-    code as reason, in the decision log and in `decisions_total`. Returns its decision id."""
+    code as reason, in the decision log (with `record`, marked refused) and in
+    `decisions_total`. Returns its decision id."""
     decision_id = new_decision_id()
     DECISIONS.labels(purpose, "fail").inc()
     events.emit(DecisionMade(
@@ -170,6 +177,7 @@ def log_undecided(
         timestamp=evaluated_at_now(),
         request_id=request_id,
         subject=subject,
+        record=record,
     ))
     return decision_id
 
@@ -196,7 +204,7 @@ async def evaluate(request: Request) -> JSONResponse:
     decision = await evaluate_purpose(
         policy_set, body.purpose, body.context, principal,
         consent=consent, sources=sources, deadline=evidence_deadline(state), explain=explain,
-        events=state.events, request_id=request_id_of(request.scope),
+        events=state.events, request_id=request_id_of(request.scope), recording=state.decision_recording,
     )
     return JSONResponse(decision)
 

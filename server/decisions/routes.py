@@ -53,6 +53,7 @@ class DataApi:
             state.events,
             request_id_of(scope),
             principal.sub if principal is not None else None,
+            recording=state.decision_recording,
         )
         await send_json(send, {"result": decision, "decision_id": decision["decision_id"]})
 

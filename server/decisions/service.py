@@ -19,7 +19,7 @@ from engine import Decision, PolicySet, Purpose, UnknownPurpose
 from engine.clock import utc_second_text
 from engine.purpose import lookup
 from server.errors import ApiError
-from server.events import DecisionMade, EventPublisher
+from server.events import DecisionInput, DecisionMade, EventPublisher
 from server.ids import PerSecond, random_urlsafe, time_ordered
 from server.metrics import DECISIONS, POLICY_EVALUATION_DURATION, LabelCache
 from server.reload import LivePolicies
@@ -108,9 +108,11 @@ def decide(
     events: EventPublisher,
     request_id: str | None,
     subject: str | None = None,
+    *,
+    recording: bool = True,
 ) -> dict[str, Any]:
     """Decide `purpose` (of `policy_set`, its context already checked) on `facts`; count
-    and log the decision and return its JSON."""
+    and log the decision (with its decision record when `recording`) and return its JSON."""
     name = purpose.name
     started = time.perf_counter()
     decision = policy_set.decide(name, facts, explain=explain)
@@ -129,6 +131,7 @@ def decide(
             timestamp=evaluated_at,
             request_id=request_id,
             subject=subject,
+            record=DecisionInput(purpose, facts, decision.conditions) if recording else None,
         )
     )
     return body

@@ -44,6 +44,11 @@ class ExportResponse(BaseModel):
                     "reason, decision_id, policy_revision, request_id"
     )
     total: int = Field(description="how many events")
+    decision_records: list[dict[str, Any]] = Field(
+        description="the caller's decision records (docs/impact.md), oldest first: decision_id, recorded_at, "
+                    "purpose, status, reason, policy_revision, facts, context (sensitive values as keyed "
+                    "hashes), conditions, hashed"
+    )
 
 
 class ErasureResponse(BaseModel):
@@ -122,15 +127,15 @@ async def data_export(request: Request) -> JSONResponse:
 @document("Erase the caller's personal data", tags=_TAGS, response=ErasureResponse, auth=True)
 async def erase_me(request: Request) -> JSONResponse:
     """Revokes every session and token of the caller, deletes their profile, sessions,
-    refresh tokens, consents and credentials in one transaction, evicts registry answers
-    cached for them, and keeps their audit events under a pseudonymous reference that
+    refresh tokens, consents and credentials in one transaction, deletes their decision
+    records, evicts registry answers cached for them, and keeps their audit events under a pseudonymous reference that
     nothing links to them any more. The token used stops working: a second call is a 401."""
     principal = await require_principal(request)
     refuse_other_parameters(request, ())
     state = request.app.state
     body = await erase_user(
         principal, auth=auth_service(request), stores=state.stores, registry=state.registry,
-        audit=audit_context(request),
+        refs=state.events.subject_refs, audit=audit_context(request),
     )
     return JSONResponse(body, headers=_NO_STORE)
 

@@ -10,7 +10,8 @@ the export once the audit writer has stored it (it flushes at least every second
     revoke every session and token   AuthService.revoke_all: the answer's own token stops
                                      working, so a second call is a 401
     delete the personal data         stores.users.erase: the user and every row that
-                                     belongs to them, in one transaction
+                                     belongs to them, in one transaction; then their
+                                     decision records (by subject_ref)
     evict cached registry answers    RegistryService.evict_subject (lookups made for the
                                      user) and evict(national_id) of their credentials
     audit                            `data_deleted`, under the subject_ref nothing links to
@@ -36,7 +37,7 @@ from server.credentials.service import credential_json
 from server.errors import ApiError
 from server.security import Principal, user_gone
 from server.settings import Settings
-from stores import AuditEvent, NotFound, Stores, User
+from stores import AuditEvent, DecisionRecord, NotFound, Stores, User
 
 DATA_EXPORTED = "data_exported"
 DATA_DELETED = "data_deleted"
@@ -48,6 +49,24 @@ RETAINED: dict[str, str] = {
     "token_revocations": "the revoked sessions and tokens, kept until those tokens expire (at most one "
                          "hour) so that none of them works again",
 }
+
+
+def decision_record_json(record: DecisionRecord) -> dict[str, Any]:
+    """A decision record as exported: the decision and what it was made on, as stored
+    (sensitive context values as keyed hashes, the subject as its reference)."""
+    body = record.body
+    return {
+        "decision_id": record.decision_id,
+        "recorded_at": utc_text(record.recorded_at),
+        "purpose": record.purpose,
+        "status": record.status,
+        "reason": record.reason,
+        "policy_revision": record.policy_revision,
+        "facts": body.get("facts", {}),
+        "context": body.get("context", {}),
+        "conditions": body.get("conditions", []),
+        "hashed": body.get("hashed", []),
+    }
 
 
 class ConsentLister(Protocol):
@@ -130,6 +149,9 @@ async def export_data(
     events = await events_of_subject(
         stores.audit_events, refs, user.id, since=filters.since, until=filters.until, action=filters.action
     )
+    records = [] if filters.action not in (None, "decision_made") else await stores.decision_records.query(
+        subject_ref=refs.ref(user.id), since=filters.since, until=filters.until
+    )
     audit.emit(DATA_EXPORTED, user.id, outcome="exported", reason=f"{len(events)} events", when=now)
     return {
         "user_id": user.id,
@@ -140,6 +162,7 @@ async def export_data(
         "credentials": [credential_json(c) for c in credentials],
         "events": [event_json(e) for e in events],
         "total": len(events),
+        "decision_records": [decision_record_json(r) for r in records],
     }
 
 
@@ -149,6 +172,7 @@ async def erase_user(
     auth: AuthService,
     stores: Stores,
     registry: RegistryEviction,
+    refs: SubjectRefs,
     audit: AuditContext,
 ) -> dict[str, Any]:
     """Erase the caller's personal data (see the module docstring for the order)."""
@@ -162,6 +186,7 @@ async def erase_user(
         counts = await stores.users.erase(user.id)
     except NotFound:  # erased by a concurrent call between the two steps
         raise user_gone() from None
+    counts["decision_records"] = await stores.decision_records.delete_subject(refs.ref(user.id))
     evicted = await registry.evict_subject(user.id)
     for national_id in sorted(national_ids):
         await registry.evict(national_id)
@@ -193,6 +218,7 @@ __all__ = [
     "ExportFilters",
     "RegistryEviction",
     "check_window",
+    "decision_record_json",
     "erase_user",
     "event_json",
     "export_data",

@@ -68,6 +68,24 @@ async def bob(audited_gateway: GatewayClient) -> Caller:
 # -- export ---------------------------------------------------------------------------------
 
 
+async def test_export_holds_the_decision_records_with_the_national_id_hashed(
+    audited_gateway: GatewayClient, ada: Caller, bob: Caller
+) -> None:
+    await stored_events(audited_gateway)
+    body = await export(audited_gateway, ada)
+    refs = audited_gateway.app.state.events.subject_refs
+    [decision] = [e for e in body["events"] if e["action"] == "decision_made"]
+    [record] = body["decision_records"]
+    assert (record["decision_id"], record["purpose"], record["status"], record["reason"]) == (
+        decision["decision_id"], "age_verification", decision["decision"], decision["reason"])
+    assert record["context"] == {"national_id": refs.value_ref(VALID_ADULT)}
+    assert VALID_ADULT not in str(record) and ada.user_id not in str(record)
+    assert record["facts"]["subject"]["sub"] == refs.ref(ada.user_id)
+    assert record["hashed"] == ["context.national_id", "subject.sub"]
+    # filtered like the events: no decision record is a `consent_granted`
+    assert (await export(audited_gateway, ada, action="consent_granted"))["decision_records"] == []
+
+
 async def test_export_holds_profile_consents_credentials_and_events(
     audited_gateway: GatewayClient, ada: Caller
 ) -> None:
@@ -175,6 +193,9 @@ async def test_delete_me_erases_everything_and_keeps_the_trail_pseudonymous(
     state = gateway.app.state
     ref = state.events.subject_refs.ref(ada.user_id)
     before = [e for e in await stored_events(gateway) if e.subject_ref == ref]
+    records = state.stores.decision_records
+    [adas_record] = await records.query(subject_ref=ref)
+    [bobs_record] = await records.query(subject_ref=state.events.subject_refs.ref(bob.user_id))
 
     response = await gateway.client.delete("/me", headers=ada.headers)
     assert response.status_code == 200, response.text
@@ -182,12 +203,15 @@ async def test_delete_me_erases_everything_and_keeps_the_trail_pseudonymous(
     assert body["user_id"] == ada.user_id
     assert datetime.fromisoformat(body["deleted_at"]) <= datetime.now(UTC) + timedelta(seconds=5)
     assert set(body["deleted"]) == {"users", "sessions", "refresh_tokens", "consent_records",
-                                    "verifiable_credentials", "registry_cache"}
+                                    "verifiable_credentials", "decision_records", "registry_cache"}
     assert body["retained"] == ["audit_events", "token_revocations"]
     assert set(body["retention"]) == set(body["retained"])
     assert body["counts"]["users"] == 1 and body["counts"]["consent_records"] == 2
     assert body["counts"]["verifiable_credentials"] == 1 and body["counts"]["sessions"] == 1
     assert body["counts"]["registry_cache"] == 2  # citizen and sanctions answers looked up for Ada
+    assert body["counts"]["decision_records"] == 1
+    assert await records.query(subject_ref=ref) == [] and await records.query() == [bobs_record]
+    assert adas_record.decision_id in {e.decision_id for e in before}
     assert body["sessions_revoked"] == 1
 
     # a second call, and any other use of her tokens, is a clean 401
