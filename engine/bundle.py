@@ -40,8 +40,8 @@ from jwt.api_jws import PyJWS
 from jwt.utils import base64url_encode
 
 from dsl import Diagnostic, Fact
-from engine.loader import Role, build, decode_source, revision_of, role_of
-from engine.testing import TestReport, run_tests
+from engine.loader import Role, decode_source, revision_of, role_of
+from engine.testing import Refused, TestReport, gate
 
 #: The manifest layout this module writes and reads.
 FORMAT = 1
@@ -227,18 +227,11 @@ def build_bundle(directory: str | Path, signing_key_pem: bytes | None, catalogue
     if not root.is_dir():
         raise BundleError(f"{root} is not a directory")
     key = signing_key(signing_key_pem) if signing_key_pem is not None else None
-    result = build(root, catalogue=catalogue)
-    if result.policy_set is None:
-        count = len(result.errors)
-        raise BundleError(
-            f"{root} has {count} error{'s' if count != 1 else ''}; no bundle was built",
-            diagnostics=result.diagnostics,
-        )
-    report = run_tests(result.policy_set)
-    if not report.ok:
-        problems = [f"{report.failed} failed"] if report.failed else []
-        problems += [f"{len(report.errors)} error(s) in test files"] if report.errors else []
-        raise BundleError(f"{root}: its tests do not pass ({', '.join(problems)}); no bundle was built", report=report)
+    try:
+        result = gate(root, catalogue)
+    except Refused as refused:
+        raise BundleError(f"{refused}; no bundle was built", refused.diagnostics, refused.report) from None
+    assert result.policy_set is not None
     layout = result.layout
     roles: list[tuple[Role, list[Path]]] = [("policy", layout.policies), ("test", layout.tests), ("data", layout.data)]
     files = {path.relative_to(root).as_posix(): (role, path.read_bytes()) for role, paths in roles for path in paths}

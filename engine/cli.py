@@ -27,7 +27,8 @@ from engine.loader import build, is_test_file
 from engine.policyset import Decision
 
 if TYPE_CHECKING:
-    from engine.bundle import Bundle, Signature
+    from engine.bundle import Bundle, BundleError, Signature
+    from engine.testing import Refused
 
 DEFAULT_DIR = "policies"
 _DIR_ENV = "IDGW_POLICY_DIR"
@@ -65,6 +66,18 @@ _dir_option = click.option(
     "--dir", "directory", envvar=_DIR_ENV, default=DEFAULT_DIR, show_default=True,
     type=click.Path(exists=True), help=f"Policy directory (or ${_DIR_ENV}).",
 )
+
+
+def echo_refusal(refused: Refused | BundleError) -> None:
+    """Why a directory was refused, as `idgw policy lint` and `idgw policy test` show it."""
+    if refused.diagnostics:
+        from engine.lint import summary
+
+        _echo_diagnostics(refused.diagnostics)
+        click.echo(summary(refused.diagnostics))
+    if refused.report is not None:
+        _test_text(refused.report, None, False, False)
+        click.echo(f"{refused.report.passed} passed, {refused.report.failed} failed")
 
 
 def _catalogue() -> dict[str, Fact]:
@@ -452,14 +465,7 @@ def bundle_build(directory: str, output: str, signing_key: str | None) -> None:
     try:
         data = build_bundle(directory, _read_key(signing_key, private=True), _catalogue())
     except BundleError as err:
-        if err.diagnostics:
-            from engine.lint import summary
-
-            _echo_diagnostics(err.diagnostics)
-            click.echo(summary(err.diagnostics))
-        if err.report is not None:
-            _test_text(err.report, None, False, False)
-            click.echo(f"{err.report.passed} passed, {err.report.failed} failed")
+        echo_refusal(err)
         _fail(str(err), code=1)
     target = Path(output)
     partial = target.with_name(f".{target.name}.partial")

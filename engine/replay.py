@@ -14,9 +14,11 @@ cannot supply, and the name of what is missing is counted instead of a guess:
 - the purpose does not exist in the candidate (`purpose`);
 - a fact or consent the recorded purpose was not given, because it did not declare or
   read it (`is_pep`, `consent.marketing`);
-- a context field whose value was stored only as a hash (`context.national_id`), or one
-  the recorded purpose's schema did not have, so no request could carry it
-  (`context.channel`).
+- a value stored only as a hash (`context.national_id`, a sensitive field; `subject.sub`,
+  pseudonymised), or a context field the recorded purpose's schema did not have, so no
+  request could carry it (`context.channel`);
+- the request was refused before the engine decided (`refused:missing_consent`): there
+  is no decision to compare with.
 
 What a candidate purpose *may* read is known at load time; only a record that lacks
 some of it is decided with an explanation, to learn what the evaluation actually read.
@@ -50,12 +52,15 @@ class Record:
     context: Mapping[str, object]
     status: str
     reason: str
-    #: Context fields whose recorded value is a hash, not the value.
+    #: Paths whose recorded value is a hash, not the value (`context.national_id`,
+    #: `subject.sub`).
     hashed: frozenset[str] = frozenset()
     #: Facts (and `consent.<x>`) the recorded purpose was given or could have been.
     declared: frozenset[str] = frozenset()
     #: The recorded purpose's context schema fields; None when it had no schema.
     fields: frozenset[str] | None = None
+    #: Refused before the engine decided (consent, evidence): nothing to replay.
+    refused: bool = False
 
 
 @dataclass(slots=True)
@@ -80,6 +85,18 @@ class PurposeReport:
     changed: int = 0
     transitions: dict[tuple[tuple[str, str], tuple[str, str]], Transition] = field(default_factory=dict)
     not_replayable: Counter[str] = field(default_factory=Counter)
+
+    def count(self, decision_id: str, before: tuple[str, str], after: tuple[str, str]) -> None:
+        """One decision replayed: `before` as recorded, `after` as the candidate decides."""
+        self.replayed += 1
+        if before != after:
+            self.changed += 1
+        transition = self.transitions.get((before, after))
+        if transition is None:
+            transition = self.transitions[(before, after)] = Transition(before, after)
+        transition.count += 1
+        if len(transition.examples) < EXAMPLES:
+            transition.examples.append(decision_id)
 
     def to_json(self) -> dict[str, object]:
         ordered = sorted(self.transitions.values(), key=lambda t: (-t.count, t.before, t.after))
@@ -167,17 +184,20 @@ def _outcome(outcome: tuple[str, str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Reads:
-    """What a candidate purpose may read: facts (and `consent.<x>`), context fields, and
-    whether it reads the context in a way no field name says (`context[x]`)."""
+    """What a candidate purpose may read: facts (and `consent.<x>`), context fields,
+    whether it reads the context in a way no field name says (`context[x]`), and the
+    subject's fields."""
 
     facts: frozenset[str]
     fields: frozenset[str]
     any_field: bool
+    subject: frozenset[str]
 
 
 def _reads(purpose: Purpose) -> _Reads:
     facts: set[str] = {spec.name for spec in purpose.evidence}
     fields: set[str] = set()
+    subject: set[str] = set()
     any_field = False
     for condition in purpose.program.conditions:
         if condition is None:
@@ -189,6 +209,10 @@ def _reads(purpose: Purpose) -> _Reads:
             for child in ast.children(node):
                 parents[id(child)] = node
         for node in nodes:
+            if isinstance(node, ast.Name) and node.name == "subject":
+                parent = parents.get(id(node))
+                subject.add(parent.name if isinstance(parent, ast.Attr) else "*")
+                continue
             if not (isinstance(node, ast.Name) and node.name == "context"):
                 continue
             parent = parents.get(id(node))
@@ -200,7 +224,7 @@ def _reads(purpose: Purpose) -> _Reads:
                 fields.add(parent.index.value)
             else:
                 any_field = True  # the context as a value, or an index only evaluation knows
-    return _Reads(frozenset(f for f in facts if f not in ROOTS), frozenset(fields), any_field)
+    return _Reads(frozenset(f for f in facts if f not in ROOTS), frozenset(fields), any_field, frozenset(subject))
 
 
 def _missing_fact(record: Record, name: str) -> bool:
@@ -215,20 +239,25 @@ def _missing_fact(record: Record, name: str) -> bool:
 
 def _missing_field(record: Record, name: str) -> bool:
     """The record cannot supply this context field: hashed, or no request could carry it."""
-    if name in record.hashed:
+    if "context." + name in record.hashed:
         return True
     return name not in record.context and record.fields is not None and name not in record.fields
 
 
-class _Replayer:
+class Replayer:
+    """A replay in progress: `add` each record, read `report` at any time."""
+
     def __init__(self, candidate: PolicySet) -> None:
         self.candidate = candidate
+        self.report = Report(candidate.revision)
         self.reads = {name: _reads(purpose) for name, purpose in candidate.purposes.items()}
 
     def why_not(self, record: Record, reads: _Reads, facts: dict[str, Any]) -> list[str]:
         """The names the candidate's evaluation of `record` reads and it cannot supply."""
         suspects = [name for name in sorted(reads.facts) if _missing_fact(record, name)]
         suspects += [f"context.{name}" for name in sorted(reads.fields) if _missing_field(record, name)]
+        suspects += [path for path in record.hashed if path.startswith("subject.")
+                     and (path.removeprefix("subject.") in reads.subject or "*" in reads.subject)]
         if not suspects and not (reads.any_field and (record.hashed or record.fields is not None)):
             return []
         # what this evaluation actually read: the explanation's reads and evidence
@@ -245,6 +274,9 @@ class _Replayer:
                 name = head.split(".")[1]
                 if _missing_field(record, name):
                     missing.append(f"context.{name}")
+            elif head.startswith("subject."):
+                if ".".join(head.split(".")[:2]) in record.hashed:
+                    missing.append(".".join(head.split(".")[:2]))
             elif head.startswith("consent."):
                 if _missing_fact(record, ".".join(head.split(".")[:2])):
                     missing.append(".".join(head.split(".")[:2]))
@@ -252,29 +284,28 @@ class _Replayer:
                 missing.append(head.split(".")[0])
         return sorted(set(missing))
 
-    def add(self, report: Report, record: Record) -> None:
-        purpose_report = report.purposes.setdefault(record.purpose, PurposeReport())
+    def decide(self, record: Record) -> tuple[str, str] | list[str]:
+        """The candidate's `(status, reason)` for `record`, or the names of what it reads
+        that the record cannot supply (not replayable)."""
+        if record.refused:
+            return ["refused:" + record.reason]
         reads = self.reads.get(record.purpose)
         if reads is None:
-            purpose_report.not_replayable["purpose"] += 1
-            return
+            return ["purpose"]
         facts: dict[str, Any] = {**record.facts, "context": dict(record.context)}
         missing = self.why_not(record, reads, facts)
         if missing:
-            purpose_report.not_replayable.update(missing)
-            return
+            return missing
         decision = self.candidate.decide(record.purpose, facts)
-        before = (record.status, record.reason)
-        after = (decision.status, decision.reason)
-        purpose_report.replayed += 1
-        if before != after:
-            purpose_report.changed += 1
-        transition = purpose_report.transitions.get((before, after))
-        if transition is None:
-            transition = purpose_report.transitions[(before, after)] = Transition(before, after)
-        transition.count += 1
-        if len(transition.examples) < EXAMPLES:
-            transition.examples.append(record.decision_id)
+        return decision.status, decision.reason
+
+    def add(self, record: Record) -> None:
+        purpose_report = self.report.purposes.setdefault(record.purpose, PurposeReport())
+        outcome = self.decide(record)
+        if isinstance(outcome, list):
+            purpose_report.not_replayable.update(outcome)
+        else:
+            purpose_report.count(record.decision_id, (record.status, record.reason), outcome)
 
 
 class ApprovalError(ValueError):
@@ -319,14 +350,13 @@ def unapproved(report: Report, approved: frozenset[tuple[str, tuple[str, str], t
 
 def replay(records: Iterable[Record], candidate: PolicySet) -> Report:
     """Decide every record with `candidate` and count what changes (streaming)."""
-    report = Report(candidate.revision)
-    replayer = _Replayer(candidate)
+    replayer = Replayer(candidate)
     for record in records:
-        replayer.add(report, record)
-    return report
+        replayer.add(record)
+    return replayer.report
 
 
 __all__ = [
-    "EXAMPLES", "ApprovalError", "PurposeReport", "Record", "Report", "Transition", "approved_changes",
+    "EXAMPLES", "ApprovalError", "PurposeReport", "Record", "Replayer", "Report", "Transition", "approved_changes",
     "replay", "unapproved",
 ]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dsl import SUBJECT_FIELDS, Diagnostic
-from engine.loader import plain
+from engine.loader import LoadResult, build, plain
 from engine.policyset import Decision, PolicySet
 from engine.purpose import OUTCOMES, Purpose, Rule, Status
 from engine.yaml_source import YamlDocument, read_yaml
@@ -495,17 +495,47 @@ def _show(value: object) -> str:
     return json.dumps(value, default=str)
 
 
+class Refused(Exception):
+    """A policy directory the reload gate would not accept. `str(error)` is the one-line
+    reason; `diagnostics` are what `idgw policy lint` shows, `report` what `idgw policy
+    test` shows."""
+
+    def __init__(self, reason: str, diagnostics: Sequence[Diagnostic] = (), report: TestReport | None = None) -> None:
+        super().__init__(reason)
+        self.diagnostics = list(diagnostics)
+        self.report = report
+
+
+def gate(directory: str | Path, catalogue: Mapping[str, Any]) -> LoadResult:
+    """Build `directory` as hot reload does before a swap: no errors, and its own tests
+    pass; otherwise `Refused`. The result's `policy_set` is then set."""
+    root = Path(directory)
+    result = build(root, catalogue=catalogue)
+    if result.policy_set is None:
+        count = len(result.errors)
+        raise Refused(f"{root} has {count} error{'s' if count != 1 else ''}", diagnostics=result.diagnostics)
+    report = run_tests(result.policy_set)
+    if not report.ok:
+        problems = [f"{report.failed} failed"] if report.failed else []
+        problems += [f"{len(report.errors)} error(s) in test files"] if report.errors else []
+        raise Refused(f"{root}: its tests do not pass ({', '.join(problems)})", report=report)
+    return result
+
+
 __all__ = [
     "INPUT_ROOTS",
     "Case",
     "CaseResult",
     "Expectation",
     "PurposeCoverage",
+    "Refused",
     "TestReport",
     "check_test_files",
     "explanation_lines",
+    "gate",
     "read_test_file",
     "run_case",
     "run_tests",
     "selected",
 ]
+

@@ -21,6 +21,7 @@ Later subsystems plug in through `app.state`:
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,6 +44,7 @@ from server import (
     registry,
 )
 from server.audit import AuditSink, audit_sink
+from server.decisions.records import retention_loop
 from server.errors import EXCEPTION_HANDLERS
 from server.health import ReadinessCheck
 from server.logging import configure_logging
@@ -50,6 +52,7 @@ from server.middleware import BodyLimitMiddleware, RequestContextMiddleware, Rou
 from server.reload import LivePolicies, PolicyWatcher
 from server.security import allow_anonymous
 from server.settings import Settings, load_settings, unknown_variables
+from server.shadow import Shadow
 from stores import StoreError, Stores, open_stores
 
 logger = structlog.get_logger("idgw.app")
@@ -79,13 +82,21 @@ def create_app(
         stores = await open_stores(settings.database_url)
         app.state.stores = stores
         watcher = None
+        shadow_watcher = None
+        retention: asyncio.Task[None] | None = None
         try:
             await app.state.auth.start(stores)
             app.state.readiness_checks["database"] = _database_check(stores)
             await app.state.events.start(stores.audit_events, stores.audit_dead_letters)
+            if settings.decision_record_days > 0:
+                retention = asyncio.create_task(
+                    retention_loop(stores.decision_records, settings.decision_record_days), name="record-retention")
             if settings.policy_reload:
                 watcher = PolicyWatcher(policies, debounce=settings.reload_debounce_ms / 1000)
                 watcher.start()
+                if app.state.shadow is not None:
+                    shadow_watcher = PolicyWatcher(app.state.shadow.policies, debounce=settings.reload_debounce_ms / 1000)
+                    shadow_watcher.start()
             # Everything built so far lives as long as the process: keep it out of the
             # collector's generations so full collections (and latency spikes) stay short.
             gc.collect()
@@ -95,8 +106,12 @@ def create_app(
                         database=stores.backend, auth_mode=settings.auth_mode)
             yield
         finally:
+            if retention is not None:
+                retention.cancel()
             if watcher is not None:
                 watcher.stop()
+            if shadow_watcher is not None:
+                shadow_watcher.stop()
             await app.state.auth.stop()
             await app.state.registry.close()
             await app.state.events.stop()  # drains (bounded) before the stores close
@@ -137,6 +152,10 @@ def create_app(
         keys=lambda: app.state.auth.keys, issuer=app.state.auth.issuer, regulated=settings.regulated_mode,
     )
     app.state.decision_recording = settings.decision_record_days > 0
+    app.state.shadow = None
+    if settings.shadow_policy_dir is not None:
+        app.state.shadow = Shadow(settings.shadow_policy_dir)
+        app.state.shadow.load()
     app.state.data_api_auth = auth.require_principal if settings.data_api_auth == "bearer" else allow_anonymous
     app.state.readiness_checks = {"audit_queue": app.state.events.readiness}
     return app

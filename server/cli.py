@@ -9,6 +9,7 @@ import click
 
 from engine.cli import policy
 from engine.clock import utc_now, utc_text
+from server.decisions.cli import replay
 from server.facts import CATALOGUE
 
 if TYPE_CHECKING:
@@ -20,7 +21,9 @@ class _LazyGroup(click.Group):
     `idgw policy ...` starts without loading the server, the audit pipeline or the
     database drivers."""
 
-    lazy: dict[str, str] = {"audit": "server.audit.cli:audit", "serve": "server.serve:serve"}
+    lazy: dict[str, str] = {
+        "audit": "server.audit.cli:audit", "decisions": "server.decisions.cli:decisions", "serve": "server.serve:serve",
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -48,6 +51,7 @@ def main(ctx: click.Context) -> None:
     ctx.ensure_object(dict)["catalogue"] = CATALOGUE
 
 
+policy.add_command(replay)
 main.add_command(policy)
 
 

@@ -56,6 +56,11 @@ POLICY_RELOADS = Counter(
     "policy_reloads_total", "Policy reload attempts: success, rejected or unchanged",
     ["result"], registry=REGISTRY,
 )
+POLICY_SHADOW_DECISIONS = Counter(
+    "policy_shadow_decisions_total",
+    "Live decisions decided again by the shadow policy set: same, different or not_replayable",
+    ["purpose", "agreement"], registry=REGISTRY,
+)
 REGISTRY_CALL_DURATION = Histogram(
     "registry_call_duration_seconds", "Registry lookups, by registry",
     ["registry_type"], buckets=_LATENCY_BUCKETS, registry=REGISTRY,
@@ -134,6 +139,7 @@ __all__ = [
     "HTTP_REQUEST_DURATION",
     "POLICY_EVALUATION_DURATION",
     "POLICY_RELOADS",
+    "POLICY_SHADOW_DECISIONS",
     "REGISTRY",
     "REGISTRY_CALL_DURATION",
     "REGISTRY_CALL_ERRORS",

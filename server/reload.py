@@ -157,9 +157,11 @@ def _build(policy_dir: Path, current_revision: str | None, gate: bool) -> _Candi
 class LivePolicies:
     """The live policy set (one reference, swapped atomically) and its reload status."""
 
-    def __init__(self, policy_dir: str | Path, gate: bool = True) -> None:
+    def __init__(self, policy_dir: str | Path, gate: bool = True, *, counted: bool = True) -> None:
         self.policy_dir = Path(policy_dir)
         self.gate = gate
+        #: Count reloads in `policy_reloads_total` (the live set's; not a shadow's).
+        self.counted = counted
         self.current: PolicySet | None = None
         self.last_reload: ReloadOutcome | None = None
         self.counts: dict[str, int] = {"success": 0, "rejected": 0, "unchanged": 0}
@@ -219,7 +221,8 @@ class LivePolicies:
             # ("unchanged" after a rejection means the files are back to the live set:
             # the old error no longer applies, so it is replaced too.)
             self.counts[outcome.result] += 1
-            POLICY_RELOADS.labels(outcome.result).inc()
+            if self.counted:
+                POLICY_RELOADS.labels(outcome.result).inc()
             return outcome
 
     def status(self) -> dict[str, Any]:

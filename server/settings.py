@@ -160,6 +160,8 @@ class Settings(BaseSettings):
     policy_dir: Path = Path("./policies")
     policy_reload: bool = True
     reload_debounce_ms: int = Field(default=150, ge=0, le=10_000)
+    #: A candidate policy directory decided beside the live one (docs/impact.md).
+    shadow_policy_dir: Path | None = None
     #: Days a decision record is kept (docs/impact.md); 0 records nothing.
     decision_record_days: int = Field(default=30, ge=0, le=3650)
 

@@ -57,6 +57,7 @@ from server.openapi import document
 from server.parsing import query_flag, read_json
 from server.responses import JSONResponse
 from server.security import Principal
+from server.shadow import Shadow
 
 #: How long gathering may take beyond the registry's own timeout (`IDGW_REGISTRY_TIMEOUT_MS`),
 #: which answers first with its 504; this deadline bounds every other provider too.
@@ -117,6 +118,7 @@ async def evaluate_purpose(
     events: EventPublisher,
     request_id: str | None,
     recording: bool = True,
+    shadow: Shadow | None = None,
 ) -> dict[str, Any]:
     """The decision JSON for `purpose_name` about `principal`, following the flow above."""
     purpose = known_purpose(policy_set, purpose_name)
@@ -129,7 +131,8 @@ async def evaluate_purpose(
     check_context(purpose, context)
     with refusals():
         facts = await gather_evidence(purpose, EvidenceRequest(principal, context), sources, deadline)
-    return decide(policy_set, purpose, facts, explain, events, request_id, principal.sub, recording=recording)
+    return decide(policy_set, purpose, facts, explain, events, request_id, principal.sub, recording=recording,
+                  shadow=shadow)
 
 
 @contextmanager
@@ -205,6 +208,7 @@ async def evaluate(request: Request) -> JSONResponse:
         policy_set, body.purpose, body.context, principal,
         consent=consent, sources=sources, deadline=evidence_deadline(state), explain=explain,
         events=state.events, request_id=request_id_of(request.scope), recording=state.decision_recording,
+        shadow=state.shadow,
     )
     return JSONResponse(decision)
 

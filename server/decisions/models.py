@@ -99,6 +99,20 @@ class ReloadBody(BaseModel):
     failures: list[str]
 
 
+class ShadowBody(BaseModel):
+    """The shadow policy set (`IDGW_SHADOW_POLICY_DIR`) of the answering worker process."""
+
+    revision: str | None
+    loaded_at: str | None
+    policy_dir: str
+    last_reload: ReloadBody | None
+    reloads: dict[str, int]
+    agreement: dict[str, dict[str, int]] = Field(
+        description="by purpose: how many of this process's live decisions the shadow set decided the same, "
+                    "differently, or could not decide on the live input (same, different, not_replayable)"
+    )
+
+
 class PoliciesResponse(BaseModel):
     """The live policy set of the answering worker process and its last reload."""
 
@@ -109,6 +123,7 @@ class PoliciesResponse(BaseModel):
     last_reload: ReloadBody | None
     reloads: dict[str, int]
     pid: int
+    shadow: ShadowBody | None = Field(description="the shadow set, when IDGW_SHADOW_POLICY_DIR names one")
 
 
 __all__ = [
@@ -119,5 +134,6 @@ __all__ = [
     "PoliciesResponse",
     "PurposeSummary",
     "ReloadBody",
+    "ShadowBody",
     "parse_data_request",
 ]

@@ -24,6 +24,7 @@ from server.parsing import query_flag, receive_json_body
 from server.reload import LivePolicies
 from server.responses import JSONResponse, send_json
 from server.security import allow_anonymous
+from server.shadow import Shadow
 
 
 class DataApi:
@@ -54,6 +55,7 @@ class DataApi:
             request_id_of(scope),
             principal.sub if principal is not None else None,
             recording=state.decision_recording,
+            shadow=state.shadow,
         )
         await send_json(send, {"result": decision, "decision_id": decision["decision_id"]})
 
@@ -71,7 +73,8 @@ async def list_policies(request: Request) -> JSONResponse:
     result of its last reload attempt (with the diagnostics when it was rejected)."""
     await request.app.state.data_api_auth(request)
     live: LivePolicies = request.app.state.policies
-    return JSONResponse(live.status())
+    shadow: Shadow | None = request.app.state.shadow
+    return JSONResponse({**live.status(), "shadow": shadow.status() if shadow is not None else None})
 
 
 routes = [

@@ -23,6 +23,7 @@ from server.events import DecisionInput, DecisionMade, EventPublisher
 from server.ids import PerSecond, random_urlsafe, time_ordered
 from server.metrics import DECISIONS, POLICY_EVALUATION_DURATION, LabelCache
 from server.reload import LivePolicies
+from server.shadow import Shadow
 
 _decisions = LabelCache(DECISIONS)
 _evaluation_durations = LabelCache(POLICY_EVALUATION_DURATION)
@@ -110,9 +111,11 @@ def decide(
     subject: str | None = None,
     *,
     recording: bool = True,
+    shadow: Shadow | None = None,
 ) -> dict[str, Any]:
     """Decide `purpose` (of `policy_set`, its context already checked) on `facts`; count
-    and log the decision (with its decision record when `recording`) and return its JSON."""
+    and log the decision (with its decision record when `recording`, and the `shadow`
+    set's outcome when there is one) and return its JSON."""
     name = purpose.name
     started = time.perf_counter()
     decision = policy_set.decide(name, facts, explain=explain)
@@ -121,6 +124,7 @@ def decide(
     decision_id = new_decision_id()
     evaluated_at = evaluated_at_now()
     body = decision_json(decision, decision_id, evaluated_at, supplied_evidence(purpose, facts))
+    shadowed = shadow.outcome(purpose, facts, decision, decision_id) if shadow is not None else None
     events.emit(
         DecisionMade(
             decision_id=decision_id,
@@ -131,7 +135,7 @@ def decide(
             timestamp=evaluated_at,
             request_id=request_id,
             subject=subject,
-            record=DecisionInput(purpose, facts, decision.conditions) if recording else None,
+            record=DecisionInput(purpose, facts, decision.conditions, shadow=shadowed) if recording else None,
         )
     )
     return body

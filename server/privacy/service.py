@@ -34,10 +34,11 @@ from server.audit import AuditSink, SubjectRefs, events_of_subject
 from server.auth import AuthService
 from server.auth.events import AuditContext
 from server.credentials.service import credential_json
+from server.decisions.records import record_json
 from server.errors import ApiError
 from server.security import Principal, user_gone
 from server.settings import Settings
-from stores import AuditEvent, DecisionRecord, NotFound, Stores, User
+from stores import AuditEvent, NotFound, Stores, User
 
 DATA_EXPORTED = "data_exported"
 DATA_DELETED = "data_deleted"
@@ -50,23 +51,6 @@ RETAINED: dict[str, str] = {
                          "hour) so that none of them works again",
 }
 
-
-def decision_record_json(record: DecisionRecord) -> dict[str, Any]:
-    """A decision record as exported: the decision and what it was made on, as stored
-    (sensitive context values as keyed hashes, the subject as its reference)."""
-    body = record.body
-    return {
-        "decision_id": record.decision_id,
-        "recorded_at": utc_text(record.recorded_at),
-        "purpose": record.purpose,
-        "status": record.status,
-        "reason": record.reason,
-        "policy_revision": record.policy_revision,
-        "facts": body.get("facts", {}),
-        "context": body.get("context", {}),
-        "conditions": body.get("conditions", []),
-        "hashed": body.get("hashed", []),
-    }
 
 
 class ConsentLister(Protocol):
@@ -162,7 +146,7 @@ async def export_data(
         "credentials": [credential_json(c) for c in credentials],
         "events": [event_json(e) for e in events],
         "total": len(events),
-        "decision_records": [decision_record_json(r) for r in records],
+        "decision_records": [record_json(r) for r in records],
     }
 
 
@@ -218,7 +202,6 @@ __all__ = [
     "ExportFilters",
     "RegistryEviction",
     "check_window",
-    "decision_record_json",
     "erase_user",
     "event_json",
     "export_data",

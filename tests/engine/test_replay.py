@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Callable, Iterator
@@ -48,7 +49,7 @@ def record_of(policy_set: engine.PolicySet, number: int, facts: dict[str, Any], 
         decision_id=f"dec_{number}", purpose="transfer",
         facts={k: v for k, v in facts.items() if k != "context"}, context=context,
         status=decision.status, reason=decision.reason,
-        hashed=frozenset({"national_id"}) if hashed else frozenset(),
+        hashed=frozenset({"context.national_id"}) if hashed else frozenset(),
         declared=frozenset(purpose.facts), fields=frozenset(f.name for f in purpose.context),
     )
 
@@ -111,6 +112,22 @@ def test_what_the_record_cannot_supply_is_counted_by_name(policy_dir: Callable[.
     assert replay(records, other).to_json()["purposes"] == {  # type: ignore[comparison-overlap]
         "transfer": {"replayed": 0, "changed": 0, "transitions": [], "not_replayable": {"count": 16, "why": {"purpose": 16}}}
     }
+
+
+def test_a_pseudonymised_subject_and_a_refusal_are_not_replayable(policy_dir: Callable[..., Path]) -> None:
+    recorded = policies(policy_dir, RECORDED)
+    facts = {"is_pep": False, "subject": {"sub": "ref-of-ada", "client_id": "web"},
+             "context": {"amount": 10, "national_id": "AB123456"}}
+    record = dataclasses.replace(record_of(recorded, 1, facts), hashed=frozenset({"context.national_id", "subject.sub"}))
+    refused = dataclasses.replace(record, decision_id="dec_2", status="fail", reason="missing_consent", refused=True)
+    by_client = RECORDED.replace("      - else: pass", '      - if: subject.client_id == "web"\n'
+                                 "        then: fail\n        reason: web\n      - else: pass")
+    report = replay([record, refused], policies(policy_dir, by_client)).purposes["transfer"]
+    # the client is recorded as it was; only the refusal is left out
+    assert (report.replayed, report.changed, dict(report.not_replayable)) == (1, 1, {"refused:missing_consent": 1})
+    by_sub = by_client.replace("subject.client_id", "subject.sub")
+    report = replay([record, refused], policies(policy_dir, by_sub)).purposes["transfer"]
+    assert (report.replayed, dict(report.not_replayable)) == (0, {"subject.sub": 1, "refused:missing_consent": 1})
 
 
 def test_an_absent_field_the_recorded_schema_had_is_replayed_as_absent(policy_dir: Callable[..., Path]) -> None:

@@ -1,0 +1,223 @@
+"""`idgw decisions list|purge` and `idgw policy replay`: the decision records of the
+configured database, shown, purged, and decided again by a candidate policy set
+(docs/impact.md).
+
+Light at import (click and the engine): `idgw` adds `replay` to the policy commands,
+which must start without the database drivers; the stores are imported when used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from engine.clock import utc_now
+
+if TYPE_CHECKING:
+    from engine.replay import Report
+    from stores import Stores
+
+T = TypeVar("T")
+
+database_url_option = click.option(
+    "--database-url", envvar="IDGW_DATABASE_URL", default="sqlite:///./idgw.db", show_default=True,
+    help="Database holding the decision records (env IDGW_DATABASE_URL).",
+)
+
+
+def _with_stores(database_url: str, work: Callable[[Stores], Awaitable[T]]) -> T:
+    from stores import StoreError, open_stores
+
+    async def run() -> T:
+        async with await open_stores(database_url, migrate=False) as stores:
+            return await work(stores)
+
+    try:
+        return asyncio.run(run())
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _when(option: str, text: str | None, now: datetime) -> datetime | None:
+    from server.decisions.records import parse_when
+
+    if text is None:
+        return None
+    try:
+        return parse_when(text, now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+_since_option = click.option("--since", metavar="AGE|TIME", help="Records at or after: 24h, 7d, or an RFC 3339 time.")
+_until_option = click.option("--until", metavar="AGE|TIME", help="Records before: 1h, or an RFC 3339 time.")
+_purpose_option = click.option("--purpose", help="Only this purpose's records.")
+
+
+@click.group()
+def decisions() -> None:
+    """Decision records: what each decision was made on, kept for replay.
+
+    \b
+    Examples:
+      idgw decisions list --purpose age_verification --since 24h --outcome fail
+      idgw decisions purge --days 30
+    """
+
+
+@decisions.command("list")
+@_purpose_option
+@_since_option
+@_until_option
+@click.option("--outcome", type=click.Choice(["pass", "fail", "pass_with_conditions"]), help="Only this status.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@database_url_option
+def list_command(purpose: str | None, since: str | None, until: str | None, outcome: str | None, limit: int,
+                 output: str, database_url: str) -> None:
+    """The stored records, oldest first (sensitive values appear as keyed hashes)."""
+    from engine.clock import utc_text
+    from server.decisions.records import record_json
+
+    now = utc_now()
+    filters = {"purpose": purpose, "since": _when("--since", since, now), "until": _when("--until", until, now),
+               "status": outcome, "limit": limit}
+
+    async def work(stores: Stores) -> list[Any]:
+        return await stores.decision_records.query(**filters)  # type: ignore[arg-type]
+
+    records = _with_stores(database_url, work)
+    if output == "json":
+        click.echo(json.dumps([record_json(r) for r in records], indent=2, ensure_ascii=False))
+        return
+    for r in records:
+        shadow = f"  shadow {r.shadow}" if r.shadow else ""
+        click.echo(f"{utc_text(r.recorded_at)}  {r.decision_id}  {r.purpose}  {r.status}/{r.reason}  "
+                   f"{r.policy_revision[:19]}{shadow}")
+    click.echo(f"{len(records)} record{'s' if len(records) != 1 else ''}", err=True)
+
+
+@decisions.command("purge")
+@click.option("--days", type=click.IntRange(min=0), envvar="IDGW_DECISION_RECORD_DAYS", default=30,
+              show_default=True, help="Keep this many days (env IDGW_DECISION_RECORD_DAYS); 0 deletes every record.")
+@database_url_option
+def purge_command(days: int, database_url: str) -> None:
+    """Delete the records older than the retention (the server also does so hourly)."""
+    from datetime import timedelta
+
+    before = utc_now() - timedelta(days=days)
+
+    async def work(stores: Stores) -> int:
+        return await stores.decision_records.purge(before)
+
+    count = _with_stores(database_url, work)
+    click.echo(f"purged {count} decision record{'s' if count != 1 else ''} older than {days} days")
+
+
+@click.command("replay")
+@click.argument("candidate", metavar="CANDIDATE_DIR", type=click.Path(exists=True, file_okay=False), required=False)
+@click.option("--since", default="7d", show_default=True, metavar="AGE|TIME",
+              help="Records at or after: 24h, 7d, or an RFC 3339 time.")
+@_until_option
+@_purpose_option
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many records.")
+@click.option("--format", "output", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="markdown fits a pull-request comment.")
+@click.option("--fail-on-change", is_flag=True, help="Exit 1 when any decision changes.")
+@click.option("--expect-changes", type=click.File("r"), metavar="FILE",
+              help="An approved replay report (--format json): exit 1 on any change it does not name.")
+@click.option("--shadow", is_flag=True,
+              help="Report the disagreements the live server's shadow set recorded (no CANDIDATE_DIR).")
+@database_url_option
+def replay(candidate: str | None, since: str, until: str | None, purpose: str | None, limit: int | None,
+           output: str, fail_on_change: bool, expect_changes: Any, shadow: bool, database_url: str) -> None:
+    """Decide recorded decisions again with CANDIDATE_DIR and show what would change.
+
+    The candidate must pass lint and its own tests, as hot reload requires. Records the
+    candidate cannot decide faithfully (a fact or a field it reads that was not recorded,
+    a hashed value, a refused request) are counted as not replayable, by name.
+
+    \b
+    Examples:
+      idgw policy replay candidate/ --since 7d --format markdown > replay.md
+      idgw policy replay candidate/ --expect-changes approved.json
+      idgw policy replay --shadow --since 24h
+    """
+    from engine.replay import ApprovalError, approved_changes, unapproved
+
+    if shadow == (candidate is not None):
+        raise click.UsageError("give CANDIDATE_DIR, or --shadow for the shadow set's recorded disagreements")
+    approved = None
+    if expect_changes is not None:
+        try:
+            approved = approved_changes(json.load(expect_changes))
+        except (ValueError, ApprovalError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--expect-changes") from None
+    now = utc_now()
+    filters: dict[str, Any] = {"purpose": purpose, "since": _when("--since", since, now),
+                               "until": _when("--until", until, now)}
+    report = _shadow_report(database_url, filters, limit) if shadow else _replay(candidate or "", database_url,
+                                                                              filters, limit)
+    click.echo({"json": lambda: json.dumps(report.to_json(), indent=2), "markdown": report.to_markdown,
+                "text": report.to_text}[output]().rstrip("\n"))
+    if approved is not None:
+        surprises = unapproved(report, approved)
+        for name, t in surprises:
+            click.echo(f"unapproved change in {name}: {t.before[0]}/{t.before[1]} -> {t.after[0]}/{t.after[1]}: "
+                       f"{t.count} (e.g. {', '.join(t.examples)})", err=True)
+        if surprises:
+            sys.exit(1)
+    if fail_on_change and report.changed:
+        click.echo(f"{report.changed} decision{'s' if report.changed != 1 else ''} changed", err=True)
+        sys.exit(1)
+
+
+def _replay(candidate: str, database_url: str, filters: dict[str, Any], limit: int | None) -> Report:
+    from engine.cli import _catalogue, echo_refusal
+    from engine.replay import Replayer
+    from engine.testing import Refused, gate
+    from server.decisions.records import pages, replay_record
+
+    try:
+        policy_set = gate(candidate, _catalogue()).policy_set
+    except Refused as refused:
+        echo_refusal(refused)
+        click.echo(f"error: the candidate is refused: {refused}", err=True)
+        sys.exit(2)
+    assert policy_set is not None
+    replayer = Replayer(policy_set)
+
+    async def work(stores: Stores) -> None:
+        async for page in pages(stores.decision_records, limit=limit, **filters):
+            for record in page:
+                replayer.add(replay_record(record))
+
+    _with_stores(database_url, work)
+    return replayer.report
+
+
+def _shadow_report(database_url: str, filters: dict[str, Any], limit: int | None) -> Report:
+    """The recorded shadow outcomes as a replay of the shadow set (the latest revision
+    seen names the report)."""
+    from engine.replay import Report
+    from server.decisions.records import pages
+    from server.shadow import count_shadow
+
+    report = Report("")
+
+    async def work(stores: Stores) -> None:
+        async for page in pages(stores.decision_records, limit=limit, **filters):
+            for record in page:
+                count_shadow(report, record)
+
+    _with_stores(database_url, work)
+    return report
+
+
+__all__ = ["decisions", "replay"]
