@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 from server.app import create_app
 from server.audit import RecentEvents
 from server.settings import Settings, load_settings
+from tests.stores.conftest import postgres_server_url  # noqa: F401  (a fixture of the process tests)
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_POLICIES = REPO / "policies"
