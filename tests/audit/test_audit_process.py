@@ -1,5 +1,6 @@
-"""Real `idgw serve` processes: SIGTERM during load loses nothing; with NATS JetStream,
-events the stream acknowledged survive a SIGKILL of the gateway."""
+"""Real `idgw serve` processes: SIGTERM during load loses nothing, neither events nor
+decision records; with NATS JetStream, events the stream acknowledged survive a SIGKILL
+of the gateway."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import nats
 
-from tests.audit.conftest import TcpProxy, request_ids
+from tests.audit.conftest import TcpProxy, request_ids, run_sql
 from tests.server.conftest import (
     ADULT_WITHOUT_CREDENTIAL,
     ServerProcess,
@@ -74,6 +75,11 @@ def test_sigterm_during_load_loses_no_event(policy_dir: Path, tmp_path: Path, po
     assert set(answered) <= set(stored)
     assert "audit_stopped" in server.output()
     assert not list((tmp_path / "spill").glob("spill-*.jsonl"))  # all drained, none spilled
+    # every decision's record too: exactly one per decision event
+    recorded = run_sql(postgres_url, "SELECT e.decision_id, r.decision_id FROM audit_events AS e"
+                                     " FULL JOIN decision_records AS r ON r.decision_id = e.decision_id")
+    assert recorded and all(event == record for event, record in recorded)
+    assert len(recorded) == len(stored)
 
 
 async def stream_messages(url: str, stream: str) -> int:
