@@ -205,12 +205,13 @@ def cpu_seconds(pid: int) -> float:
 
 def start_server(
     port: int, workdir: Path, database_url: str = DATABASE_URL, prefix: Sequence[str] = (), timeout: float = 30,
+    record_days: int = 30,
 ) -> subprocess.Popen[bytes]:
     """`idgw serve` with one worker in `workdir` (`prefix`: e.g. valgrind and the
-    interpreter, which then runs the `idgw` script)."""
+    interpreter, which then runs the `idgw` script); `record_days` 0 records no decision."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
     env.update(IDGW_DATA_API_AUTH="none", IDGW_LOG_FORMAT="json", IDGW_LOG_LEVEL="INFO",
-               IDGW_DATABASE_URL=database_url)
+               IDGW_DATABASE_URL=database_url, IDGW_DECISION_RECORD_DAYS=str(record_days))
     process = subprocess.Popen(
         [*prefix, str(IDGW), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--policy-dir", str(workdir / "policies")],
@@ -237,6 +238,31 @@ def stop_server(server: subprocess.Popen[bytes], workdir: Path, timeout: float =
     except subprocess.TimeoutExpired:
         server.kill()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def stored_rows(workdir: Path) -> dict[str, int]:
+    """Rows of the run's SQLite database (after the server stopped): did the writer keep up?"""
+    import sqlite3
+
+    with sqlite3.connect(workdir / "idgw.db") as conn:
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("audit_events", "decision_records")}
+
+
+def queue_drained(port: int, timeout: float = 60.0) -> float:
+    """Seconds until the worker's audit queue is empty (`audit_queue_depth` 0) after a
+    load: how far the audit writer was behind the requests."""
+    from urllib.request import urlopen
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        depth = re.search(r"^audit_queue_depth(?:\{[^}]*\})? ([0-9.e+]+)$", text, re.MULTILINE)
+        if depth is None or float(depth.group(1)) == 0:
+            return time.perf_counter() - started
+        time.sleep(0.02)
+    return float("inf")
 
 
 def ms(seconds: float) -> str:
@@ -276,6 +302,7 @@ async def bench(port: int, pid: int, args: argparse.Namespace) -> dict[str, obje
     paced, worst = paced_runs[0], paced_runs[-1]
     rss_before = rss_kib(pid)
     memory_run = await closed_loop(port, DECISION, args.memory_requests, args.connections, limit)
+    drain_seconds = await asyncio.to_thread(queue_drained, port)
     rss_after = rss_kib(pid)
     if memory_run.requests < args.memory_requests:
         print(f"warning: --max-seconds reached after {memory_run.requests} memory requests", file=sys.stderr)
@@ -290,6 +317,7 @@ async def bench(port: int, pid: int, args: argparse.Namespace) -> dict[str, obje
         "rss_before_kib": rss_before,
         "rss_after_kib": rss_after,
         "memory_requests": memory_run.requests,
+        "drain_seconds": drain_seconds,
     }
 
 
@@ -307,6 +335,8 @@ def main() -> None:
     parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
                         help="closed-loop load generator: wrk when installed (auto), else asyncio")
     parser.add_argument("--wrk-seconds", type=float, default=8.0, help="per throughput run with wrk")
+    parser.add_argument("--record-days", type=int, default=30,
+                        help="IDGW_DECISION_RECORD_DAYS of the server: 0 records no decision")
     parser.add_argument("--database-url", default=DATABASE_URL,
                         help="IDGW_DATABASE_URL of the server (relative paths: the run's temporary directory)")
     args = parser.parse_args()
@@ -332,9 +362,14 @@ def main() -> None:
     if args.quick:
         args.wrk_seconds = 2.0
     port = free_port()
-    server = start_server(port, workdir, args.database_url)
+    server = start_server(port, workdir, args.database_url, record_days=args.record_days)
+    rows: dict[str, int] = {}
     try:
         figures = asyncio.run(bench(port, server.pid, args))
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+        if args.database_url == DATABASE_URL:
+            rows = stored_rows(workdir)
     finally:
         stop_server(server, workdir)
 
@@ -371,6 +406,8 @@ def main() -> None:
         "paced_worst_p99_ms": ms(figures["paced_worst_p99"]),  # type: ignore[arg-type]
         "rss_before_mib": round(before / 1024, 1), "rss_after_mib": round(after / 1024, 1),
         "rss_growth_percent": round(growth, 1), "memory_requests": figures["memory_requests"],
+        "record_days": args.record_days, "audit_drain_ms": ms(figures["drain_seconds"]),  # type: ignore[arg-type]
+        "stored_rows": rows,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -391,6 +428,8 @@ def main() -> None:
           f"{result['worker_cpu_us_decision']} µs decision: {result['worker_cpu_ratio_percent']}%")
     print(f"p99 at half rate: {result['paced_p99_ms']} ms, best of {args.repeat} runs of {args.paced_seconds:g} s "
           f"(worst {result['paced_worst_p99_ms']} ms; target < 10 ms)")
+    print(f"decision records: IDGW_DECISION_RECORD_DAYS={args.record_days}; audit queue empty "
+          f"{result['audit_drain_ms']} ms after the last load; stored after shutdown: {rows or 'not counted'}")
     print(f"worker RSS: {result['rss_before_mib']} MiB -> {result['rss_after_mib']} MiB after "
           f"{result['memory_requests']} decisions: {result['rss_growth_percent']:+}% (target < 10%)")
 

@@ -206,7 +206,10 @@ class DecisionRecord:
     shadow: str | None = None
 
     def __post_init__(self) -> None:
-        _normalise_times(self)
+        # the one datetime, checked directly: replay reads records by the hundred thousand
+        moment = self.recorded_at
+        if moment.tzinfo is not UTC:
+            object.__setattr__(self, "recorded_at", as_utc(moment, "DecisionRecord.recorded_at"))
 
 
 def decision_record_of(event: AuditEvent) -> DecisionRecord | None:

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
+import orjson
+
 from stores._database import Codec, Executor, Params, Row
 from stores._errors import (
     AppendOnlyViolation,
@@ -106,7 +108,12 @@ class SqliteCodec:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
     def read_json(self, value: Any) -> dict[str, Any]:
-        decoded: dict[str, Any] = json.loads(value)
+        # orjson first (replay reads records by the hundred thousand); the standard
+        # decoder for what orjson refuses but SQLite may hold (an escaped lone surrogate)
+        try:
+            decoded: dict[str, Any] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            decoded = json.loads(value)
         return decoded
 
     def texts(self, value: Sequence[str]) -> str:

@@ -180,9 +180,8 @@ def replay(candidate: str | None, since: str, until: str | None, purpose: str | 
 
 def _replay(candidate: str, database_url: str, filters: dict[str, Any], limit: int | None) -> Report:
     from engine.cli import _catalogue, echo_refusal
-    from engine.replay import Replayer
     from engine.testing import Refused, gate
-    from server.decisions.records import pages, replay_record
+    from server.decisions.records import replay_stored
 
     try:
         policy_set = gate(candidate, _catalogue()).policy_set
@@ -191,15 +190,11 @@ def _replay(candidate: str, database_url: str, filters: dict[str, Any], limit: i
         click.echo(f"error: the candidate is refused: {refused}", err=True)
         sys.exit(2)
     assert policy_set is not None
-    replayer = Replayer(policy_set)
 
-    async def work(stores: Stores) -> None:
-        async for page in pages(stores.decision_records, limit=limit, **filters):
-            for record in page:
-                replayer.add(replay_record(record))
+    async def work(stores: Stores) -> Report:
+        return await replay_stored(stores.decision_records, policy_set, limit=limit, **filters)
 
-    _with_stores(database_url, work)
-    return replayer.report
+    return _with_stores(database_url, work)
 
 
 def _shadow_report(database_url: str, filters: dict[str, Any], limit: int | None) -> Report:

@@ -5,6 +5,7 @@ They are written by the audit pipeline (`server.audit.encoding.record_body`, sto
 `AuditEventStore.append` with their event); this module reads and purges them:
 
     pages(store, since=..., purpose=...)    every matching record, a page at a time
+    replay_stored(store, candidate, ...)    `idgw policy replay`: those records decided again
     replay_record(record)                   the engine's `Record` of a stored one
     record_json(record)                     a record as `idgw decisions list` and the export show it
     purge_expired(store, days, now)         what retention deletes; `retention_loop` runs it hourly
@@ -20,8 +21,9 @@ from typing import Any
 
 import structlog
 
+from engine import PolicySet
 from engine.clock import utc_now, utc_text
-from engine.replay import Record
+from engine.replay import Record, Replayer, Report
 from stores import DecisionRecord, DecisionRecordStore, StoreError
 
 logger = structlog.get_logger("idgw.decisions")
@@ -66,6 +68,16 @@ async def pages(store: DecisionRecordStore, *, limit: int | None = None, **filte
         if len(page) < size:
             return
         after = page[-1].decision_id
+
+
+async def replay_stored(store: DecisionRecordStore, candidate: PolicySet, *, limit: int | None = None,
+                        **filters: Any) -> Report:
+    """`engine.replay` of the stored records matching `filters`, streamed page by page."""
+    replayer = Replayer(candidate)
+    async for page in pages(store, limit=limit, **filters):
+        for record in page:
+            replayer.add(replay_record(record))
+    return replayer.report
 
 
 def replay_record(record: DecisionRecord) -> Record:
@@ -123,4 +135,6 @@ async def retention_loop(store: DecisionRecordStore, days: int) -> None:
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
 
-__all__ = ["PAGE", "pages", "parse_when", "purge_expired", "record_json", "replay_record", "retention_loop"]
+__all__ = [
+    "PAGE", "pages", "parse_when", "purge_expired", "record_json", "replay_record", "replay_stored", "retention_loop",
+]
