@@ -13,12 +13,17 @@ app (`EXCEPTION_HANDLERS`) rather than caught at each call site:
                             revocations, an identity provider's keys)
 
 Starlette's own `HTTPException` (404, 405, ...) and anything unexpected are converted
-here too, so no response ever carries a stack trace.
+here too, so no response ever carries a stack trace. A 405's `Allow` lists every method
+of the path, whichever route of it answered.
+
+What an error repeats of the request (a path, a query value, a purpose name) goes
+through `echo`: at most `ECHO_LIMIT` characters, a longer text cut and marked as cut,
+so an answer never grows with what a caller sends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import structlog
@@ -26,6 +31,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import Scope
 
 from server.responses import JSONResponse
@@ -52,6 +58,18 @@ ERROR_CODES: dict[int, str] = {
     503: "unavailable",
     504: "timeout",
 }
+
+
+#: How many characters of the request an error answer repeats.
+ECHO_LIMIT = 200
+
+
+def echo(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text`, taken from the request, as an error answer may repeat it: a text longer
+    than `limit` characters is cut there and says how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more characters cut]"
 
 
 class ErrorBody(BaseModel):
@@ -154,13 +172,32 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     template = _DESCRIPTIONS.get(exc.status_code)
     if template is not None:
-        description = template.format(method=request.method, path=request.url.path)
+        description = template.format(method=echo(request.method), path=echo(request.url.path))
     else:
         description = str(exc.detail)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app.router.routes, request.scope))}
     return error_response(
         request.scope, exc.status_code, ERROR_CODES.get(exc.status_code, "error"), description,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
+    """Every method the routes whose path matches `scope` answer, sorted (several routes
+    may serve one path, one method each: Starlette's own 405 names only the first)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Mount):
+            match, child = route.matches(scope)
+            if match is not Match.NONE:
+                methods.update(allowed_methods(route.routes, {**scope, **child}))
+        elif isinstance(route, Route):
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                methods.update(route.methods or ())
+    return sorted(methods)
 
 
 def internal_error_response(scope: Scope) -> JSONResponse:
@@ -183,12 +220,15 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 
 __all__ = [
     "DATABASE_UNAVAILABLE",
+    "ECHO_LIMIT",
     "ERROR_CODES",
     "EXCEPTION_HANDLERS",
     "ApiError",
     "ErrorBody",
     "ServiceUnavailable",
+    "allowed_methods",
     "api_error_for",
+    "echo",
     "error_response",
     "internal_error_response",
     "request_id_of",

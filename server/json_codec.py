@@ -19,6 +19,13 @@ Reading (`loads`): pydantic-core's parser, which reads what `json.loads` reads (
 integers exactly, the last of duplicate keys, NaN and Infinity), and `json.loads` for the
 one thing it refuses: an escaped lone surrogate.
 
+Request bodies must not name a key twice in one object: parsers disagree on which one
+counts (first, last, error), so two readers of one body could act on different values.
+`refuse_duplicate_keys` raises `DuplicateKey` for such a body, by a count when it can
+(every key is followed by one colon, so a text with no more colons than its parsed
+objects have keys names none twice) and by a parse that keeps every pair when the text
+has colons in its strings too.
+
 NaN, Infinity and numbers too large for a float (1e999) parse into floats no JSON can
 carry back: `non_finite_path` finds them in what a request body parsed into.
 """
@@ -50,6 +57,14 @@ _MAX_BRACKETS = 128
 _DIGITS_AND_BRACKETS = b"0123456789[{"
 
 Fallback = Callable[[Any], Any]
+
+
+class DuplicateKey(ValueError):
+    """An object of a JSON text names `key` more than once."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"duplicate key {key!r}")
 
 
 def dumps(value: Any, fallback: Fallback = str) -> bytes:
@@ -93,6 +108,52 @@ def read_plain_object(body: bytes) -> Any:
         return None
 
 
+def refuse_duplicate_keys(body: bytes, parsed: Any = None) -> None:
+    """Raise `DuplicateKey` when an object of the JSON text `body` names a key twice.
+
+    `parsed` is what `read_plain_object(body)` read (duplicates collapse in it); without
+    it the body is read here. A body that is not JSON passes: the caller's parser
+    refuses it and says where.
+    """
+    if parsed is None:
+        parsed = read_plain_object(body)  # None (no keys) when it is left to pydantic-core
+    if body.count(b":") == _key_count(parsed):
+        return
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs)
+    except DuplicateKey:
+        raise
+    except (ValueError, RecursionError):
+        return
+
+
+def _key_count(value: Any) -> int:
+    """How many keys the objects in `value` hold, nested ones included (what
+    `read_plain_object` returns nests less than 128 deep)."""
+    count = 0
+    if value.__class__ is dict:
+        count = len(value)
+        for item in value.values():
+            if item.__class__ is dict or item.__class__ is list:
+                count += _key_count(item)
+    elif value.__class__ is list:
+        for item in value:
+            if item.__class__ is dict or item.__class__ is list:
+                count += _key_count(item)
+    return count
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    unique = dict(pairs)
+    if len(unique) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return unique
+
+
 def hash_input(value: Any) -> bytes:
     """The bytes of `value` a hash is taken of (the audit chain's events, a JWK
     thumbprint): what `json.dumps(value, separators=(",", ":"), ensure_ascii=False)`
@@ -130,4 +191,13 @@ def _non_finite(value: object, path: tuple[int | str, ...]) -> tuple[int | str, 
     return None
 
 
-__all__ = ["dumps", "dumps_ascii", "hash_input", "loads", "non_finite_path", "read_plain_object"]
+__all__ = [
+    "DuplicateKey",
+    "dumps",
+    "dumps_ascii",
+    "hash_input",
+    "loads",
+    "non_finite_path",
+    "read_plain_object",
+    "refuse_duplicate_keys",
+]

@@ -2,20 +2,32 @@
 
 Bad input becomes an `ApiError` (400 with the offending field named, 415 for a body
 that is not JSON) instead of an exception that could surface as a 500.
+
+Every request body model derives from `RequestBody`: unknown fields are refused and
+values are not coerced (`true`/`false` only for a boolean, a number for a number, a
+string for a string: `"all": 0`, `"all": "no"` are a 400). A key named twice in one
+object is a 400 `invalid_json` naming it (`require_unique_keys`).
 """
 
 from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope
 
-from server.errors import ApiError
-from server.json_codec import non_finite_path
+from server.errors import ApiError, echo
+from server.json_codec import DuplicateKey, non_finite_path, refuse_duplicate_keys
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class RequestBody(BaseModel):
+    """The base of every request body model: no unknown field, no coerced value."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
 
 _TRUE = frozenset({"true", "1", "yes", "on", ""})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -69,7 +81,7 @@ async def receive_json_body(scope: Scope, receive: Receive) -> bytes:
     """The body of a request that must carry JSON: 415 for another media type, 400 if empty."""
     content_type = header(scope, b"content-type")
     if not is_json_media_type(content_type):
-        raise ApiError(415, f"expected Content-Type: application/json, got {content_type or 'none'}")
+        raise ApiError(415, f"expected Content-Type: application/json, got {echo(content_type or 'none')}")
     body = await receive_body(receive)
     if not body.strip():
         raise ApiError(400, "the request body is empty; a JSON object is expected", error="invalid_json")
@@ -83,6 +95,7 @@ async def read_json_body(request: Request) -> bytes:
 
 def parse_json(body: bytes, model: type[M]) -> M:
     """`body` parsed and validated as `model` (400 naming the field, or the JSON error)."""
+    require_unique_keys(body)
     try:
         parsed = model.model_validate_json(body)
     except ValidationError as err:
@@ -93,6 +106,15 @@ def parse_json(body: bytes, model: type[M]) -> M:
         raise ApiError(400, "; ".join(validation_problems(err))) from None
     reject_non_finite(body, parsed.__dict__)
     return parsed
+
+
+def require_unique_keys(body: bytes, parsed: object = None) -> None:
+    """400 `invalid_json` naming the key when an object of `body` names a key twice
+    (`parsed`: what `read_plain_object(body)` read, when the caller has it)."""
+    try:
+        refuse_duplicate_keys(body, parsed)
+    except DuplicateKey as err:
+        raise ApiError(400, f"malformed JSON: {err}", error="invalid_json") from None
 
 
 def reject_non_finite(body: bytes, parsed: dict[str, object]) -> None:
@@ -128,10 +150,11 @@ def query_flag(request: Request, name: str) -> bool:
         return True
     if lowered in _FALSE:
         return False
-    raise ApiError(400, f"{name}: expected true or false, got {value!r}")
+    raise ApiError(400, f"{name}: expected true or false, got {echo(repr(value))}")
 
 
 __all__ = [
+    "RequestBody",
     "field_path",
     "header",
     "is_json_media_type",
@@ -142,5 +165,6 @@ __all__ = [
     "receive_body",
     "receive_json_body",
     "reject_non_finite",
+    "require_unique_keys",
     "validation_problems",
 ]

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from server.parsing import RequestBody
+
 EMAIL_MAX_LENGTH = 254
 KNOWN_SCOPES = ("openid", "profile", "email")
 DEFAULT_SCOPE = "openid"
@@ -43,10 +45,10 @@ def parse_scope(value: str) -> tuple[str, ...]:
     return names
 
 
-_STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+_STRICT = ConfigDict(str_strip_whitespace=True)
 
 
-class AuthorizeRequest(BaseModel):
+class AuthorizeRequest(RequestBody):
     """`POST /auth/authorize`: start a login for `email` at `client_id`."""
 
     model_config = ConfigDict(
@@ -83,7 +85,7 @@ class AuthorizeResponse(BaseModel):
     status: Literal["pending_consent"]
 
 
-class TokenRequest(BaseModel):
+class TokenRequest(RequestBody):
     """`POST /auth/token`: exchange a session (once), or a refresh token (rotated)."""
 
     model_config = ConfigDict(
@@ -99,7 +101,7 @@ class TokenRequest(BaseModel):
                                       description="with grant_type `refresh_token`")
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(RequestBody):
     model_config = _STRICT
 
     refresh_token: str = Field(min_length=1, max_length=512)
@@ -114,7 +116,7 @@ class TokenResponse(BaseModel):
     scope: str
 
 
-class RevokeRequest(BaseModel):
+class RevokeRequest(RequestBody):
     """`{"token": ...}` revokes one access or refresh token; `{"all": true}` (with a bearer
     token) every session of the caller."""
 

@@ -7,15 +7,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.consent.service import PURPOSES
+from server.parsing import RequestBody
 
 _PURPOSES_DESCRIPTION = f"of: {', '.join(PURPOSES)}"
 
 
-class PurposesRequest(BaseModel):
+class PurposesRequest(RequestBody):
     """`{"purposes": [...]}`: the purposes to grant (renew) or revoke."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"purposes": ["registry_check", "vc_issuance"]}]},
+        json_schema_extra={"examples": [{"purposes": ["registry_check", "vc_issuance"]}]},
     )
 
     purposes: list[str] = Field(min_length=1, max_length=len(PURPOSES) * 4, description=_PURPOSES_DESCRIPTION)

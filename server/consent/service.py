@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from engine.clock import Clock, utc_text
 from server.auth.events import AuditContext
-from server.errors import ApiError
+from server.errors import ApiError, echo
 from server.events import EventPublisher
 from server.security import user_gone
 from stores import Consent, NotFound, Stores
@@ -95,7 +95,7 @@ def _check_purposes(purposes: Iterable[str]) -> list[str]:
     chosen = list(dict.fromkeys(purposes))
     unknown = unknown_purposes(chosen)
     if unknown:
-        raise ApiError(400, f"unknown purpose {', '.join(repr(p) for p in unknown)}; "
+        raise ApiError(400, f"unknown purpose {echo(', '.join(repr(p) for p in unknown))}; "
                             f"known purposes: {', '.join(PURPOSES)}", error="invalid_purpose")
     if not chosen:
         raise ApiError(400, "purposes: at least one purpose is needed")
@@ -150,7 +150,7 @@ class ConsentService:
     ) -> builtins.list[ConsentView]:
         """The user's consents by purpose, with their status now, optionally filtered."""
         if status is not None and status not in STATUSES:
-            raise ApiError(400, f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+            raise ApiError(400, f"status: expected one of {', '.join(STATUSES)}, got {echo(repr(status))}")
         if purpose is not None:
             _check_purposes([purpose])
         now = self.clock()

@@ -7,31 +7,28 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.credentials.service import CREDENTIAL_TYPES
+from server.parsing import RequestBody
 
 
-class IssueRequest(BaseModel):
+class IssueRequest(RequestBody):
     """`{"type": "AgeOver18", "national_id": "123456789"}`."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"type": "AgeOver18", "national_id": "123456789"}]},
+        json_schema_extra={"examples": [{"type": "AgeOver18", "national_id": "123456789"}]},
     )
 
     type: str = Field(max_length=64, description=f"of: {', '.join(CREDENTIAL_TYPES)}")
     national_id: str = Field(max_length=64, description="the citizen registry is asked about it")
 
 
-class VerifyRequest(BaseModel):
+class VerifyRequest(RequestBody):
     """`{"credential_id": ...}` (the holder's own) or `{"jwt": ...}` (anyone's)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     credential_id: str | None = Field(None, min_length=1, max_length=128)
     jwt: str | None = Field(None, min_length=1, max_length=16_384)
 
 
-class RevokeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RevokeRequest(RequestBody):
     credential_id: str = Field(min_length=1, max_length=128)
 
 

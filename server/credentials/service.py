@@ -33,7 +33,7 @@ from server.auth.events import AuditContext
 from server.auth.keys import SUPPORTED_ALGORITHMS, KeyRing
 from server.auth.tokens import InvalidToken, TokenRules, sign, verify_token
 from server.consent.service import StoresSource, stores_of
-from server.errors import ApiError
+from server.errors import ApiError, echo
 from server.events import EventPublisher
 from server.registry.service import RegistryService
 from server.security import user_gone
@@ -125,7 +125,7 @@ class CredentialService:
         """Check the citizen registry, store the credential, sign it as a VC-JWT."""
         audit = self._audit(request_id)
         if type not in CREDENTIAL_TYPES:
-            raise ApiError(400, f"type: unknown credential type {type!r}; known: {', '.join(CREDENTIAL_TYPES)}",
+            raise ApiError(400, f"type: unknown credential type {echo(repr(type))}; known: {', '.join(CREDENTIAL_TYPES)}",
                            error="unsupported_credential_type")
         citizen = await self.registry.citizen(national_id, subject=user_id)
         refusal = None

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.routing import Route
@@ -54,7 +54,7 @@ from server.errors import ApiError, api_error_for, request_id_of
 from server.events import DecisionInput, DecisionMade, EventPublisher
 from server.metrics import DECISIONS
 from server.openapi import document
-from server.parsing import query_flag, read_json
+from server.parsing import RequestBody, query_flag, read_json
 from server.responses import JSONResponse
 from server.security import Principal
 from server.shadow import Shadow
@@ -70,11 +70,10 @@ class ConsentChecks(ActiveConsents, Protocol):
         ...
 
 
-class EvaluateRequest(BaseModel):
+class EvaluateRequest(RequestBody):
     """`POST /decision/evaluate` body: the purpose and the request context."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={"examples": [{"purpose": "age_verification", "context": {"national_id": "123456789"}}]},
     )
 

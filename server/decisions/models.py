@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.json_codec import read_plain_object
 from server.openapi import QueryParameter
-from server.parsing import parse_json
+from server.parsing import RequestBody, parse_json, require_unique_keys
 
 #: `?explain=true` of both decision endpoints.
 EXPLAIN = QueryParameter(
@@ -18,11 +18,10 @@ EXPLAIN = QueryParameter(
 )
 
 
-class DataRequest(BaseModel):
+class DataRequest(RequestBody):
     """`POST /v1/data/{purpose}` body: facts at the top level of `input`, context under it."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -45,7 +44,8 @@ def parse_data_request(body: bytes) -> dict[str, Any]:
 
     The body every client sends (`{"input": {...}}`) is read by the codec's shortcut
     (`read_plain_object`) and accepted on a plain check of the result, which is exactly
-    what the model would accept. Anything else (malformed JSON, NaN or Infinity, a
+    what the model would accept, once no key is named twice (`require_unique_keys`, which
+    clears it by counting colons). Anything else (malformed JSON, NaN or Infinity, a
     missing or extra field, an `input` that is not an object, a body the shortcut leaves
     alone) goes through the model, so every error and every value reads as the model
     reads it.
@@ -54,6 +54,7 @@ def parse_data_request(body: bytes) -> dict[str, Any]:
     if parsed.__class__ is dict and len(parsed) == 1:
         facts = parsed.get("input")
         if facts.__class__ is dict:
+            require_unique_keys(body, parsed)
             return facts
     return parse_json(body, DataRequest).input
 

@@ -18,7 +18,7 @@ from dsl import UNDEFINED
 from engine import Decision, PolicySet, Purpose, UnknownPurpose
 from engine.clock import utc_second_text
 from engine.purpose import lookup
-from server.errors import ApiError
+from server.errors import ApiError, echo
 from server.events import DecisionInput, DecisionMade, EventPublisher
 from server.ids import PerSecond, random_urlsafe, time_ordered
 from server.metrics import DECISIONS, POLICY_EVALUATION_DURATION, LabelCache
@@ -55,7 +55,7 @@ def resolve_purpose(policy_set: PolicySet, name: str) -> Purpose:
         known = err.known
         raise ApiError(
             404,
-            f"unknown purpose {name!r}; known purposes: {', '.join(known) or 'none'}",
+            f"unknown purpose {echo(repr(name))}; known purposes: {', '.join(known) or 'none'}",
             error="unknown_purpose",
             extra={"known_purposes": known},
         ) from None

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from server.auth import require_principal
 from server.auth.guard import audit_context, auth_service
-from server.errors import ApiError
+from server.errors import ApiError, echo
 from server.openapi import QueryParameter, document
 from server.privacy.service import (
     ExportFilters,
@@ -85,7 +85,7 @@ def refuse_other_parameters(request: Request, known: tuple[str, ...]) -> None:
     unknown = sorted(set(request.query_params) - set(known))
     if unknown:
         takes = f"the parameters are {', '.join(known)}" if known else "this endpoint takes no parameters"
-        raise ApiError(400, f"{unknown[0]}: unknown query parameter; {takes}")
+        raise ApiError(400, f"{echo(unknown[0])}: unknown query parameter; {takes}")
 
 
 def parse_filters(request: Request) -> ExportFilters:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.parsing import RequestBody
 from server.registry.records import NATIONAL_ID_PATTERN
 
 
-class NationalIdRequest(BaseModel):
+class NationalIdRequest(RequestBody):
     """`{"national_id": "123456789"}`: whose record to look up."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"national_id": "123456789"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"national_id": "123456789"}]})
 
     # The pattern is checked by the service (400 `invalid_national_id`, the value not echoed).
     national_id: str = Field(max_length=64, description=f"matches {NATIONAL_ID_PATTERN}")

@@ -11,12 +11,14 @@ import pytest
 
 from server.auth.keys import jwk_thumbprint
 from server.json_codec import (
+    DuplicateKey,
     dumps,
     dumps_ascii,
     hash_input,
     loads,
     non_finite_path,
     read_plain_object,
+    refuse_duplicate_keys,
 )
 from server.logging import configure_logging
 
@@ -83,3 +85,43 @@ def test_a_log_line_holding_text_utf8_cannot_hold_is_still_written() -> None:
     structlog.get_logger("idgw.test").info("odd", value="\ud800", big=2**70, obj=object)
     line = json.loads(stream.getvalue().splitlines()[-1])
     assert (line["event"], line["value"], line["big"], line["obj"]) == ("odd", "\ud800", 2**70, repr(object))
+
+
+DUPLICATES = [
+    ('{"a": 1, "a": 2}', "a"),
+    ('{"a": 1, "b": {"c": 1, "c": 1}}', "c"),
+    ('[{"x": 1}, {"y": [{"z": 0, "z": 0}]}]', "z"),
+    ('{"purpose": "x", "purp\\u006fse": "y"}', "purpose"),  # the same key, escaped
+    ('{"at": "10:00:00", "k": 1, "k": 2}', "k"),  # colons in strings: the count cannot tell
+    ('{"a:": 1, "a:": 2}', "a:"),
+    ('{"": 1, "": 2}', ""),
+    ('{"deep": ' + "[" * 150 + '{"d": 1, "d": 2}' + "]" * 150 + "}", "d"),  # left to pydantic-core
+    ('{"n": 12345678901234567890123, "n": 1}', "n"),
+]
+
+UNIQUE = [
+    "{}", "[]", "null", '"a:b"', '{"a": {"a": {"a": 1}}}', '[{"k": 1}, {"k": 2}]',
+    '{"at": "2026-01-01T10:00:00Z", "url": "http://x:1/", "k": "a\\":"}', '{"a": 1, "A": 2, "\\u00e9": 3, "\u00e9\u0301": 4}',
+]
+
+
+@pytest.mark.parametrize(("text", "key"), DUPLICATES)
+def test_a_key_named_twice_is_refused(text: str, key: str) -> None:
+    body = text.encode()
+    with pytest.raises(DuplicateKey) as raised:
+        refuse_duplicate_keys(body)
+    assert raised.value.key == key
+    with pytest.raises(DuplicateKey):
+        refuse_duplicate_keys(body, read_plain_object(body))
+
+
+@pytest.mark.parametrize("text", UNIQUE)
+def test_keys_named_once_pass(text: str) -> None:
+    body = text.encode()
+    refuse_duplicate_keys(body)
+    refuse_duplicate_keys(body, read_plain_object(body))
+
+
+@pytest.mark.parametrize("text", ["{", '{"a": 1, "a": ', "\xff", ""])
+def test_what_is_not_json_is_left_to_the_parser(text: str) -> None:
+    refuse_duplicate_keys(text.encode("latin-1"))
