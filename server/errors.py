@@ -75,10 +75,22 @@ def echo(text: str, limit: int = ECHO_LIMIT) -> str:
 class ErrorBody(BaseModel):
     """The body of every error response."""
 
-    error: str = Field(description="stable machine-readable code, e.g. `not_found`")
+    error: str = Field(description="stable machine-readable code, e.g. `not_found` (RFC 6749's codes on "
+                                   "the OAuth endpoints: `invalid_request`, `invalid_grant`, ...)")
     error_description: str = Field(description="what went wrong, for a human")
     status_code: int
     request_id: str | None = Field(description="the request's X-Request-ID")
+    # The fields some errors add (docs/api.md):
+    known_purposes: list[str] | None = Field(None, description="`unknown_purpose`: the live set's purposes")
+    purpose: str | None = Field(None, description="`missing_consent`, `consent_expired`, `consent_revoked`: "
+                                                  "the consent that is not active")
+    decision_id: str | None = Field(None, description="/decision/evaluate refusals: the decision logged for it")
+    registry_type: str | None = Field(None, description="`registry_unavailable`: `citizen` or `sanctions`")
+    reason: str | None = Field(None, description="`not_eligible`: `invalid_citizen` or `underage`; "
+                                                 "/vc/verify's 404: `credential_not_found`")
+    valid: bool | None = Field(None, description="/vc/verify's 404: false")
+    status: str | None = Field(None, description="/health/ready's 503: `not_ready`")
+    checks: dict[str, Any] | None = Field(None, description="/health/ready's 503: each check's result")
 
 
 class ApiError(Exception):

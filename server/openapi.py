@@ -4,23 +4,35 @@ Each endpoint declares what it accepts and answers with `@document(...)`; the ge
 walks the application's routes (path, methods, path parameters) and pulls the JSON
 Schemas of the declared models into `components`. Nothing is hand-kept: a new route
 appears as soon as it is mounted, and a model change shows up in the schema.
+
+What standard clients and generators rely on is checked while generating (a
+`ValueError` otherwise): operationIds are unique snake_case (the endpoint's name unless
+`operation_id` says otherwise), and no two schemas share a title. Request models are
+rendered without `null` for their optional fields (`RequestBody` refuses an explicit
+null); response models as they are written.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 
 from server.errors import ErrorBody
+from server.parsing import FORM
 from server.responses import JSONResponse
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: A time in an answer: RFC 3339, UTC, to the second (engine.clock.utc_text).
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +56,9 @@ class Operation:
     query: tuple[QueryParameter, ...] = ()
     auth: bool = False
     response_media_type: str = "application/json"
+    operation_id: str | None = None
+    #: The body may also come as `application/x-www-form-urlencoded` (the OAuth endpoints).
+    form: bool = False
 
 
 def document(
@@ -57,6 +72,8 @@ def document(
     query: Sequence[QueryParameter] = (),
     auth: bool = False,
     response_media_type: str = "application/json",
+    operation_id: str | None = None,
+    form: bool = False,
 ) -> Callable[[F], F]:
     """Attach an `Operation` to an endpoint; its docstring becomes the description."""
 
@@ -74,6 +91,8 @@ def document(
             query=tuple(query),
             auth=auth,
             response_media_type=response_media_type,
+            operation_id=operation_id,
+            form=form,
         )
         return endpoint
 
@@ -96,34 +115,67 @@ def walk_routes(routes: Iterable[BaseRoute], prefix: str = "") -> Iterable[tuple
             yield prefix + route.path, route
 
 
+class _RequestSchema(GenerateJsonSchema):
+    """Request models without `null`: an optional field is left out, never null."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        if schema.get("default", _NO_DEFAULT) is None:
+            return self.generate_inner(schema["schema"])
+        return super().default_schema(schema)
+
+
+_NO_DEFAULT = object()
+_SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
+
+
 def openapi_schema(routes: Iterable[BaseRoute], title: str, version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document for `routes` (those with `@document` metadata)."""
     found: list[tuple[str, Route, Operation]] = []
-    models: dict[type[BaseModel], None] = {ErrorBody: None}
+    requests: dict[type[BaseModel], None] = {}
+    responses: dict[type[BaseModel], None] = {ErrorBody: None}
     for path, route in walk_routes(routes):
         operation: Operation | None = getattr(route.endpoint, "__openapi__", None)
         if operation is None or not route.include_in_schema:
             continue
         found.append((path, route, operation))
         if operation.request is not None:
-            models[operation.request] = None
+            requests[operation.request] = None
         for model in operation.responses.values():
             if model is not None:
-                models[model] = None
+                responses[model] = None
 
-    mode: Literal["validation"] = "validation"
-    refs, defs = models_json_schema(
-        [(m, mode) for m in models], ref_template="#/components/schemas/{model}"
+    template = "#/components/schemas/{model}"
+    request_refs, request_defs = models_json_schema(
+        [(m, "validation") for m in requests], ref_template=template, schema_generator=_RequestSchema
     )
-    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    response_refs, response_defs = models_json_schema(
+        [(m, "serialization") for m in responses], ref_template=template
+    )
+    schemas: dict[str, Any] = {}
+    for name, schema in [*request_defs.get("$defs", {}).items(), *response_defs.get("$defs", {}).items()]:
+        if name in schemas and schemas[name] != schema:
+            raise ValueError(f"two schemas are named {name}: rename a model")
+        schemas[name] = schema
+    _require_unique_titles(schemas)
 
     def ref(model: type[BaseModel]) -> dict[str, Any]:
-        return refs[(model, mode)]
+        if model in requests:
+            return request_refs[(model, "validation")]
+        return response_refs[(model, "serialization")]
 
     paths: dict[str, dict[str, Any]] = {}
+    operation_ids: set[str] = set()
     for path, route, operation in found:
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
-            paths.setdefault(path, {})[method.lower()] = _operation(route, operation, ref)
+            described = _operation(route, operation, ref)
+            operation_id = described["operationId"]
+            if not _SNAKE_CASE.match(operation_id) or operation_id in operation_ids:
+                raise ValueError(f"{method} {path}: operationId {operation_id!r} is not unique snake_case")
+            operation_ids.add(operation_id)
+            paths.setdefault(path, {})[method.lower()] = described
 
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -137,11 +189,29 @@ def openapi_schema(routes: Iterable[BaseRoute], title: str, version: str) -> dic
     return document
 
 
+def _require_unique_titles(schemas: dict[str, Any]) -> None:
+    titles: dict[str, str] = {}
+    for name, schema in schemas.items():
+        title = schema.get("title", name)
+        if title in titles:
+            raise ValueError(f"the schemas {titles[title]} and {name} share the title {title!r}")
+        titles[title] = name
+
+
+#: `X-Request-ID` as the server reads it: any value; one it does not keep is replaced.
+REQUEST_ID_PARAMETER: dict[str, Any] = {
+    "name": "X-Request-ID", "in": "header", "required": False,
+    "description": "correlation id, echoed back: kept when it is 1-128 characters of letters, digits and "
+                   "`._:+/=-` starting with a letter or digit, otherwise replaced by a generated one",
+    "schema": {"type": "string"},
+}
+
+
 def _operation(
     route: Route, operation: Operation, ref: Callable[[type[BaseModel]], dict[str, Any]]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "operationId": route.name,
+        "operationId": operation.operation_id or route.name,
         "summary": operation.summary,
     }
     if operation.description:
@@ -156,19 +226,13 @@ def _operation(
         {"name": q.name, "in": "query", "required": q.required, "description": q.description, "schema": q.schema}
         for q in operation.query
     ]
-    parameters.append(
-        {
-            "name": "X-Request-ID", "in": "header", "required": False,
-            "description": "correlation id, echoed back; generated when absent or malformed",
-            "schema": {"type": "string", "maxLength": 128},
-        }
-    )
+    parameters.append(REQUEST_ID_PARAMETER)
     out["parameters"] = parameters
     if operation.request is not None:
-        out["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": ref(operation.request)}},
-        }
+        content = {"application/json": {"schema": ref(operation.request)}}
+        if operation.form:
+            content[FORM] = {"schema": ref(operation.request)}
+        out["requestBody"] = {"required": True, "content": content}
     responses: dict[str, Any] = {}
     for status, model in sorted(operation.responses.items()):
         entry: dict[str, Any] = {"description": _REASONS.get(status, "OK")}
@@ -206,8 +270,30 @@ async def openapi_endpoint(request: Request) -> JSONResponse:
     return JSONResponse(cached)
 
 
-document("OpenAPI description", tags=["operations"])(openapi_endpoint)
+class OpenApiDocument(BaseModel):
+    """An OpenAPI 3.1 document (this one)."""
+
+    model_config = ConfigDict(extra="allow", title="OpenApiDocument")
+
+    openapi: str = Field(pattern=r"^3\.1\.\d+$")
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
+
+
+document("OpenAPI description", tags=["operations"], response=OpenApiDocument,
+         operation_id="get_openapi")(openapi_endpoint)
 
 routes = [Route("/openapi.json", openapi_endpoint, methods=["GET"])]
 
-__all__ = ["Operation", "QueryParameter", "document", "openapi_schema", "routes", "walk_routes"]
+__all__ = [
+    "REQUEST_ID_PARAMETER",
+    "OpenApiDocument",
+    "Operation",
+    "QueryParameter",
+    "Timestamp",
+    "document",
+    "openapi_schema",
+    "routes",
+    "walk_routes",
+]

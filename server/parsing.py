@@ -7,13 +7,20 @@ Every request body model derives from `RequestBody`: unknown fields are refused 
 values are not coerced (`true`/`false` only for a boolean, a number for a number, a
 string for a string: `"all": 0`, `"all": "no"` are a 400). A key named twice in one
 object is a 400 `invalid_json` naming it (`require_unique_keys`).
+
+The OAuth endpoints also read `application/x-www-form-urlencoded` (RFC 6749 and 7009
+clients send nothing else): `read_json_or_form`. A form's values are text: a parameter
+given twice is a 400, one given empty counts as absent (RFC 6749 section 3.1), and a
+boolean field takes `true` or `false`.
 """
 
 from __future__ import annotations
 
 from typing import TypeVar
+from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope
 
@@ -24,11 +31,21 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class RequestBody(BaseModel):
-    """The base of every request body model: no unknown field, no coerced value."""
+    """The base of every request body model: no unknown field, no coerced value, no
+    `null` (an optional field is left out: the OpenAPI schemas do not allow null)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError("null", "leave the field out rather than null")
+        return value
 
+
+FORM = "application/x-www-form-urlencoded"
+_FORM_BOOLEANS = {"true": True, "false": False}
 _TRUE = frozenset({"true", "1", "yes", "on", ""})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -108,6 +125,41 @@ def parse_json(body: bytes, model: type[M]) -> M:
     return parsed
 
 
+def is_form_media_type(content_type: str | None) -> bool:
+    return bool(content_type) and content_type.split(";", 1)[0].strip().lower() == FORM  # type: ignore[union-attr]
+
+
+def parse_form(body: bytes, model: type[M]) -> M:
+    """The form `body` validated as `model`: 400 naming the field, as for JSON."""
+    try:
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=False,
+                          errors="strict", max_num_fields=len(model.model_fields) + 1)
+    except (UnicodeError, ValueError):
+        raise ApiError(400, "malformed form: expected at most one value of each parameter, "
+                            "percent-encoded UTF-8") from None
+    values: dict[str, object] = {}
+    given: set[str] = set()
+    for name, text in pairs:
+        if name in given:
+            raise ApiError(400, f"{echo(name)}: given more than once")
+        given.add(name)
+        if text:
+            field = model.model_fields.get(name)
+            boolean = field is not None and field.annotation is bool
+            values[name] = _FORM_BOOLEANS.get(text, text) if boolean else text
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        raise ApiError(400, "; ".join(validation_problems(err))) from None
+
+
+async def read_json_or_form(request: Request, model: type[M]) -> M:
+    """The request body as `model`, from JSON or from a form (the OAuth endpoints)."""
+    if not is_form_media_type(header(request.scope, b"content-type")):
+        return await read_json(request, model)
+    return parse_form(await receive_body(request.receive), model)
+
+
 def require_unique_keys(body: bytes, parsed: object = None) -> None:
     """400 `invalid_json` naming the key when an object of `body` names a key twice
     (`parsed`: what `read_plain_object(body)` read, when the caller has it)."""
@@ -154,14 +206,18 @@ def query_flag(request: Request, name: str) -> bool:
 
 
 __all__ = [
+    "FORM",
     "RequestBody",
     "field_path",
     "header",
+    "is_form_media_type",
     "is_json_media_type",
+    "parse_form",
     "parse_json",
     "query_flag",
     "read_json",
     "read_json_body",
+    "read_json_or_form",
     "receive_body",
     "receive_json_body",
     "reject_non_finite",

@@ -3,6 +3,11 @@
 Bodies are validated here so that bad input is a 400 naming the field (the error shape
 of docs/api.md): emails (format, at most 254 characters, normalised to lower case), client ids
 (1 to 128 characters of `A-Z a-z 0-9 . _ : -`), scopes (known names only).
+
+`/auth/token`, `/auth/refresh` and `/auth/revoke` take what RFC 6749 and RFC 7009
+clients send (as JSON or as a form): `client_id`, `scope` on a grant, `token_type_hint`
+on a revocation. Their "exactly one of" rules (a grant's own id, `token` or `all`) are
+checked by the handlers and stated by the `oneOf` of each schema.
 """
 
 from __future__ import annotations
@@ -18,6 +23,11 @@ from server.parsing import RequestBody
 EMAIL_MAX_LENGTH = 254
 KNOWN_SCOPES = ("openid", "profile", "email")
 DEFAULT_SCOPE = "openid"
+#: The gateway's own grant (a session from /auth/authorize), named by an absolute URI as
+#: RFC 6749 section 4.5 asks of an extension grant; `session` stays its alias.
+SESSION_GRANT = "urn:idgw:params:oauth:grant-type:session"
+SESSION_GRANTS = (SESSION_GRANT, "session")
+GRANT_TYPES = (*SESSION_GRANTS, "refresh_token")
 
 _EMAIL = re.compile(
     r"^(?!\.)(?!.*\.\.)[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}(?<!\.)"
@@ -85,26 +95,52 @@ class AuthorizeResponse(BaseModel):
     status: Literal["pending_consent"]
 
 
-class TokenRequest(RequestBody):
+class _GrantRequest(RequestBody):
+    """What an RFC 6749 client adds to a grant: its `client_id`, a `scope`."""
+
+    model_config = _STRICT
+
+    client_id: str | None = Field(None, pattern=CLIENT_ID_PATTERN,
+                                  description="RFC 6749 public client: the client the login was started for")
+    scope: str | None = Field(None, max_length=256,
+                              description="at most the scope of the login; the answer's `scope` is what was issued")
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str | None) -> str | None:
+        return None if value is None else " ".join(parse_scope(value))
+
+
+class TokenRequest(_GrantRequest):
     """`POST /auth/token`: exchange a session (once), or a refresh token (rotated)."""
 
     model_config = ConfigDict(
-        **_STRICT,
-        json_schema_extra={"examples": [{"grant_type": "session", "session_id": "ses_..."},
-                                        {"grant_type": "refresh_token", "refresh_token": "..."}]},
+        json_schema_extra={
+            "examples": [{"grant_type": SESSION_GRANT, "session_id": "ses_..."},
+                         {"grant_type": "refresh_token", "refresh_token": "..."}],
+            "oneOf": [
+                {"properties": {"grant_type": {"enum": list(SESSION_GRANTS)}},
+                 "required": ["grant_type", "session_id"], "not": {"required": ["refresh_token"]}},
+                {"properties": {"grant_type": {"const": "refresh_token"}},
+                 "required": ["grant_type", "refresh_token"], "not": {"required": ["session_id"]}},
+            ],
+        },
     )
 
-    grant_type: Literal["session", "refresh_token"]
+    # A str, not a Literal: another value is RFC 6749's `unsupported_grant_type`.
+    grant_type: str = Field(max_length=128, json_schema_extra={"enum": list(GRANT_TYPES)},
+                            description=f"`{SESSION_GRANT}` (alias `session`) or `refresh_token`")
     session_id: str | None = Field(None, min_length=1, max_length=128,
-                                   description="with grant_type `session`: from /auth/authorize")
+                                   description="with the session grant: from /auth/authorize")
     refresh_token: str | None = Field(None, min_length=1, max_length=512,
                                       description="with grant_type `refresh_token`")
 
 
-class RefreshRequest(RequestBody):
-    model_config = _STRICT
+class RefreshRequest(_GrantRequest):
+    """`POST /auth/refresh`: RFC 6749 section 6 (`grant_type` may be left out)."""
 
     refresh_token: str = Field(min_length=1, max_length=512)
+    grant_type: Literal["refresh_token"] | None = None
 
 
 class TokenResponse(BaseModel):
@@ -116,17 +152,26 @@ class TokenResponse(BaseModel):
     scope: str
 
 
-class RevokeRequest(RequestBody):
+class TokenRevokeRequest(RequestBody):
     """`{"token": ...}` revokes one access or refresh token; `{"all": true}` (with a bearer
     token) every session of the caller."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        **_STRICT,
+        json_schema_extra={"oneOf": [
+            {"required": ["token"], "properties": {"all": {"const": False}}},
+            {"required": ["all"], "properties": {"all": {"const": True}}, "not": {"required": ["token"]}},
+        ]},
+    )
 
-    token: str | None = Field(None, min_length=1, max_length=8192)
-    all: bool = False
+    token: str | None = Field(None, min_length=1, max_length=8192, description="an access or refresh token")
+    all: bool = Field(False, description="with a bearer token: every session of its user")
+    token_type_hint: Literal["access_token", "refresh_token"] | None = Field(
+        None, description="RFC 7009; the gateway tells the kinds apart itself")
+    client_id: str | None = Field(None, pattern=CLIENT_ID_PATTERN, description="RFC 7009 public client")
 
 
-class RevokeResponse(BaseModel):
+class TokenRevokeResponse(BaseModel):
     revoked: bool = Field(description="true: the token (or every session) can no longer be used")
     sessions: int | None = Field(None, description="with `all`: how many sessions were revoked")
 
@@ -157,6 +202,9 @@ class DiscoveryResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     issuer: str
+    grant_types_supported: list[str] | None = Field(
+        None, description=f"`{SESSION_GRANT}` (the session grant; alias `session`) and `refresh_token`; "
+                          "absent in external OIDC mode")
     jwks_uri: str
     response_types_supported: list[str]
     subject_types_supported: list[str]
@@ -167,16 +215,19 @@ __all__ = [
     "CLIENT_ID_PATTERN",
     "DEFAULT_SCOPE",
     "EMAIL_MAX_LENGTH",
+    "GRANT_TYPES",
     "KNOWN_SCOPES",
+    "SESSION_GRANT",
+    "SESSION_GRANTS",
     "AuthorizeRequest",
     "AuthorizeResponse",
     "DiscoveryResponse",
     "JwksResponse",
     "RefreshRequest",
-    "RevokeRequest",
-    "RevokeResponse",
     "TokenRequest",
     "TokenResponse",
+    "TokenRevokeRequest",
+    "TokenRevokeResponse",
     "UserInfoResponse",
     "is_valid_email",
     "parse_scope",

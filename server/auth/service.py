@@ -20,6 +20,7 @@ import hashlib
 import math
 import secrets
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -42,7 +43,7 @@ from server.auth.external import (
 )
 from server.auth.keys import SUPPORTED_ALGORITHMS, KeyRing
 from server.auth.lifetimes import ACCESS_TOKEN_TTL, AUTHORIZATION_TTL, LEEWAY, REFRESH_TOKEN_TTL
-from server.auth.models import KNOWN_SCOPES
+from server.auth.models import GRANT_TYPES, KNOWN_SCOPES
 from server.auth.revocation import RevocationList
 from server.auth.tokens import (
     ACCESS_TOKEN_TYP,
@@ -71,6 +72,22 @@ ACTIVE = "active"
 REVOKED = "revoked"
 LOCAL_ACCESS_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "sid", "client_id")
 EXTERNAL_ACCESS_CLAIMS = ("iss", "sub", "exp", "iat")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCheck:
+    """What an RFC 6749 client says of itself on a grant: its `client_id`, which must be
+    the one the login was started for, and a `scope`, which may not exceed the login's
+    (the tokens keep the login's scope, which the answer's `scope` names)."""
+
+    client_id: str | None = None
+    scope: tuple[str, ...] | None = None
+
+    def check(self, client_id: str, scope: tuple[str, ...]) -> None:
+        if self.client_id is not None and self.client_id != client_id:
+            raise invalid_grant("the grant was issued to another client_id")
+        if self.scope is not None and not set(self.scope) <= set(scope):
+            raise ApiError(400, f"scope: the login was granted only {' '.join(scope)}", error="invalid_scope")
 
 
 def hash_refresh_token(value: str) -> str:
@@ -226,7 +243,9 @@ class AuthService:
         audit.emit(USER_CREATED, user.id, outcome="created", reason="authorize", when=now)
         return user
 
-    async def exchange_session(self, session_id: str, audit: AuditContext) -> dict[str, Any]:
+    async def exchange_session(
+        self, session_id: str, audit: AuditContext, client: ClientCheck | None = None
+    ) -> dict[str, Any]:
         """The `session` grant: a pending session, once, for the first tokens of a login."""
         self._require_local("/auth/token")
         stores, now = self.stores, self.now()
@@ -238,6 +257,8 @@ class AuthService:
             raise invalid_grant(f"the session was already exchanged or revoked (status {session.status})")
         if session.created_at + AUTHORIZATION_TTL <= now:
             raise invalid_grant("the session is older than 10 minutes; start a new login at /auth/authorize")
+        if client is not None:
+            client.check(session.client_id, session.requested_scope)
         try:
             user = await stores.users.get(session.user_id)
         except NotFound:
@@ -256,7 +277,9 @@ class AuthService:
         return await self._token_response(user, session.id, session.client_id, session.requested_scope,
                                           refresh_token, now)
 
-    async def refresh(self, refresh_token: str, audit: AuditContext) -> dict[str, Any]:
+    async def refresh(
+        self, refresh_token: str, audit: AuditContext, client: ClientCheck | None = None
+    ) -> dict[str, Any]:
         """The `refresh_token` grant: rotate the token; a used one revokes its family."""
         self._require_local("/auth/refresh (and the refresh_token grant)")
         stores, now = self.stores, self.now()
@@ -271,6 +294,8 @@ class AuthService:
             await self._reuse_detected(stored, audit, now)
         if stored.expires_at <= now:
             raise invalid_grant("the refresh token has expired; log in again")
+        if client is not None:
+            client.check(stored.client_id, stored.scope)
         successor = new_refresh_token()
         try:
             await stores.refresh_tokens.rotate(
@@ -397,9 +422,9 @@ class AuthService:
             document.update({
                 "authorization_endpoint": f"{base}/auth/authorize",
                 "token_endpoint": f"{base}/auth/token",
-                "grant_types_supported": ["session", "refresh_token"],
+                "grant_types_supported": list(GRANT_TYPES),
             })
         return document
 
 
-__all__ = ["AuthService", "hash_refresh_token"]
+__all__ = ["AuthService", "ClientCheck", "hash_refresh_token"]

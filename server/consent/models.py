@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.consent.service import PURPOSES
+from server.openapi import Timestamp
 from server.parsing import RequestBody
 
 _PURPOSES_DESCRIPTION = f"of: {', '.join(PURPOSES)}"
+#: A consent purpose. A str, not a Literal: another one is a 400 `invalid_purpose`.
+ConsentPurpose = Annotated[str, Field(json_schema_extra={"enum": list(PURPOSES)})]
 
 
 class PurposesRequest(RequestBody):
@@ -19,15 +22,15 @@ class PurposesRequest(RequestBody):
         json_schema_extra={"examples": [{"purposes": ["registry_check", "vc_issuance"]}]},
     )
 
-    purposes: list[str] = Field(min_length=1, max_length=len(PURPOSES) * 4, description=_PURPOSES_DESCRIPTION)
+    purposes: list[ConsentPurpose] = Field(min_length=1, max_length=len(PURPOSES) * 4, description=_PURPOSES_DESCRIPTION)
 
 
 class ConsentModel(BaseModel):
     id: str
-    purpose: str
-    granted_at: str
-    expires_at: str | None = Field(description="one year after the grant (or its last renewal)")
-    revoked_at: str | None
+    purpose: ConsentPurpose
+    granted_at: Timestamp
+    expires_at: Timestamp | None = Field(description="one year after the grant (or its last renewal)")
+    revoked_at: Timestamp | None
     status: Literal["active", "expired", "revoked"]
 
 
@@ -36,8 +39,8 @@ class GrantResponse(BaseModel):
     message: str
 
 
-class RevokeResponse(BaseModel):
-    revoked: list[str] = Field(description="the purposes this call revoked (already revoked ones are left out)")
+class ConsentRevokeResponse(BaseModel):
+    revoked: list[ConsentPurpose] = Field(description="the purposes this call revoked (already revoked ones are left out)")
     message: str
 
 
@@ -45,4 +48,4 @@ class ConsentListResponse(BaseModel):
     consents: list[ConsentModel]
 
 
-__all__ = ["ConsentListResponse", "ConsentModel", "GrantResponse", "PurposesRequest", "RevokeResponse"]
+__all__ = ["ConsentListResponse", "ConsentModel", "ConsentRevokeResponse", "GrantResponse", "PurposesRequest"]

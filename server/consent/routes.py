@@ -13,9 +13,9 @@ from starlette.routing import Route
 from server.auth import require_principal
 from server.consent.models import (
     ConsentListResponse,
+    ConsentRevokeResponse,
     GrantResponse,
     PurposesRequest,
-    RevokeResponse,
 )
 from server.consent.service import PURPOSES, STATUSES, ConsentService
 from server.errors import request_id_of
@@ -35,7 +35,8 @@ def _plural(count: int, what: str) -> str:
     return f"{count} {what}" + ("" if count == 1 else "s")
 
 
-@document("Grant or renew consents", tags=_TAGS, request=PurposesRequest, response=GrantResponse, auth=True)
+@document("Grant or renew consents", tags=_TAGS, request=PurposesRequest, response=GrantResponse, auth=True,
+          operation_id="grant_consents")
 async def grant(request: Request) -> JSONResponse:
     """Each purpose is granted for one year from now; granting again renews it (and
     undoes a revocation). Unknown purposes are a 400 `invalid_purpose`."""
@@ -48,7 +49,8 @@ async def grant(request: Request) -> JSONResponse:
     return JSONResponse({"granted": views, "message": f"consent granted for {_plural(len(views), 'purpose')}"})
 
 
-@document("Revoke consents", tags=_TAGS, request=PurposesRequest, response=RevokeResponse, auth=True)
+@document("Revoke consents", tags=_TAGS, request=PurposesRequest, response=ConsentRevokeResponse, auth=True,
+          operation_id="revoke_consents")
 async def revoke(request: Request) -> JSONResponse:
     """Idempotent: `revoked` lists the purposes this call revoked; revoking one that is
     not granted, or already revoked, changes nothing and is not an error."""

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.credentials.service import CREDENTIAL_TYPES
+from server.openapi import Timestamp
 from server.parsing import RequestBody
 
 
@@ -17,7 +18,9 @@ class IssueRequest(RequestBody):
         json_schema_extra={"examples": [{"type": "AgeOver18", "national_id": "123456789"}]},
     )
 
-    type: str = Field(max_length=64, description=f"of: {', '.join(CREDENTIAL_TYPES)}")
+    # A str, not a Literal: another type is a 400 `unsupported_credential_type`.
+    type: str = Field(max_length=64, json_schema_extra={"enum": list(CREDENTIAL_TYPES)},
+                      description="the credential type")
     national_id: str = Field(max_length=64, description="the citizen registry is asked about it")
 
 
@@ -28,7 +31,7 @@ class VerifyRequest(RequestBody):
     jwt: str | None = Field(None, min_length=1, max_length=16_384)
 
 
-class RevokeRequest(RequestBody):
+class CredentialRevokeRequest(RequestBody):
     credential_id: str = Field(min_length=1, max_length=128)
 
 
@@ -37,7 +40,7 @@ class CredentialResponse(BaseModel):
     type: str
     subject: str = Field(description="the holder's user id")
     issuer: str
-    issued_at: str
+    issued_at: Timestamp
     claims: dict[str, Any]
     jwt: str = Field(description="the credential as a VC-JWT, signed with a key of /.well-known/jwks.json")
 
@@ -48,15 +51,21 @@ class VerifyResponse(BaseModel):
     credential_id: str | None = None
     type: str | None = None
     subject: str | None = None
-    issued_at: str | None = None
+    issued_at: Timestamp | None = None
     claims: dict[str, Any] | None = None
 
 
-class RevokeResponse(BaseModel):
+class CredentialRevokeResponse(BaseModel):
     credential_id: str
     revoked: bool
-    revoked_at: str
+    revoked_at: Timestamp
 
 
-__all__ = ["CredentialResponse", "IssueRequest", "RevokeRequest", "RevokeResponse", "VerifyRequest",
-           "VerifyResponse"]
+__all__ = [
+    "CredentialResponse",
+    "CredentialRevokeRequest",
+    "CredentialRevokeResponse",
+    "IssueRequest",
+    "VerifyRequest",
+    "VerifyResponse",
+]

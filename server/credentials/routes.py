@@ -15,9 +15,9 @@ from starlette.routing import Route
 from server.auth import require_principal
 from server.credentials.models import (
     CredentialResponse,
+    CredentialRevokeRequest,
+    CredentialRevokeResponse,
     IssueRequest,
-    RevokeRequest,
-    RevokeResponse,
     VerifyRequest,
     VerifyResponse,
 )
@@ -37,7 +37,7 @@ def credential_service(request: Request) -> CredentialService:
 
 
 @document("Issue a verifiable credential", tags=_TAGS, request=IssueRequest, response=CredentialResponse,
-          errors=(403, 502, 504), auth=True)
+          errors=(403, 502, 504), auth=True, operation_id="issue_credential")
 async def issue(request: Request) -> JSONResponse:
     """Needs the consent `vc_issuance`. `AgeOver18` is issued to a valid citizen of 18 or
     more (the citizen registry is asked); otherwise a 400 `not_eligible` whose `reason` is
@@ -68,7 +68,7 @@ def _verification_json(verification: Verification) -> dict[str, Any]:
 
 
 @document("Verify a credential", tags=_TAGS, request=VerifyRequest, response=VerifyResponse, errors=(404,),
-          auth=True)
+          auth=True, operation_id="verify_credential")
 async def verify(request: Request) -> JSONResponse:
     """By `jwt` (anyone presented with it): signature against the JWKS, issuer, and the
     stored credential, which must not be revoked. By `credential_id`: the caller's own.
@@ -82,13 +82,13 @@ async def verify(request: Request) -> JSONResponse:
     return JSONResponse(_verification_json(verification))
 
 
-@document("Revoke one of the caller's credentials", tags=_TAGS, request=RevokeRequest, response=RevokeResponse,
-          errors=(404,), auth=True)
+@document("Revoke one of the caller's credentials", tags=_TAGS, request=CredentialRevokeRequest, response=CredentialRevokeResponse,
+          errors=(404,), auth=True, operation_id="revoke_credential")
 async def revoke(request: Request) -> JSONResponse:
     """The holder only; revoking again keeps the first `revoked_at`. It stops counting as
     evidence (`has_credential`) and fails verification from then on."""
     principal = await require_principal(request)
-    body = await read_json(request, RevokeRequest)
+    body = await read_json(request, CredentialRevokeRequest)
     credential = await credential_service(request).revoke(
         principal.sub, body.credential_id, request_id=request_id_of(request.scope)
     )

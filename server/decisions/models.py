@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.json_codec import read_plain_object
-from server.openapi import QueryParameter
+from server.openapi import QueryParameter, Timestamp
 from server.parsing import RequestBody, parse_json, require_unique_keys
 
 #: `?explain=true` of both decision endpoints.
@@ -69,7 +69,7 @@ class DecisionBody(BaseModel):
     conditions: list[str]
     evidence: dict[str, Any] = Field(description="the declared facts as supplied")
     policy_revision: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
-    evaluated_at: str = Field(description="UTC, RFC 3339")
+    evaluated_at: Timestamp = Field(description="UTC, RFC 3339")
     explanation: list[dict[str, Any]] | None = Field(
         None, description="with `?explain=true`: each rule tried, its line, whether it matched, the facts read"
     )
@@ -92,7 +92,7 @@ class PurposeSummary(BaseModel):
 
 class ReloadBody(BaseModel):
     result: Literal["success", "rejected", "unchanged"]
-    at: str
+    at: Timestamp
     revision: str | None = Field(description="the candidate's revision (None when it did not load)")
     error: str | None
     diagnostics: list[dict[str, Any]] = Field(description="load errors: file, line, col, code, message")
@@ -118,7 +118,7 @@ class PoliciesResponse(BaseModel):
     """The live policy set of the answering worker process and its last reload."""
 
     revision: str | None
-    loaded_at: str | None
+    loaded_at: Timestamp | None
     policy_dir: str
     purposes: list[PurposeSummary]
     last_reload: ReloadBody | None

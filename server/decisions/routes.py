@@ -63,7 +63,7 @@ class DataApi:
 data_api = document(
     "Decide a purpose on caller-supplied facts (OPA-style data API)",
     tags=["decisions"], request=DataRequest, response=DataResponse, errors=(404,), query=(EXPLAIN,),
-    auth=True,
+    auth=True, operation_id="decide_data",
 )(DataApi())
 
 

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from server.auth import require_principal
 from server.auth.guard import audit_context, auth_service
 from server.errors import ApiError, echo
-from server.openapi import QueryParameter, document
+from server.openapi import QueryParameter, Timestamp, document
 from server.privacy.service import (
     ExportFilters,
     check_window,
@@ -34,7 +34,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 class ExportResponse(BaseModel):
     user_id: str
-    export_date: str = Field(description="UTC, RFC 3339")
+    export_date: Timestamp = Field(description="UTC, RFC 3339")
     filters: dict[str, str | None] = Field(description="the `from`, `to` and `action` applied")
     profile: dict[str, Any]
     consents: list[dict[str, Any]]
@@ -54,7 +54,7 @@ class ExportResponse(BaseModel):
 class ErasureResponse(BaseModel):
     message: str
     user_id: str
-    deleted_at: str = Field(description="UTC, RFC 3339")
+    deleted_at: Timestamp = Field(description="UTC, RFC 3339")
     deleted: list[str] = Field(description="what was erased: the stores' tables and the registry cache")
     retained: list[str] = Field(description="what is kept (see `retention` for why)")
     counts: dict[str, int] = Field(description="rows (or cache entries) deleted, by name")

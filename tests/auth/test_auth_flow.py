@@ -214,7 +214,7 @@ async def test_discovery_document(gateway: Gateway) -> None:
     assert document["token_endpoint"] == f"{ISSUER}/auth/token"
     assert document["userinfo_endpoint"] == f"{ISSUER}/auth/userinfo"
     assert document["id_token_signing_alg_values_supported"] == ["RS256"]
-    assert document["grant_types_supported"] == ["session", "refresh_token"]
+    assert document["grant_types_supported"] == ["urn:idgw:params:oauth:grant-type:session", "session", "refresh_token"]
 
 
 async def test_openapi_describes_the_token_endpoints(gateway: Gateway) -> None:

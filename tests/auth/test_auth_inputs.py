@@ -63,7 +63,9 @@ async def test_unknown_fields_are_refused(gateway: Gateway) -> None:
 
 async def test_token_requests(gateway: Gateway) -> None:
     post = gateway.client.post
-    assert_bad_field(await post("/auth/token", json={"grant_type": "password"}), "grant_type")
+    unsupported = await post("/auth/token", json={"grant_type": "password"})
+    assert unsupported.status_code == 400 and unsupported.json()["error"] == "unsupported_grant_type"
+    assert unsupported.json()["error_description"].startswith("grant_type: ")
     assert_bad_field(await post("/auth/token", json={"grant_type": "session"}), "session_id")
     assert_bad_field(await post("/auth/token", json={"grant_type": "refresh_token"}), "refresh_token")
     assert_bad_field(await post("/auth/token", json={"grant_type": "session", "session_id": ""}), "session_id")
@@ -72,7 +74,8 @@ async def test_token_requests(gateway: Gateway) -> None:
 
 
 async def test_bodies_must_be_json(gateway: Gateway) -> None:
-    response = await gateway.client.post("/auth/token", content=b"grant_type=session",
+    # a form only where RFC 6749 clients send one (test_auth_oauth_clients.py)
+    response = await gateway.client.post("/auth/authorize", content=b"email=ada%40example.com",
                                          headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 415
     broken = await gateway.client.post("/auth/authorize", content=b"{", headers={"Content-Type": "application/json"})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import httpx
 from starlette.applications import Starlette
 
@@ -30,6 +33,34 @@ async def test_openapi_lists_every_route_with_its_models(client: httpx.AsyncClie
     text = response.text
     for name in set(part.split('"')[0] for part in text.split("#/components/schemas/")[1:]):
         assert name in schemas, name
+
+
+async def test_openapi_serves_standard_clients(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", i) for i in ids), ids
+    assert {"revoke_token", "revoke_consents", "revoke_credential"} <= set(ids)
+    schemas = document["components"]["schemas"]
+    titles = [schema.get("title", name) for name, schema in schemas.items()]
+    assert len(titles) == len(set(titles))
+    paths = document["paths"]
+    for path in ("/auth/token", "/auth/refresh", "/auth/revoke"):
+        assert set(paths[path]["post"]["requestBody"]["content"]) == {"application/json", "application/x-www-form-urlencoded"}
+    assert set(paths["/auth/authorize"]["post"]["requestBody"]["content"]) == {"application/json"}
+    assert paths["/openapi.json"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/OpenApiDocument")
+    assert schemas["ConsentModel"]["properties"]["granted_at"]["format"] == "date-time"
+    assert schemas["DecisionBody"]["properties"]["evaluated_at"]["format"] == "date-time"
+    assert schemas["PurposesRequest"]["properties"]["purposes"]["items"]["enum"] == [
+        "login", "registry_check", "vc_issuance", "decision_evaluation"]
+    assert {"known_purposes", "purpose", "decision_id", "registry_type", "reason"} <= set(
+        schemas["ErrorBody"]["properties"])
+    request_id = next(p for p in paths["/auth/consent"]["get"]["parameters"] if p["name"] == "X-Request-ID")
+    assert request_id["schema"] == {"type": "string"}, "any value is accepted (an ill-formed one is replaced)"
+    # request models never allow null: RequestBody refuses it
+    assert "null" not in json.dumps(schemas["TokenRevokeRequest"])
 
 
 async def test_liveness(client: httpx.AsyncClient) -> None:
