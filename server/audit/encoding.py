@@ -7,7 +7,8 @@ the line that carries it between processes, and back.
     one JSON line --decode_line--> AuditEvent | Rejected | BrokenLine
 
 A line is one JSON object and a newline: the ten stored columns of an event (the chain
-fields are the writer's, assigned right before a write), or `{"rejected": [event_id,
+fields are the writer's, assigned right before a write) and, for a decision, its
+`record` (`record_body`: stored with the event, outside the chain), or `{"rejected": [event_id,
 payload, error]}` for an event that cannot be stored and is to be dead-lettered. The
 same lines travel through the writer process's pipe, sit in spill files and are the
 messages of the NATS stream, so whatever one part of the pipeline writes, any other can
