@@ -205,13 +205,15 @@ def cpu_seconds(pid: int) -> float:
 
 def start_server(
     port: int, workdir: Path, database_url: str = DATABASE_URL, prefix: Sequence[str] = (), timeout: float = 30,
-    record_days: int = 30,
+    record_days: int = 30, shadow_dir: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """`idgw serve` with one worker in `workdir` (`prefix`: e.g. valgrind and the
     interpreter, which then runs the `idgw` script); `record_days` 0 records no decision."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
     env.update(IDGW_DATA_API_AUTH="none", IDGW_LOG_FORMAT="json", IDGW_LOG_LEVEL="INFO",
                IDGW_DATABASE_URL=database_url, IDGW_DECISION_RECORD_DAYS=str(record_days))
+    if shadow_dir is not None:
+        env["IDGW_SHADOW_POLICY_DIR"] = str(shadow_dir)
     process = subprocess.Popen(
         [*prefix, str(IDGW), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--policy-dir", str(workdir / "policies")],
@@ -337,6 +339,8 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=float, default=8.0, help="per throughput run with wrk")
     parser.add_argument("--record-days", type=int, default=30,
                         help="IDGW_DECISION_RECORD_DAYS of the server: 0 records no decision")
+    parser.add_argument("--shadow", action="store_true",
+                        help="IDGW_SHADOW_POLICY_DIR: a copy of the policies decides every request again")
     parser.add_argument("--database-url", default=DATABASE_URL,
                         help="IDGW_DATABASE_URL of the server (relative paths: the run's temporary directory)")
     args = parser.parse_args()
@@ -362,7 +366,11 @@ def main() -> None:
     if args.quick:
         args.wrk_seconds = 2.0
     port = free_port()
-    server = start_server(port, workdir, args.database_url, record_days=args.record_days)
+    shadow_dir = None
+    if args.shadow:
+        shadow_dir = workdir / "shadow"
+        shutil.copytree(REPO / "policies", shadow_dir)
+    server = start_server(port, workdir, args.database_url, record_days=args.record_days, shadow_dir=shadow_dir)
     rows: dict[str, int] = {}
     try:
         figures = asyncio.run(bench(port, server.pid, args))
@@ -428,7 +436,8 @@ def main() -> None:
           f"{result['worker_cpu_us_decision']} µs decision: {result['worker_cpu_ratio_percent']}%")
     print(f"p99 at half rate: {result['paced_p99_ms']} ms, best of {args.repeat} runs of {args.paced_seconds:g} s "
           f"(worst {result['paced_worst_p99_ms']} ms; target < 10 ms)")
-    print(f"decision records: IDGW_DECISION_RECORD_DAYS={args.record_days}; audit queue empty "
+    print(f"decision records: IDGW_DECISION_RECORD_DAYS={args.record_days}, shadow {'on' if args.shadow else 'off'}; "
+          "audit queue empty "
           f"{result['audit_drain_ms']} ms after the last load; stored after shutdown: {rows or 'not counted'}")
     print(f"worker RSS: {result['rss_before_mib']} MiB -> {result['rss_after_mib']} MiB after "
           f"{result['memory_requests']} decisions: {result['rss_growth_percent']:+}% (target < 10%)")
