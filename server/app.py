@@ -8,6 +8,7 @@ checks it first to print the diagnostics without a traceback).
 
 Later subsystems plug in through `app.state`:
     policies            LivePolicies: the live set (swap by reload) and its status
+    policy_source       server.policy_source.BundleSource with IDGW_POLICY_SOURCE, else None
     stores              stores.Stores of IDGW_DATABASE_URL (opened in the lifespan)
     auth                server.auth.AuthService: keys, tokens, `require_principal`
     consent             server.consent.ConsentService: grants, `require(user, purpose)`
@@ -49,6 +50,7 @@ from server.errors import EXCEPTION_HANDLERS
 from server.health import ReadinessCheck
 from server.logging import configure_logging
 from server.middleware import BodyLimitMiddleware, RequestContextMiddleware, RouteTemplates
+from server.policy_source import BundlePoller, BundleSource
 from server.reload import LivePolicies, PolicyWatcher
 from server.security import allow_anonymous
 from server.settings import Settings, load_settings, unknown_variables
@@ -74,14 +76,13 @@ def create_app(
     """
     settings = settings or load_settings()
     configure_logging(settings.log.level, settings.log.as_json, log_stream)
-    policies = LivePolicies(settings.policy_dir)
-    policies.load_initial()
+    policies, source = load_policies(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stores = await open_stores(settings.database_url)
         app.state.stores = stores
-        watcher = None
+        watcher: PolicyWatcher | BundlePoller | None = None
         shadow_watcher = None
         retention: asyncio.Task[None] | None = None
         try:
@@ -92,7 +93,10 @@ def create_app(
                 retention = asyncio.create_task(
                     retention_loop(stores.decision_records, settings.decision_record_days), name="record-retention")
             if settings.policy_reload:
-                watcher = PolicyWatcher(policies, debounce=settings.reload_debounce_ms / 1000)
+                if source is not None:
+                    watcher = BundlePoller(source)
+                else:
+                    watcher = PolicyWatcher(policies, debounce=settings.reload_debounce_ms / 1000)
                 watcher.start()
                 if app.state.shadow is not None:
                     shadow_watcher = PolicyWatcher(app.state.shadow.policies, debounce=settings.reload_debounce_ms / 1000)
@@ -101,7 +105,8 @@ def create_app(
             # collector's generations so full collections (and latency spikes) stay short.
             gc.collect()
             gc.freeze()
-            logger.info("started", policy_dir=str(settings.policy_dir), revision=_revision(policies),
+            logger.info("started", policy_dir=None if source else str(settings.policy_dir),
+                        policy_source=source.url if source else None, revision=_revision(policies),
                         watching=watcher is not None, data_api_auth=settings.data_api_auth,
                         database=stores.backend, auth_mode=settings.auth_mode)
             yield
@@ -110,6 +115,8 @@ def create_app(
                 retention.cancel()
             if watcher is not None:
                 watcher.stop()
+            elif source is not None:
+                source.close()
             if shadow_watcher is not None:
                 shadow_watcher.stop()
             await app.state.auth.stop()
@@ -141,6 +148,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.policies = policies
+    app.state.policy_source = source
     app.state.events = events if events is not None else audit_sink(settings, served=served)
     app.state.auth = auth.AuthService(settings)
     # One clock for every service: tests that move `app.state.auth.clock` move them all.
@@ -159,6 +167,20 @@ def create_app(
     app.state.data_api_auth = auth.require_principal if settings.data_api_auth == "bearer" else allow_anonymous
     app.state.readiness_checks = {"audit_queue": app.state.events.readiness}
     return app
+
+
+def load_policies(settings: Settings) -> tuple[LivePolicies, BundleSource | None]:
+    """The live set, loaded: from IDGW_POLICY_SOURCE's bundle when it is set (with the
+    source that polls it), else from IDGW_POLICY_DIR. PolicyStartupError when neither
+    gives a set that loads and passes its tests."""
+    if settings.policy.source is None:
+        policies = LivePolicies(settings.policy_dir)
+        policies.load_initial()
+        return policies, None
+    policies = LivePolicies(None)
+    source = BundleSource(settings.policy, policies)
+    source.load_initial()
+    return policies, source
 
 
 def _database_check(stores: Stores) -> ReadinessCheck:
@@ -185,4 +207,4 @@ def create_app_from_env() -> Starlette:
     return app
 
 
-__all__ = ["create_app", "create_app_from_env"]
+__all__ = ["create_app", "create_app_from_env", "load_policies"]

@@ -56,6 +56,11 @@ POLICY_RELOADS = Counter(
     "policy_reloads_total", "Policy reload attempts: success, rejected or unchanged",
     ["result"], registry=REGISTRY,
 )
+POLICY_BUNDLE_FETCHES = Counter(
+    "policy_bundle_fetches_total",
+    "Fetches of the policy bundle source: updated, not_modified, rejected or unreachable",
+    ["result"], registry=REGISTRY,
+)
 POLICY_SHADOW_DECISIONS = Counter(
     "policy_shadow_decisions_total",
     "Live decisions decided again by the shadow policy set: same, different or not_replayable",
@@ -137,6 +142,7 @@ __all__ = [
     "DECISIONS",
     "HTTP_REQUESTS",
     "HTTP_REQUEST_DURATION",
+    "POLICY_BUNDLE_FETCHES",
     "POLICY_EVALUATION_DURATION",
     "POLICY_RELOADS",
     "POLICY_SHADOW_DECISIONS",

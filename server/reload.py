@@ -157,8 +157,10 @@ def _build(policy_dir: Path, current_revision: str | None, gate: bool) -> _Candi
 class LivePolicies:
     """The live policy set (one reference, swapped atomically) and its reload status."""
 
-    def __init__(self, policy_dir: str | Path, gate: bool = True, *, counted: bool = True) -> None:
-        self.policy_dir = Path(policy_dir)
+    def __init__(self, policy_dir: str | Path | None, gate: bool = True, *, counted: bool = True) -> None:
+        #: The watched directory; None when the sets come from a bundle source
+        #: (server.policy_source), which hands each one to `consider`.
+        self.policy_dir = Path(policy_dir) if policy_dir is not None else None
         self.gate = gate
         #: Count reloads in `policy_reloads_total` (the live set's; not a shadow's).
         self.counted = counted
@@ -168,15 +170,17 @@ class LivePolicies:
         self._fingerprint: Fingerprint | None = None
         self._lock = threading.Lock()
 
-    def load_initial(self) -> PolicySet:
-        """Load at start; raise `PolicyStartupError` (diagnostics rendered) on failure."""
+    def load_initial(self, directory: Path | None = None) -> PolicySet:
+        """Load at start (the watched directory, or `directory`: a bundle extracted there);
+        raise `PolicyStartupError` (diagnostics rendered) on failure."""
+        source = directory if directory is not None else self.watched_dir()
         with self._lock:
-            seen = fingerprint(self.policy_dir)
-            candidate = _build(self.policy_dir, None, self.gate)
+            seen = fingerprint(source) if directory is None else None
+            candidate = _build(source, None, self.gate)
             if candidate.policy_set is None:
                 detail = "\n".join(candidate.rendered) or (candidate.outcome.error or "")
                 raise PolicyStartupError(
-                    f"cannot serve the policies in {self.policy_dir}: {candidate.outcome.error}\n{detail}".rstrip()
+                    f"cannot serve the policies in {source}: {candidate.outcome.error}\n{detail}".rstrip()
                 )
             self.current = candidate.policy_set
             self._fingerprint = seen
@@ -186,44 +190,59 @@ class LivePolicies:
             )
             return self.current
 
+    def watched_dir(self) -> Path:
+        if self.policy_dir is None:
+            raise PolicyStartupError("no policy directory: the policies come from a bundle source")
+        return self.policy_dir
+
     def changed(self) -> bool:
-        return fingerprint(self.policy_dir) != self._fingerprint
+        return fingerprint(self.watched_dir()) != self._fingerprint
 
     def reload(self, force: bool = False) -> ReloadOutcome | None:
         """Rebuild if the files changed (always with `force`); swap if the candidate is good.
 
         Returns None when the fingerprint shows nothing changed.
         """
+        policy_dir = self.watched_dir()
         with self._lock:
-            seen = fingerprint(self.policy_dir)
+            seen = fingerprint(policy_dir)
             if not force and seen == self._fingerprint:
                 return None
-            live = self.current
-            candidate = _build(self.policy_dir, live.revision if live else None, self.gate)
-            outcome = candidate.outcome
             self._fingerprint = seen
-            # The status is read without the lock: record the outcome before the swap so
-            # that a reader who sees the new revision also sees how it got there.
-            self.last_reload = outcome
-            if outcome.result == "success" and candidate.policy_set is not None:
-                self.current = candidate.policy_set  # the atomic swap
-                logger.info(
-                    "policy_reloaded", revision=outcome.revision,
-                    previous=live.revision if live else None, tests=outcome.tests,
-                )
-            elif outcome.result == "rejected":
-                logger.warning(
-                    "policy_reload_rejected", error=outcome.error, candidate_revision=outcome.revision,
-                    serving=live.revision if live else None, diagnostics=candidate.rendered,
-                )
-            else:
-                logger.debug("policy_reload_unchanged", revision=outcome.revision)
-            # ("unchanged" after a rejection means the files are back to the live set:
-            # the old error no longer applies, so it is replaced too.)
-            self.counts[outcome.result] += 1
-            if self.counted:
-                POLICY_RELOADS.labels(outcome.result).inc()
-            return outcome
+            return self._consider(policy_dir)
+
+    def consider(self, directory: Path) -> ReloadOutcome:
+        """Build the set in `directory`, gate it, and swap it in when it is good: how a
+        bundle's set (extracted there) goes live, by the same steps as a reload."""
+        with self._lock:
+            return self._consider(directory)
+
+    def _consider(self, directory: Path) -> ReloadOutcome:
+        live = self.current
+        candidate = _build(directory, live.revision if live else None, self.gate)
+        outcome = candidate.outcome
+        # The status is read without the lock: record the outcome before the swap so
+        # that a reader who sees the new revision also sees how it got there.
+        self.last_reload = outcome
+        if outcome.result == "success" and candidate.policy_set is not None:
+            self.current = candidate.policy_set  # the atomic swap
+            logger.info(
+                "policy_reloaded", revision=outcome.revision,
+                previous=live.revision if live else None, tests=outcome.tests,
+            )
+        elif outcome.result == "rejected":
+            logger.warning(
+                "policy_reload_rejected", error=outcome.error, candidate_revision=outcome.revision,
+                serving=live.revision if live else None, diagnostics=candidate.rendered,
+            )
+        else:
+            logger.debug("policy_reload_unchanged", revision=outcome.revision)
+        # ("unchanged" after a rejection means the files are back to the live set:
+        # the old error no longer applies, so it is replaced too.)
+        self.counts[outcome.result] += 1
+        if self.counted:
+            POLICY_RELOADS.labels(outcome.result).inc()
+        return outcome
 
     def status(self) -> dict[str, Any]:
         """What `GET /v1/policies` reports about this process's live set."""
@@ -231,7 +250,7 @@ class LivePolicies:
         return {
             "revision": live.revision if live else None,
             "loaded_at": utc_text(live.loaded_at) if live else None,
-            "policy_dir": str(self.policy_dir),
+            "policy_dir": str(self.policy_dir) if self.policy_dir is not None else None,
             "purposes": [
                 {
                     "name": p.name,
@@ -340,7 +359,7 @@ class PolicyWatcher:
 
     def _schedule(self) -> None:
         self._unschedule()
-        path = self.live.policy_dir
+        path = self.live.watched_dir()
         try:
             self._watched_inode = path.stat().st_ino
         except OSError:
@@ -363,7 +382,7 @@ class PolicyWatcher:
 
     def _on_idle(self) -> None:
         try:
-            inode: int | None = self.live.policy_dir.stat().st_ino
+            inode: int | None = self.live.watched_dir().stat().st_ino
         except OSError:
             inode = None
         if inode != self._watched_inode:

@@ -54,7 +54,7 @@ def serve(host: str | None, port: int | None, workers: int | None, policy_dir: P
     import uvicorn
 
     from server.logging import configure_logging
-    from server.reload import LivePolicies, PolicyStartupError
+    from server.reload import PolicyStartupError
 
     configure_logging(settings.log.level, settings.log.as_json)
     target: object = "server.app:create_app_from_env"  # each worker builds its own app
@@ -64,7 +64,12 @@ def serve(host: str | None, port: int | None, workers: int | None, policy_dir: P
 
             target = create_app_from_env()
         else:
-            LivePolicies(settings.policy_dir).load_initial()  # fail here, once, readably
+            from server.app import load_policies
+
+            # Fail here, once, readably (a bundle fetched here is kept for the workers).
+            _, source = load_policies(settings)
+            if source is not None:
+                source.close()
             unknown = unknown_variables()
             if unknown:
                 click.echo(f"idgw serve: ignoring unknown variables: {', '.join(unknown)}", err=True)

@@ -8,7 +8,7 @@ nobody sees a traceback.
 
 A subsystem with several settings has its own section, a frozen model with its defaults
 and checks, handed to the subsystem as it is: `settings.audit` (`AuditSettings`),
-`settings.registry`, `settings.oidc`, `settings.log`. A section's variables are named
+`settings.policy` (the bundle source), `settings.registry`, `settings.oidc`, `settings.log`. A section's variables are named
 `IDGW_<SECTION>_<FIELD>` (`IDGW_AUDIT_BATCH_SIZE` is `settings.audit.batch_size`); so are
 the keywords of `load_settings` (`audit_batch_size=...`), and a section may also be given
 whole (`audit={...}`). Checks that span sections are the `Settings` model's own.
@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "IDGW_"
 _DATABASE_SCHEMES = ("sqlite://", "postgresql://", "postgres://", "memory://")
+_SOURCE_SCHEMES = ("https://", "http://", "file://")
 
 
 class ConfigError(Exception):
@@ -85,6 +86,33 @@ class AuditSettings(_Section):
         return self.ready_max_depth if self.ready_max_depth is not None else self.queue_capacity * 4 // 5
 
 
+class PolicySourceSettings(_Section):
+    """A signed bundle served over HTTP(S) or from a file, polled instead of a watched
+    directory (`IDGW_POLICY_*`, docs/bundles.md#serving-from-a-bundle-source)."""
+
+    #: `https://.../bundle.tar.gz`, `http://...` or `file:///...`; unset: IDGW_POLICY_DIR.
+    source: str | None = None
+    #: Seconds between polls; a float (0.5) for tests.
+    poll_s: float = Field(default=10.0, gt=0, le=86_400)
+    #: The PEM public key bundles must be signed with: a file's path, or the PEM text.
+    public_key: str | None = None
+    #: Where the last good bundle is kept, so a restart serves it while the source is down.
+    cache_dir: Path = Path("./.idgw/policy-cache")
+
+    _unset_when_empty = field_validator("source", "public_key", mode="before")(_none_if_empty)
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(_SOURCE_SCHEMES):
+            raise ValueError(f"expected a URL starting with {', '.join(_SOURCE_SCHEMES)}")
+        return value
+
+    @property
+    def over_http(self) -> bool:
+        return self.source is not None and self.source.lower().startswith(("http://", "https://"))
+
+
 class RegistrySettings(_Section):
     """The mock registries (`IDGW_REGISTRY_*`, docs/registry.md)."""
 
@@ -132,7 +160,7 @@ class LogSettings(_Section):
 
 #: The sections of `Settings`, by field name.
 SECTIONS: dict[str, type[BaseModel]] = {
-    "audit": AuditSettings, "registry": RegistrySettings, "oidc": OidcSettings, "log": LogSettings,
+    "policy": PolicySourceSettings, "audit": AuditSettings, "registry": RegistrySettings, "oidc": OidcSettings, "log": LogSettings,
 }
 
 
@@ -160,6 +188,10 @@ class Settings(BaseSettings):
     policy_dir: Path = Path("./policies")
     policy_reload: bool = True
     reload_debounce_ms: int = Field(default=150, ge=0, le=10_000)
+    #: A bundle source instead of the directory (IDGW_POLICY_SOURCE, _POLL_S, ...). Its
+    #: variables share the `IDGW_POLICY_` prefix with policy_dir and policy_reload, which
+    #: stay fields of their own (the section ignores `dir` and `reload`).
+    policy: PolicySourceSettings = PolicySourceSettings()
     #: A candidate policy directory decided beside the live one (docs/impact.md).
     shadow_policy_dir: Path | None = None
     #: Days a decision record is kept (docs/impact.md); 0 records nothing.
@@ -225,6 +257,9 @@ class Settings(BaseSettings):
             for name in ("issuer", "jwks_url"):
                 if not getattr(self.oidc, name):
                     raise _FieldProblem(f"oidc_{name}", "required when IDGW_AUTH_MODE=external_oidc")
+        if self.policy.over_http and not self.policy.public_key:
+            raise _FieldProblem("policy_public_key", "required when IDGW_POLICY_SOURCE is an http(s) URL"
+                                " (the bundle's signature is checked with it)")
         if self.audit.queue == "nats" and not self.nats_url:
             raise _FieldProblem("nats_url", "required when IDGW_AUDIT_QUEUE=nats")
         if self.audit.writer == "process" and (self.database_url.startswith("memory:") or self.audit.queue != "memory"):
@@ -299,6 +334,7 @@ __all__ = [
     "ConfigError",
     "LogSettings",
     "OidcSettings",
+    "PolicySourceSettings",
     "RegistrySettings",
     "Settings",
     "env_name",

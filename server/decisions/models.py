@@ -114,16 +114,46 @@ class ShadowBody(BaseModel):
     )
 
 
+class FetchBody(BaseModel):
+    at: Timestamp
+    result: Literal["updated", "not_modified", "rejected", "unreachable"]
+    error: str | None
+    revision: str | None = Field(description="the bundle's revision, when it was opened")
+
+
+class RejectionBody(BaseModel):
+    at: Timestamp
+    error: str = Field(description="the first check the bundle failed")
+    revision: str | None
+    etag: str | None
+
+
+class SourceBody(BaseModel):
+    """The bundle source (`IDGW_POLICY_SOURCE`) as the answering worker process polls it."""
+
+    url: str
+    etag: str | None = Field(description="of the last bundle received, sent as If-None-Match")
+    poll_seconds: float
+    signature_required: bool
+    served_from: Literal["source", "cache"] | None = Field(
+        description="where the live set's bundle came from: the source, or the kept copy at start"
+    )
+    last_fetch: FetchBody | None
+    last_rejection: RejectionBody | None
+    fetches: dict[str, int] = Field(description="this process's fetches by result")
+
+
 class PoliciesResponse(BaseModel):
     """The live policy set of the answering worker process and its last reload."""
 
     revision: str | None
     loaded_at: Timestamp | None
-    policy_dir: str
+    policy_dir: str | None = Field(description="the watched directory; null with a bundle source")
     purposes: list[PurposeSummary]
     last_reload: ReloadBody | None
     reloads: dict[str, int]
     pid: int
+    source: SourceBody | None = Field(description="the bundle source, when IDGW_POLICY_SOURCE names one")
     shadow: ShadowBody | None = Field(description="the shadow set, when IDGW_SHADOW_POLICY_DIR names one")
 
 
@@ -136,5 +166,6 @@ __all__ = [
     "PurposeSummary",
     "ReloadBody",
     "ShadowBody",
+    "SourceBody",
     "parse_data_request",
 ]

@@ -21,6 +21,7 @@ from server.decisions.service import check_context, current_policy_set, decide, 
 from server.errors import request_id_of
 from server.openapi import document
 from server.parsing import query_flag, receive_json_body
+from server.policy_source import BundleSource
 from server.reload import LivePolicies
 from server.responses import JSONResponse, send_json
 from server.security import allow_anonymous
@@ -70,11 +71,14 @@ data_api = document(
 @document("The live policy set and the last reload", tags=["decisions"], response=PoliciesResponse, auth=True)
 async def list_policies(request: Request) -> JSONResponse:
     """Revision, purposes and load time of the answering worker's live set, and the
-    result of its last reload attempt (with the diagnostics when it was rejected)."""
+    result of its last reload attempt (with the diagnostics when it was rejected); with
+    IDGW_POLICY_SOURCE, the bundle source's ETag, last fetch and last rejection."""
     await request.app.state.data_api_auth(request)
     live: LivePolicies = request.app.state.policies
     shadow: Shadow | None = request.app.state.shadow
-    return JSONResponse({**live.status(), "shadow": shadow.status() if shadow is not None else None})
+    source: BundleSource | None = request.app.state.policy_source
+    return JSONResponse({**live.status(), "source": source.status() if source is not None else None,
+                         "shadow": shadow.status() if shadow is not None else None})
 
 
 routes = [
