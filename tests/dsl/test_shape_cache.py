@@ -7,9 +7,9 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_properties import expressions
 
 from dsl import parser
+from tests.dsl.test_properties import expressions
 
 
 def fresh(text: str) -> object:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from policy_cli_helpers import BROKEN, ROOT, SHIPPED
+
+from tests.engine_cli.policy_cli_helpers import BROKEN, ROOT, SHIPPED
 
 
 @pytest.fixture(autouse=True)

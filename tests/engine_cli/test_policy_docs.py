@@ -7,9 +7,9 @@ import shlex
 
 import pytest
 import yaml
-from policy_cli_helpers import ROOT, idgw
 
 from dsl import CODES
+from tests.engine_cli.policy_cli_helpers import ROOT, idgw
 
 DIAGNOSTICS = (ROOT / "docs" / "diagnostics.md").read_text()
 AUTHORING = (ROOT / "docs" / "policy-authoring.md").read_text()

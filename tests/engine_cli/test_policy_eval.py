@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from policy_cli_helpers import fixture, idgw
+
+from tests.engine_cli.policy_cli_helpers import fixture, idgw
 
 SCREENING = fixture("test_errors")
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from policy_cli_helpers import BROKEN, idgw
 
 from engine.fmt import format_text, normalize_expression
+from tests.engine_cli.policy_cli_helpers import BROKEN, idgw
 
 FORMATTED = """\
 # Screening policy, written by hand.

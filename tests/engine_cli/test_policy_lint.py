@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from policy_cli_helpers import IDGW, ROOT, fixture, idgw
 
 from dsl import Diagnostic
 from engine.lint import github_annotation
+from tests.engine_cli.policy_cli_helpers import IDGW, ROOT, fixture, idgw
 
 Found = list[tuple[str, str, int, int]]  # (file name, code, line, col)
 

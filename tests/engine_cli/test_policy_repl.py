@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from policy_cli_helpers import IDGW, ROOT, fixture, idgw
+
+from tests.engine_cli.policy_cli_helpers import IDGW, ROOT, fixture, idgw
 
 SCREENING = fixture("test_errors")
 

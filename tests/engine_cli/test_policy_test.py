@@ -7,11 +7,11 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from policy_cli_helpers import BROKEN, fixture, idgw
 
 import engine
 from engine.testing import run_tests
 from server.facts import CATALOGUE
+from tests.engine_cli.policy_cli_helpers import BROKEN, fixture, idgw
 
 SCREENING = BROKEN / "test_errors"
 
