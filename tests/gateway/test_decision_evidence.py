@@ -1,7 +1,7 @@
 """The evidence-provider registry on its own: which providers a purpose's declared facts
 need, that only those run, concurrently, under one deadline, and what they hand the
 engine. The consent, registry and credential services are small fakes here (their own
-tests cover them); the HTTP flow is in test_gateway_decision.py."""
+tests cover them); the HTTP flow is in test_decision.py."""
 
 from __future__ import annotations
 
