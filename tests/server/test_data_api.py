@@ -1,4 +1,5 @@
-"""`POST /v1/data/{purpose}` and `GET /v1/policies` through the ASGI transport."""
+"""`POST /v1/data/{purpose}` and `GET /v1/policies` through the ASGI transport, and the
+data API's shortcut for reading its body."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from server.decisions.models import DataResponse, PoliciesResponse
+from server.decisions.models import DataRequest, DataResponse, PoliciesResponse, parse_data_request
+from server.errors import ApiError
+from server.parsing import parse_json
 from server.security import Principal
 from tests.server.conftest import ADULT_WITHOUT_CREDENTIAL, assert_error_shape
 
@@ -162,3 +165,38 @@ def test_evaluated_at_is_the_current_utc_second() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text)
     assert before <= datetime.fromisoformat(text) <= after
     assert evaluated_at_now() in (text, (datetime.fromisoformat(text) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+# The body: read by hand when it has the usual shape, otherwise by the pydantic model,
+# with the same facts and the same errors either way.
+BODIES = [
+    b'{"input": {"a": 1, "context": {"national_id": "AB123456"}}}', b'{"input": {}}', b' {"input": {"b": [1, 2]}} ',
+    b'{"input": {"n": 123456789012345678901234567890, "f": 1.5e3, "z": -0.0, "s": "\\u00e9"}}',
+    b'{"input":{"a":1},"input":{"b":2}}', b'{"input": {"a": NaN}}', b'{"input": {"a": {"b": [Infinity]}}}',
+    b'{"input": {"a": 1e999}}', b'{"input": {"a": "1e999"}}', b'{"input": [1]}', b'{"input": null}', b'{"input": 1}',
+    b'{}', b'[]', b'"x"', b'null', b'{"input": {}, "extra": 1}', b'{"extra": 1}', b'{"input": {"a": 1}',
+    b'{"input": {"a": "\\ud800"}}', b'{"input": {"a": "\xff"}}', b'{"input": {"a": 1}} x', b"{'input': {}}",
+    b'{"input": {"a": 1,}}', b'{"Input": {}}',
+    # what orjson reads differently from pydantic-core, or refuses where it does not
+    b'{"input": {"n": 9223372036854775807, "m": -9223372036854775809, "u": 18446744073709551616}}',
+    b'{"input": {"f": 0.1234567890123456789, "g": 1e308, "h": 1.7976931348623159e308, "i": -1e-999}}',
+    b'{"input": {"a": 1E+400}}', b'{"input": {"a": -1e400}}', b'{"input": {"a": "\\u0001", "b": "\\u0000"}}',
+    b'{"input": {"a": "\x01"}}', b'\xef\xbb\xbf{"input": {}}', b'{"input": {"a": "\\udc00\\ud800"}}',
+    b'{"input": {"a": [1234567890, 1234567890, 123456789012345678], "b": -123456789012345678}}',
+    b'{"input": {"d": ' + b"[" * 100 + b"]" * 100 + b'}}',
+    b'{"input": {"d": ' + b"[" * 300 + b"]" * 300 + b'}}',
+    b'{"input": {"d": ' + b"[" * 1100 + b"]" * 1100 + b'}}',
+    b'{"input": {"d": ' + b'{"a": ' * 150 + b"1" + b"}" * 150 + b'}}',
+]
+
+
+def _outcome(parse: Any, body: bytes) -> object:
+    try:
+        return ("ok", repr(parse(body)))
+    except ApiError as err:
+        return ("error", err.status_code, err.error, err.description)
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_data_request_shortcut_agrees_with_the_model(body: bytes) -> None:
+    assert _outcome(parse_data_request, body) == _outcome(lambda b: parse_json(b, DataRequest).input, body)

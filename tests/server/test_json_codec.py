@@ -1,12 +1,16 @@
 """server.json_codec, the one JSON codec: what it writes and reads where the encoders and
-parsers it chooses between differ (responses are pinned in test_server_hot_path.py)."""
+parsers it chooses between differ; what it writes for responses is the bytes
+pydantic-core writes."""
 
 from __future__ import annotations
 
 import io
 import json
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 import pytest
 
 from server.auth.keys import jwk_thumbprint
@@ -125,3 +129,21 @@ def test_keys_named_once_pass(text: str) -> None:
 @pytest.mark.parametrize("text", ["{", '{"a": 1, "a": ', "\xff", ""])
 def test_what_is_not_json_is_left_to_the_parser(text: str) -> None:
     refuse_duplicate_keys(text.encode("latin-1"))
+
+
+RESPONSE_CONTENTS: list[object] = [
+    {"a": 1, "b": [1.5, None, True], "c": {"d": "é\u2028\x00\x1f\"\\"}}, [0.1, 1e16, 1e-7, -0.0, 5e-324],
+    {"nan": float("nan"), "inf": float("inf")},  # null, as pydantic-core renders them
+    {"when": datetime(2026, 11, 30, 7, 0, tzinfo=UTC)}, {"big": 2**70},
+    {"id": uuid.UUID(int=7)}, {"set": frozenset({1})}, (1, "x"), {1: "non-str key"}, None,
+]
+
+
+@pytest.mark.parametrize("content", RESPONSE_CONTENTS)
+def test_responses_render_the_bytes_pydantic_core_renders(content: object) -> None:
+    """orjson where it renders the same bytes; what it refuses goes to pydantic-core."""
+    assert dumps(content) == pydantic_core.to_json(content, inf_nan_mode="null", fallback=str)
+
+
+def test_text_no_encoder_can_hold_is_escaped_rather_than_failing() -> None:
+    assert dumps({"lone": "\ud800", "n": 1}) == b'{"lone":"\\ud800","n":1}'
