@@ -23,7 +23,6 @@ from server.privacy.service import (
     check_window,
     erase_user,
     export_data,
-    subject_refs,
 )
 from server.responses import JSONResponse
 
@@ -118,7 +117,7 @@ async def data_export(request: Request) -> JSONResponse:
     state = request.app.state
     body = await export_data(
         principal, filters, stores=state.stores, consent=state.consent,
-        refs=subject_refs(state.events, state.settings), audit=audit_context(request),
+        refs=state.events.subject_refs, audit=audit_context(request),
         now=auth_service(request).now(),
     )
     return JSONResponse(body, headers=_NO_STORE)

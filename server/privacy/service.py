@@ -30,14 +30,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from engine.clock import utc_text
-from server.audit import AuditSink, SubjectRefs, events_of_subject
+from server.audit import SubjectRefs, events_of_subject
 from server.auth import AuthService
 from server.auth.events import AuditContext
 from server.credentials.service import credential_json
 from server.decisions.records import record_json
 from server.errors import ApiError
 from server.security import Principal, user_gone
-from server.settings import Settings
 from stores import AuditEvent, NotFound, Stores, User
 
 DATA_EXPORTED = "data_exported"
@@ -75,11 +74,6 @@ class ExportFilters:
 
     def to_json(self) -> dict[str, str | None]:
         return {"from": utc_text(self.since), "to": utc_text(self.until), "action": self.action}
-
-
-def subject_refs(events: AuditSink, settings: Settings) -> SubjectRefs:
-    """The key the audit sink pseudonymises subjects under."""
-    return events.subject_refs
 
 
 def profile_json(user: User) -> dict[str, Any]:
@@ -206,5 +200,4 @@ __all__ = [
     "event_json",
     "export_data",
     "profile_json",
-    "subject_refs",
 ]
