@@ -1,4 +1,4 @@
-"""Data rights (SPEC sections 7 and 10): the caller's export and the caller's erasure.
+"""Data rights (docs/api.md, docs/audit.md): the caller's export and the caller's erasure.
 
     routes        GET /me/data-export, DELETE /me
     service       export_data (profile, consents, credentials, audit events by

@@ -1,8 +1,8 @@
-"""The data rights of SPEC section 7: what the gateway holds about the caller, and erasure.
+"""The data rights (docs/api.md): what the gateway holds about the caller, and erasure.
 
 `export_data` gathers the caller's profile, consents and credentials from the stores and
 their audit events from the trail, looked up by the caller's pseudonymous `subject_ref`
-(the same keyed hash the audit publisher stores, SPEC section 10). An event appears in
+(the same keyed hash the audit sink stores; docs/audit.md). An event appears in
 the export once the audit writer has stored it (it flushes at least every second).
 
 `erase_user` runs, in this order:
