@@ -1,6 +1,6 @@
 """`POST /decision/evaluate`: a decision on evidence the gateway gathers itself.
 
-The decision flow of SPEC section 7, in order:
+The decision flow, in order (the answers: docs/api.md):
 
     authenticate            require_principal (401)
     the purpose             the live policy set's; unknown -> 400 listing the known ones
