@@ -6,7 +6,7 @@ starts the token service and the policy watcher, and stops them. The policy set 
 loaded when the app is created, so a broken directory fails before serving (the CLI
 checks it first to print the diagnostics without a traceback).
 
-Later subsystems plug in through `app.state`:
+What the app keeps on `app.state`, for the handlers and services:
     policies            LivePolicies: the live set (swap by reload) and its status
     policy_source       server.policy_source.BundleSource with IDGW_POLICY_SOURCE, else None
     stores              stores.Stores of IDGW_DATABASE_URL (opened in the lifespan)
