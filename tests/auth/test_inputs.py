@@ -74,7 +74,7 @@ async def test_token_requests(gateway: Gateway) -> None:
 
 
 async def test_bodies_must_be_json(gateway: Gateway) -> None:
-    # a form only where RFC 6749 clients send one (test_auth_oauth_clients.py)
+    # a form only where RFC 6749 clients send one (test_oauth_clients.py)
     response = await gateway.client.post("/auth/authorize", content=b"email=ada%40example.com",
                                          headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 415
