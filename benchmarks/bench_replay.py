@@ -85,7 +85,7 @@ async def fill(url: str, count: int) -> float:
                     id=f"evt_{n:09d}", timestamp=start + timedelta(milliseconds=n), action="decision_made",
                     subject_ref=ref, purpose=name, decision=decision.status, reason=decision.reason,
                     decision_id=f"dec_{n:09d}", policy_revision=policy_set.revision,
-                    record=record_body(DecisionInput(purpose, facts, decision.conditions), refs, ref),
+                    record=json.dumps(record_body(DecisionInput(purpose, facts, decision.conditions), refs, ref)),
                 ))
             await stores.audit_events.append(events)
     return time.perf_counter() - began

@@ -56,6 +56,11 @@ class Database(Executor, Protocol):
         """Statements run on the yielded executor commit together or not at all."""
         ...
 
+    async def execute_all(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
+        """Run `statements` in one transaction, in one round trip to the database's
+        thread or connection where the driver allows; the rows each changed."""
+        ...
+
     async def ping(self) -> None:
         """Raise ``Unavailable`` unless the database answers."""
         ...

@@ -176,6 +176,10 @@ class PostgresDatabase:
             async with self._pool.connection() as conn, conn.transaction():
                 yield _PostgresExecutor(conn)
 
+    async def execute_all(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
+        async with self.transaction() as tx:
+            return [await tx.execute(sql, params) for sql, params in statements]
+
     async def ping(self) -> None:
         await self.fetch_all("SELECT 1")
 

@@ -8,6 +8,7 @@ Stores never read the clock: callers pass ``now``, which keeps expiry testable.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -170,9 +171,11 @@ class AuditEvent:
     prev_hash: str | None = None
     hash: str | None = None
     seq: int | None = None
-    #: The decision record written with this `decision_made` event (`DecisionRecord.body`),
-    #: in the same transaction; not part of the event: not hashed, compared or read back.
-    record: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: The decision record written with this `decision_made` event: its body
+    #: (`DecisionRecord.body`) as JSON text, stored as it is (the writer neither parses
+    #: nor re-encodes it), in the same transaction; not part of the event: not hashed,
+    #: compared or read back.
+    record: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # `timestamp` is the only datetime field: checked directly rather than through
@@ -214,9 +217,10 @@ class DecisionRecord:
 
 def decision_record_of(event: AuditEvent) -> DecisionRecord | None:
     """The decision record an event carries (``record``), with the event's columns."""
-    body = event.record
-    if body is None or event.decision_id is None:
+    if event.record is None or event.decision_id is None:
         return None
+    # as the SQL stores keep it: no NUL (PostgreSQL's jsonb refuses it)
+    body: dict[str, Any] = json.loads(event.record.replace("\\u0000", "\\ufffd"))
     shadow = body.get("shadow")
     return DecisionRecord(
         decision_id=event.decision_id, recorded_at=event.timestamp, purpose=event.purpose or "",

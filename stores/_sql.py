@@ -662,18 +662,20 @@ _RECORD_COLUMNS = ", ".join(_RECORD_FIELDS)
 
 
 def _record_rows(events: Sequence[AuditEvent]) -> list[list[Any]]:
-    """The decision records `events` carry: [event id, then `_RECORD_FIELDS`] each."""
-    rows: list[list[Any]] = []
-    for e in events:
-        body = e.record
-        if body is None or e.decision_id is None:
-            continue
-        shadow = body.get("shadow")
-        rows.append([
-            e.id, e.decision_id, e.timestamp.isoformat(), e.purpose, e.subject_ref, e.policy_revision,
-            e.decision, e.reason, shadow.get("agreement") if isinstance(shadow, dict) else None, body,
-        ])
-    return rows
+    """The decision records `events` carry: [event id, then `_RECORD_FIELDS` but
+    `shadow`, which SQL reads from the body] each."""
+    return [
+        [e.id, e.decision_id, e.timestamp.isoformat(), e.purpose, e.subject_ref, e.policy_revision,
+         e.decision, e.reason, _storable_json(e.record)]
+        for e in events
+        if e.record is not None and e.decision_id is not None
+    ]
+
+
+def _storable_json(text: str) -> str:
+    """`text` with NUL escapes made U+FFFD: PostgreSQL's jsonb refuses `\\u0000`, and a
+    record must not cost its event (both backends store the same)."""
+    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
 
 
 # PostgreSQL: the records ride in the events' statement, a data-modifying CTE that
@@ -682,11 +684,11 @@ def _record_rows(events: Sequence[AuditEvent]) -> list[list[Any]]:
 _RECORD_ROWS = (
     "SELECT "
     + ", ".join(
-        f"(r.value->{n + 1})::jsonb" if name == "body"
-        else f"(r.value->>{n + 1})::{'timestamptz' if name == 'recorded_at' else 'text'}"
-        for n, name in enumerate(_RECORD_FIELDS)
+        f"(r.value->>{n + 1})::{'timestamptz' if name == 'recorded_at' else 'text'}"
+        for n, name in enumerate(_RECORD_FIELDS[:-2])
     )
-    + " FROM json_array_elements(%(records)s::json) AS r(value)"
+    + ", (r.value->>8)::jsonb->'shadow'->>'agreement', (r.value->>8)::jsonb"
+    " FROM json_array_elements(%(records)s::json) AS r(value)"
     " WHERE (r.value->>0) IN (SELECT id FROM inserted)"
 )
 _WITH_RECORDS = (
@@ -703,17 +705,26 @@ _INSERT_NEW_EVENTS_AND_RECORDS = (
 )
 # SQLite: a statement of its own, before the events' in one transaction, inserting the
 # records whose event is not stored yet.
-_SQLITE_RECORD_ROW = "(" + ", ".join("?" * (len(_RECORD_FIELDS) + 1)) + ")"
+_SQLITE_RECORD_ROW = "(" + ", ".join("?" * len(_RECORD_FIELDS)) + ")"
 
 
-def _sqlite_insert_records(rows: int) -> str:
+def _sqlite_insert_records(rows: int, batch: int) -> str:
+    """Insert `rows` records, each whose event is not stored yet; with `batch` (the
+    all-or-nothing form, the batch's event ids bound after the rows) none at all when any
+    of the batch's events is."""
     values = ", ".join([_SQLITE_RECORD_ROW] * rows)
-    columns = ", ".join(f"column{n + 2}" for n in range(len(_RECORD_FIELDS)))
-    return (
-        f"INSERT INTO decision_records ({_RECORD_COLUMNS}) SELECT {columns} FROM (VALUES {values}) AS v"
-        " WHERE NOT EXISTS (SELECT 1 FROM audit_events AS e WHERE e.id = v.column1)"
-        " ON CONFLICT (decision_id) DO NOTHING"
+    columns = ", ".join(f"column{n + 2}" for n in range(len(_RECORD_FIELDS) - 2))
+    condition = (
+        f"NOT EXISTS (SELECT 1 FROM audit_events WHERE id IN ({', '.join('?' * batch)}))" if batch
+        else "NOT EXISTS (SELECT 1 FROM audit_events AS e WHERE e.id = v.column1)"
     )
+    return (
+        f"INSERT INTO decision_records ({_RECORD_COLUMNS}) SELECT {columns},"
+        f" json_extract(column9, '$.shadow.agreement'), column9 FROM (VALUES {values}) AS v"
+        f" WHERE {condition} ON CONFLICT (decision_id) DO NOTHING"
+    )
+
+
 _IDS_PER_QUERY = 500  # below SQLite's limit of bound parameters per statement
 _EVENT_FILTERS = {
     "subject_ref": "subject_ref = %(subject_ref)s",
@@ -747,15 +758,21 @@ class SqlAuditEventStore:
             else:
                 sql = _INSERT_NEW_EVENTS_JSON if all_or_nothing else _INSERT_EVENTS_JSON
                 new = await self._db.execute(sql, batch)
-        elif not records and len(events) <= _SQLITE_ROWS_PER_STATEMENT:  # one statement: atomic on its own
-            new = await self._db.execute(_sqlite_insert(len(events), all_or_nothing), self._flat(events, all_or_nothing))
+        elif len(events) <= _SQLITE_ROWS_PER_STATEMENT:
+            events_statement = (_sqlite_insert(len(events), all_or_nothing), self._flat(events, all_or_nothing))
+            if not records:  # one statement: atomic on its own
+                new = await self._db.execute(*events_statement)
+            else:  # the records' statement first: with the events' own condition, both or neither insert
+                params = self._record_params(records) + ([e.id for e in events] if all_or_nothing else [])
+                records_statement = (_sqlite_insert_records(len(records), len(events) if all_or_nothing else 0), params)
+                new = (await self._db.execute_all([records_statement, events_statement]))[-1]
         else:
             new = 0
             async with self._db.transaction() as tx:  # raising rolls the whole batch back
                 # the records first: only those whose event is not stored yet
                 for start in range(0, len(records), _SQLITE_ROWS_PER_STATEMENT):
                     part = records[start : start + _SQLITE_ROWS_PER_STATEMENT]
-                    await tx.execute(_sqlite_insert_records(len(part)), self._record_params(part))
+                    await tx.execute(_sqlite_insert_records(len(part), 0), self._record_params(part))
                 for start in range(0, len(events), _SQLITE_ROWS_PER_STATEMENT):
                     chunk = events[start : start + _SQLITE_ROWS_PER_STATEMENT]
                     new += await tx.execute(_sqlite_insert(len(chunk), all_or_nothing), self._flat(chunk, all_or_nothing))
@@ -768,9 +785,8 @@ class SqlAuditEventStore:
         """The positional parameters of `_sqlite_insert_records` for `rows` (`_record_rows`)."""
         time = self._db.codec.time
         flat: list[Any] = []
-        for row in rows:
-            event_id, decision_id, moment, *rest, body = row
-            flat += [event_id, decision_id, time(datetime.fromisoformat(moment)), *rest, _JSON_ROWS.encode(body)]
+        for event_id, decision_id, moment, *rest in rows:
+            flat += [event_id, decision_id, time(datetime.fromisoformat(moment)), *rest]
         return flat
 
     def _flat(self, events: Sequence[AuditEvent], all_or_nothing: bool) -> list[Any]:

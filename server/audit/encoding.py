@@ -8,7 +8,8 @@ the line that carries it between processes, and back.
 
 A line is one JSON object and a newline: the ten stored columns of an event (the chain
 fields are the writer's, assigned right before a write) and, for a decision, its
-`record` (`record_body`: stored with the event, outside the chain), or `{"rejected": [event_id,
+`record` (`record_body`, as JSON text the writer stores without parsing it: with the
+event, outside the chain), or `{"rejected": [event_id,
 payload, error]}` for an event that cannot be stored and is to be dead-lettered. The
 same lines travel through the writer process's pipe, sit in spill files and are the
 messages of the NATS stream, so whatever one part of the pipeline writes, any other can
@@ -116,7 +117,7 @@ def _columns(event: AuditedEvent, refs: SubjectRefs, event_id: str) -> dict[str,
             "policy_revision": event.policy_revision,
         }
         if event.record is not None:
-            columns["record"] = record_body(event.record, refs, subject_ref)
+            columns["record"] = dumps(record_body(event.record, refs, subject_ref)).decode()
         return columns
     return {
         "id": event_id, "timestamp": event.timestamp, "action": event.action, "subject_ref": subject_ref,

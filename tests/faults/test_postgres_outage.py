@@ -34,9 +34,12 @@ NEEDS_DATABASE = ("evaluate", "consents", "authorize")
 RECOVERY_SECONDS = 5.0
 
 
-def stored_decision_ids(url: str) -> set[str]:
+def stored_decision_ids(url: str, table: str = "audit_events") -> set[str]:
+    """The decision ids in the audit trail, or in `decision_records`."""
+    query = {"audit_events": "SELECT decision_id FROM audit_events WHERE decision_id IS NOT NULL",
+             "decision_records": "SELECT decision_id FROM decision_records"}[table]
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute("SELECT decision_id FROM audit_events WHERE decision_id IS NOT NULL").fetchall()
+        rows = conn.execute(query).fetchall()
     return {str(row[0]) for row in rows}
 
 
@@ -141,6 +144,9 @@ def test_postgres_stopped_and_started_under_load(
     # is stored, every event emitted is stored, none dead-lettered, the chain verifies.
     decisions = {a.decision_id for a in answers if a.decision_id}
     wait_until(lambda: decisions <= stored_decision_ids(private_postgres.url), timeout=60, interval=0.2)
+    # and each decision's record, no more and no fewer than its events
+    recorded = stored_decision_ids(private_postgres.url, "decision_records")
+    assert decisions <= recorded and recorded == stored_decision_ids(private_postgres.url)
     emitted = wait_until(lambda: (n := metric(server.client, "audit_events_emitted_total"))
                          == stored_events(private_postgres.url)[0] and n, timeout=30, interval=0.2)
     assert stored_events(private_postgres.url) == (emitted, 0)

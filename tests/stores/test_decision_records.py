@@ -4,6 +4,7 @@ trail's append, with their event, and may be queried, paged, deleted and purged.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +28,7 @@ def _decision(n: int, now: datetime, *, record: bool = True, **columns: Any) -> 
         "id": f"evt-{n}", "timestamp": now + timedelta(seconds=n), "action": "decision_made",
         "subject_ref": f"ref-{n % 3}", "purpose": "age_verification" if n < 5 else "sanctions_screening",
         "decision": "pass" if n % 2 == 0 else "fail", "reason": "r", "decision_id": f"dec_{n:04d}",
-        "policy_revision": "sha256:abc", "record": body, **columns,
+        "policy_revision": "sha256:abc", "record": None if body is None else json.dumps(body), **columns,
     }
     return AuditEvent(**values)
 
@@ -39,7 +40,7 @@ async def test_a_record_is_stored_with_its_event_and_read_back_whole(stores: Sto
     [fourth] = await stores.decision_records.query(after="dec_0003", limit=1)
     assert fourth == DecisionRecord(
         decision_id="dec_0004", recorded_at=now + timedelta(seconds=4), purpose="age_verification",
-        policy_revision="sha256:abc", status="pass", reason="r", body=events[4].record or {},
+        policy_revision="sha256:abc", status="pass", reason="r", body=json.loads(events[4].record or "{}"),
         subject_ref="ref-1", shadow="different",
     )
     # the stored event does not carry the record, nor does the record change its identity
@@ -88,6 +89,14 @@ async def test_purge_and_erasure_delete_records_but_not_events(stores: Stores, n
     assert await stores.decision_records.delete_subject("ref-2") == 2  # dec_0002, dec_0005
     assert [r.decision_id for r in await stores.decision_records.query()] == ["dec_0003", "dec_0004"]
     assert await stores.audit_events.count() == 6
+
+
+async def test_a_nul_in_a_record_does_not_cost_its_event(stores: Stores, now: datetime) -> None:
+    event = _decision(1, now, record=False)
+    event = dataclasses.replace(event, record=json.dumps({"context": {"note": "a\x00b"}}))
+    assert await stores.audit_events.append([event]) == 1
+    [record] = await stores.decision_records.query()
+    assert record.body == {"context": {"note": "a\ufffdb"}}
 
 
 async def test_a_large_batch_stores_every_record(stores: Stores, now: datetime) -> None:
