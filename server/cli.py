@@ -179,7 +179,8 @@ def keys_list_command(database_url: str) -> None:
 @_database_url_option
 def keys_rotate_command(alg: str, database_url: str) -> None:
     """Make a new signing key; the old ones stop signing and leave the JWKS once every
-    token they signed has expired (a running server switches within 30 s)."""
+    token they signed has expired (a running server switches within IDGW_KEY_REFRESH_S,
+    30 s by default)."""
     import asyncio
 
     from server.auth.admin import KeyAdminError, rotate_signing_key

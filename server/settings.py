@@ -203,6 +203,9 @@ class Settings(BaseSettings):
     signing_alg: Literal["RS256", "ES256"] = "RS256"
     issuer: str | None = None
     key_dir: Path = Path("./.idgw/keys")
+    #: Seconds between re-reads of the signing keys (a rotation elsewhere is seen within
+    #: them); at most 30, the re-read interval a retired key's publication period allows for.
+    key_refresh_s: float = Field(default=30.0, gt=0, le=30)
     auth_mode: Literal["local", "external_oidc"] = "local"
     oidc: OidcSettings = OidcSettings()
     data_api_auth: Literal["bearer", "none"] = "bearer"

@@ -134,7 +134,8 @@ class AuthService:
 
     async def start(self, stores: Stores) -> None:
         self._stores = stores
-        self._keys = KeyRing(stores.signing_keys, self.settings.signing_alg, self.now)
+        self._keys = KeyRing(stores.signing_keys, self.settings.signing_alg, self.now,
+                             refresh_seconds=self.settings.key_refresh_s)
         await self._keys.start()
         self._revocations = RevocationList(stores.revocations, self.now)
         await self._revocations.load()

@@ -130,18 +130,23 @@ def postgres_proxy(postgres_url: str) -> Iterator[tuple[TcpProxy, str]]:  # noqa
         proxy.close()
 
 
-@pytest.fixture(scope="session")
-def nats_url() -> str:
-    url = os.environ.get(NATS_URL_VARIABLE, DEFAULT_NATS_URL)
+def reachable(url: str, default_port: int, what: str) -> str:
+    """`url`, once its server accepts a connection; else skip, or fail under
+    IDGW_TEST_REQUIRE_SERVICES=1 (CI)."""
     try:
-        with socket.create_connection(_target_of(url, 4222), timeout=3):
+        with socket.create_connection(_target_of(url, default_port), timeout=3):
             pass
     except OSError as exc:
-        reason = f"NATS at {url} is unreachable ({exc})"
+        reason = f"{what} at {url} is unreachable ({exc})"
         if os.environ.get(REQUIRE_SERVICES_VARIABLE) == "1":
-            pytest.fail(f"{reason} and {REQUIRE_SERVICES_VARIABLE}=1: NATS is required")
+            pytest.fail(f"{reason} and {REQUIRE_SERVICES_VARIABLE}=1: {what} is required")
         pytest.skip(reason)
     return url
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    return reachable(os.environ.get(NATS_URL_VARIABLE, DEFAULT_NATS_URL), 4222, "NATS")
 
 
 @pytest.fixture
