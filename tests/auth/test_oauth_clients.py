@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.requests_client import OAuth2Session
+from authlib.integrations.httpx_client import OAuth2Client
 
 with warnings.catch_warnings():  # authlib.jose: "deprecated, use joserfc" (still authlib's OIDC validation)
     warnings.simplefilter("ignore")
@@ -133,7 +133,7 @@ def test_authlib_refreshes_revokes_and_validates_the_id_token(
     session = httpx.post(discovery["authorization_endpoint"], timeout=10,
                          json={"email": "ada@example.com", "client_id": CLIENT_ID}).json()
 
-    client = OAuth2Session(client_id=CLIENT_ID, token_endpoint_auth_method="none",
+    client = OAuth2Client(client_id=CLIENT_ID, token_endpoint_auth_method="none",
                            revocation_endpoint_auth_method="none", scope="openid")
     first = client.fetch_token(discovery["token_endpoint"], grant_type=grant, session_id=session["session_id"])
     refreshed = client.refresh_token(discovery["token_endpoint"])
