@@ -5,6 +5,11 @@ walks the application's routes (path, methods, path parameters) and pulls the JS
 Schemas of the declared models into `components`. Nothing is hand-kept: a new route
 appears as soon as it is mounted, and a model change shows up in the schema.
 
+Two operations depend on the live policy set rather than on a model: the data API and
+`POST /decision/evaluate` name a purpose, whose facts and context schema are the
+policies'. Their `by_policy` expands the generic description into one per purpose, and
+the served document is rebuilt whenever the live set's revision changes (hot reload).
+
 What standard clients and generators rely on is checked while generating (a
 `ValueError` otherwise): operationIds are unique snake_case (the endpoint's name unless
 `operation_id` says otherwise), and no two schemas share a title. Request models are
@@ -17,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
@@ -29,7 +34,16 @@ from server.errors import ErrorBody
 from server.parsing import FORM
 from server.responses import JSONResponse
 
+if TYPE_CHECKING:
+    from engine import PolicySet
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: An operation as the live policy set shapes it: given the set, the operation's path and
+#: its generic description, the operations to publish by path and the schemas they use.
+PolicyExpansion = Callable[
+    ["PolicySet", str, dict[str, Any]], tuple[dict[str, dict[str, Any]], dict[str, Any]]
+]
 
 #: A time in an answer: RFC 3339, UTC, to the second (engine.clock.utc_text).
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
@@ -59,6 +73,8 @@ class Operation:
     operation_id: str | None = None
     #: The body may also come as `application/x-www-form-urlencoded` (the OAuth endpoints).
     form: bool = False
+    #: Documents the operation per purpose of the live policy set.
+    by_policy: PolicyExpansion | None = None
 
 
 def document(
@@ -74,6 +90,7 @@ def document(
     response_media_type: str = "application/json",
     operation_id: str | None = None,
     form: bool = False,
+    by_policy: PolicyExpansion | None = None,
 ) -> Callable[[F], F]:
     """Attach an `Operation` to an endpoint; its docstring becomes the description."""
 
@@ -93,6 +110,7 @@ def document(
             response_media_type=response_media_type,
             operation_id=operation_id,
             form=form,
+            by_policy=by_policy,
         )
         return endpoint
 
@@ -131,8 +149,11 @@ _NO_DEFAULT = object()
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 
 
-def openapi_schema(routes: Iterable[BaseRoute], title: str, version: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for `routes` (those with `@document` metadata)."""
+def openapi_schema(
+    routes: Iterable[BaseRoute], title: str, version: str, policy_set: PolicySet | None = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for `routes` (those with `@document` metadata), with the
+    purposes of `policy_set` where an operation documents them (`by_policy`)."""
     found: list[tuple[str, Route, Operation]] = []
     requests: dict[type[BaseModel], None] = {}
     responses: dict[type[BaseModel], None] = {ErrorBody: None}
@@ -159,7 +180,6 @@ def openapi_schema(routes: Iterable[BaseRoute], title: str, version: str) -> dic
         if name in schemas and schemas[name] != schema:
             raise ValueError(f"two schemas are named {name}: rename a model")
         schemas[name] = schema
-    _require_unique_titles(schemas)
 
     def ref(model: type[BaseModel]) -> dict[str, Any]:
         if model in requests:
@@ -170,12 +190,20 @@ def openapi_schema(routes: Iterable[BaseRoute], title: str, version: str) -> dic
     operation_ids: set[str] = set()
     for path, route, operation in found:
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
-            described = _operation(route, operation, ref)
-            operation_id = described["operationId"]
-            if not _SNAKE_CASE.match(operation_id) or operation_id in operation_ids:
-                raise ValueError(f"{method} {path}: operationId {operation_id!r} is not unique snake_case")
-            operation_ids.add(operation_id)
-            paths.setdefault(path, {})[method.lower()] = described
+            described = {path: _operation(route, operation, ref)}
+            if operation.by_policy is not None and policy_set is not None:
+                described, added = operation.by_policy(policy_set, path, described[path])
+                for name, schema in added.items():
+                    if name in schemas and schemas[name] != schema:
+                        raise ValueError(f"two schemas are named {name}: rename a purpose")
+                    schemas[name] = schema
+            for published, entry in described.items():
+                operation_id = entry["operationId"]
+                if not _SNAKE_CASE.match(operation_id) or operation_id in operation_ids:
+                    raise ValueError(f"{method} {published}: operationId {operation_id!r} is not unique snake_case")
+                operation_ids.add(operation_id)
+                paths.setdefault(published, {})[method.lower()] = entry
+    _require_unique_titles(schemas)
 
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -256,18 +284,23 @@ def _operation(
 
 
 async def openapi_endpoint(request: Request) -> JSONResponse:
-    """This description (OpenAPI 3.1), generated from the mounted routes."""
-    cached = getattr(request.app.state, "openapi", None)
-    if cached is None:
+    """This description (OpenAPI 3.1), generated from the mounted routes and the live
+    policy set: rebuilt when a reload changes the set's revision."""
+    state = request.app.state
+    live = getattr(state, "policies", None)
+    policy_set: PolicySet | None = live.current if live is not None else None
+    revision = policy_set.revision if policy_set is not None else None
+    cached: tuple[str | None, dict[str, Any]] | None = getattr(state, "openapi", None)
+    if cached is None or cached[0] != revision:
         from importlib.metadata import PackageNotFoundError, version
 
         try:
             app_version = version("id-gateway")
         except PackageNotFoundError:
             app_version = "0.0.0"
-        cached = openapi_schema(request.app.routes, "ID Gateway", app_version)
-        request.app.state.openapi = cached
-    return JSONResponse(cached)
+        cached = (revision, openapi_schema(request.app.routes, "ID Gateway", app_version, policy_set))
+        state.openapi = cached
+    return JSONResponse(cached[1])
 
 
 class OpenApiDocument(BaseModel):
@@ -290,6 +323,7 @@ __all__ = [
     "REQUEST_ID_PARAMETER",
     "OpenApiDocument",
     "Operation",
+    "PolicyExpansion",
     "QueryParameter",
     "Timestamp",
     "document",

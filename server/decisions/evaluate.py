@@ -42,6 +42,7 @@ from server.decisions.evidence import (
     subject_facts,
 )
 from server.decisions.models import EXPLAIN, DecisionBody
+from server.decisions.schemas import expand_evaluate
 from server.decisions.service import (
     check_context,
     current_policy_set,
@@ -187,7 +188,7 @@ def log_undecided(
 @document(
     "Decide a purpose on the evidence the gateway gathers",
     tags=["decisions"], request=EvaluateRequest, response=DecisionBody, errors=(400, 403, 503, 504),
-    query=(EXPLAIN,), auth=True,
+    query=(EXPLAIN,), auth=True, by_policy=expand_evaluate,
 )
 async def evaluate(request: Request) -> JSONResponse:
     """Checks the purpose's consents (403 `missing_consent`, `consent_expired`,

@@ -17,8 +17,15 @@ from server.decisions.models import (
     PoliciesResponse,
     parse_data_request,
 )
-from server.decisions.service import check_context, current_policy_set, decide, resolve_purpose
-from server.errors import request_id_of
+from server.decisions.schemas import expand_data_api
+from server.decisions.service import (
+    check_context,
+    check_evidence,
+    current_policy_set,
+    decide,
+    resolve_purpose,
+)
+from server.errors import ApiError, request_id_of
 from server.openapi import document
 from server.parsing import query_flag, receive_json_body
 from server.policy_source import BundleSource
@@ -32,7 +39,8 @@ class DataApi:
     """Evaluates the purpose named in the path on `input` as given: nothing is gathered.
 
     An unknown purpose is a 404 whose body lists the known purposes; a `context` that
-    does not match the purpose's schema is a 400 naming the field.
+    does not match the purpose's schema is a 400 `invalid_context` naming the field, a
+    declared fact of another type a 400 `invalid_input` naming it and the type.
     """
 
     # A plain ASGI endpoint rather than a `Request -> Response` function: the busiest
@@ -46,7 +54,11 @@ class DataApi:
         facts = parse_data_request(await receive_json_body(scope, receive))
         policy_set = current_policy_set(state.policies)
         purpose = resolve_purpose(policy_set, scope["path_params"]["purpose"])
-        check_context(purpose, facts.get("context"), where="input.")
+        context = facts.get("context")
+        if context is None and "context" in facts:  # left out is fine, null is not (docs/api.md)
+            raise ApiError(400, "input.context: expected an object, got null", error="invalid_context")
+        check_context(purpose, context, where="input.")
+        check_evidence(purpose, facts)
         decision = decide(
             policy_set,
             purpose,
@@ -64,7 +76,7 @@ class DataApi:
 data_api = document(
     "Decide a purpose on caller-supplied facts (OPA-style data API)",
     tags=["decisions"], request=DataRequest, response=DataResponse, errors=(404,), query=(EXPLAIN,),
-    auth=True, operation_id="decide_data",
+    auth=True, operation_id="decide_data", by_policy=expand_data_api,
 )(DataApi())
 
 

@@ -14,10 +14,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from dsl import UNDEFINED
+from dsl import UNDEFINED, Type, type_name
 from engine import Decision, PolicySet, Purpose, UnknownPurpose
 from engine.clock import utc_second_text
-from engine.purpose import lookup
+from engine.purpose import conforms, lookup
 from server.errors import ApiError, echo
 from server.events import DecisionInput, DecisionMade, EventPublisher
 from server.ids import PerSecond, random_urlsafe, time_ordered
@@ -68,6 +68,51 @@ def check_context(purpose: Purpose, context: object, where: str = "") -> None:
     problems = purpose.validate_context(context)
     if problems:
         raise ApiError(400, "; ".join(where + problem for problem in problems), error="invalid_context")
+
+
+def check_evidence(purpose: Purpose, facts: Mapping[str, Any]) -> None:
+    """A 400 `invalid_input` naming each declared fact the caller supplied with another
+    type than the purpose declares (`input.is_pep: expected bool, got string`), and each
+    object a nested one sits in (`consent` of `consent.registry_check`) that is not one.
+
+    The data API's own check, made before deciding: the engine, given such facts, fails
+    closed (`invalid_evidence`), but a caller who supplies the facts is told at once.
+    Missing facts are not a request error (the decision fails, `missing_evidence`), and
+    undeclared ones pass to the rules as they are.
+    """
+    problems: list[str] | None = None
+    for spec in purpose.evidence:
+        if not spec.type.known:
+            continue
+        name = spec.name
+        problem: str | None = None
+        if "." not in name:
+            value = facts.get(name, UNDEFINED)
+            if value is UNDEFINED or conforms(value, spec.type):
+                continue
+            problem = f"input.{name}: expected {spec.type}, got {type_name(value)}"
+        else:
+            problem = _nested_problem(name, spec.type, facts)
+            if problem is None:
+                continue
+        problems = problems or []
+        if problem not in problems:
+            problems.append(problem)
+    if problems:
+        raise ApiError(400, "; ".join(problems), error="invalid_input")
+
+
+def _nested_problem(name: str, expected: Type, facts: Mapping[str, Any]) -> str | None:
+    value: Any = facts
+    where = "input"
+    for part in name.split("."):
+        if value.__class__ is not dict:
+            return f"{where}: expected an object, got {type_name(value)}"
+        if part not in value:
+            return None
+        value = value[part]
+        where += "." + part
+    return None if conforms(value, expected) else f"{where}: expected {expected}, got {type_name(value)}"
 
 
 def supplied_evidence(purpose: Purpose, facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,6 +188,7 @@ def decide(
 
 __all__ = [
     "check_context",
+    "check_evidence",
     "current_policy_set",
     "decide",
     "decision_json",

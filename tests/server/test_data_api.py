@@ -70,6 +70,70 @@ async def test_missing_evidence_fails_closed(client: httpx.AsyncClient) -> None:
     assert result["evidence"] == {"sanctions_listed": False}
 
 
+async def test_a_mistyped_declared_fact_is_400_invalid_input(client: httpx.AsyncClient) -> None:
+    facts = {**ADULT_WITHOUT_CREDENTIAL, "sanctions_listed": "no", "is_over_18": None}
+    body = assert_error_shape(await client.post(DATA, json={"input": facts}), 400, "invalid_input")
+    assert body["error_description"] == (
+        "input.sanctions_listed: expected bool, got string; input.is_over_18: expected bool, got null"
+    )
+    assert "decision_id" not in body
+
+
+async def test_undeclared_facts_pass_whatever_their_type(client: httpx.AsyncClient) -> None:
+    facts = {**ADULT_WITHOUT_CREDENTIAL, "is_pep": "yes", "credentials": 7, "risk": {"score": [1, None]}}
+    result = (await decide(client, facts))["result"]
+    assert (result["status"], result["reason"]) == ("pass_with_conditions", "missing_credential")
+
+
+async def test_a_null_context_is_400_invalid_context(client: httpx.AsyncClient) -> None:
+    facts = {**ADULT_WITHOUT_CREDENTIAL, "context": None}
+    body = assert_error_shape(await client.post(DATA, json={"input": facts}), 400, "invalid_context")
+    assert body["error_description"] == "input.context: expected an object, got null"
+
+
+NESTED_PURPOSE = """purposes:
+  nested_facts:
+    evidence:
+      - consent.registry_check: true
+      - credentials
+      - score: 0
+    rules:
+      - if: consent.registry_check AND "AgeOver18" in credentials AND score < 5
+        then: pass
+        reason: fine
+      - else: fail
+        reason: refused
+"""
+
+
+@pytest.mark.parametrize(
+    ("facts", "status", "problem"),
+    [
+        ({"consent": {"registry_check": True}, "credentials": ["AgeOver18"], "score": 1}, 200, None),
+        ({"consent": {"registry_check": "true"}, "credentials": [], "score": 1}, 400,
+         "input.consent.registry_check: expected bool, got string"),
+        ({"consent": [], "credentials": [], "score": 1}, 400, "input.consent: expected an object, got list"),
+        ({"consent": {}, "credentials": ["AgeOver18", 18], "score": 1}, 400,
+         "input.credentials: expected list[string], got list"),
+        ({"credentials": [], "score": "1"}, 400, "input.score: expected number, got string"),
+        ({"consent": {"other": 1}}, 200, None),  # missing facts: a decision (missing_evidence)
+    ],
+)
+async def test_nested_and_list_facts_are_typed_too(  # type: ignore[no-untyped-def]
+    make_settings, log_stream, policy_dir, facts: dict[str, Any], status: int, problem: str | None
+) -> None:
+    from server.app import create_app
+
+    (policy_dir / "nested_facts.yaml").write_text(NESTED_PURPOSE)
+    app = create_app(make_settings(), log_stream=log_stream)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post("/v1/data/nested_facts", json={"input": facts})
+    if problem is None:
+        assert response.status_code == status, response.text
+    else:
+        assert assert_error_shape(response, status, "invalid_input")["error_description"] == problem
+
+
 async def test_explain_adds_the_rules_tried(client: httpx.AsyncClient) -> None:
     response = await client.post(DATA + "?explain=true", json={"input": ADULT_WITHOUT_CREDENTIAL})
     assert response.status_code == 200

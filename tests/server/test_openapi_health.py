@@ -63,6 +63,72 @@ async def test_openapi_serves_standard_clients(client: httpx.AsyncClient) -> Non
     assert "null" not in json.dumps(schemas["TokenRevokeRequest"])
 
 
+async def test_each_purpose_has_its_typed_data_api_path(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    assert {"/v1/data/age_verification", "/v1/data/high_value_transfer", "/v1/data/sanctions_screening"} <= set(paths)
+    operation = paths["/v1/data/high_value_transfer"]["post"]
+    assert operation["operationId"] == "decide_data_high_value_transfer"
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/HighValueTransferDataRequest"}
+    assert "404" not in operation["responses"] and "purpose" not in {p["name"] for p in operation["parameters"]}
+    facts = schemas["HighValueTransferInput"]
+    assert {name: facts["properties"][name]["type"] for name in ("citizen_valid", "sanctions_listed", "is_pep")} == {
+        "citizen_valid": "boolean", "sanctions_listed": "boolean", "is_pep": "boolean"}
+    assert facts["required"] == ["context"] and "additionalProperties" not in facts  # undeclared facts pass
+    context = schemas["HighValueTransferContext"]
+    assert context["properties"] == {
+        "national_id": {"type": "string", "pattern": "^[A-Z0-9]{6,20}$",
+                        "description": "personal data: decision records keep a keyed hash of it, never the value"},
+        "amount": {"type": "number", "minimum": 0},
+    }
+    assert (context["required"], context["additionalProperties"]) == (["national_id", "amount"], False)
+    evaluate = paths["/decision/evaluate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert evaluate["discriminator"]["propertyName"] == "purpose"
+    variant = schemas["SanctionsScreeningEvaluateRequest"]
+    assert variant["properties"]["purpose"] == {"type": "string", "const": "sanctions_screening"}
+    assert variant["properties"]["context"] == {"$ref": "#/components/schemas/SanctionsScreeningContext"}
+    assert variant["required"] == ["purpose", "context"]
+
+
+PURPOSE_WITH_EVERY_FIELD = """purposes:
+  every_field:
+    context:
+      country: {type: string, enum: [FR, DE], required: true}
+      count: {type: integer, minimum: 1, maximum: 9}
+      note: {type: string, max_length: 12}
+    evidence:
+      - consent.registry_check
+      - credentials
+      - risk_score: 0
+    rules:
+      - else: pass
+        reason: fine
+"""
+
+
+async def test_the_document_follows_a_reload(client: httpx.AsyncClient, app: Starlette) -> None:
+    before = (await client.get("/openapi.json")).json()
+    assert "/v1/data/every_field" not in before["paths"]
+    (app.state.policies.policy_dir / "every_field.yaml").write_text(PURPOSE_WITH_EVERY_FIELD)
+    outcome = app.state.policies.reload()
+    assert outcome is not None and outcome.result == "success", outcome
+    after = (await client.get("/openapi.json")).json()
+    schemas = after["components"]["schemas"]
+    assert after["paths"]["/v1/data/every_field"]["post"]["operationId"] == "decide_data_every_field"
+    assert schemas["EveryFieldContext"]["properties"] == {
+        "country": {"type": "string", "enum": ["FR", "DE"]},
+        "count": {"type": "integer", "minimum": 1, "maximum": 9},
+        "note": {"type": "string", "maxLength": 12},
+    }
+    facts = schemas["EveryFieldInput"]["properties"]
+    assert facts["consent"]["properties"]["registry_check"]["type"] == "boolean"
+    assert facts["credentials"]["type"] == "array" and facts["credentials"]["items"] == {"type": "string"}
+    assert facts["risk_score"]["type"] == "number"  # from its expected value
+    assert "expected value 0" in facts["risk_score"]["description"]
+    assert schemas["EveryFieldInput"].get("required") == ["context"]
+
+
 async def test_liveness(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/live")
     assert response.status_code == 200
