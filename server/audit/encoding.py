@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from engine import Purpose
 from server.audit.chain import unlinked
 from server.audit.subject_refs import SubjectRefs
 from server.events import AuditedEvent, DecisionInput, DecisionMade
@@ -75,28 +76,54 @@ def _timestamp(value: object) -> datetime:
     return moment
 
 
+@dataclass(frozen=True, slots=True)
+class _RecordShape:
+    """What every record of one purpose (of one policy revision) shares."""
+
+    sensitive: tuple[str, ...]
+    declared: list[str]
+    fields: list[str] | None
+
+
+#: (purpose, revision) -> its shape; a few entries per reload, bounded below.
+_shapes: dict[tuple[str, str], _RecordShape] = {}
+
+
+def _shape(purpose: Purpose) -> _RecordShape:
+    key = (purpose.name, purpose.revision)
+    shape = _shapes.get(key)
+    if shape is None:
+        if len(_shapes) > 1000:  # many reloads: start again
+            _shapes.clear()
+        shape = _shapes[key] = _RecordShape(
+            sensitive=tuple(spec.name for spec in purpose.context if spec.sensitive),
+            declared=[*purpose.facts, *("consent." + name for name in purpose.consents_read)],
+            fields=[spec.name for spec in purpose.context] if purpose.context else None,
+        )
+    return shape
+
+
 def record_body(record: DecisionInput, refs: SubjectRefs, subject_ref: str | None) -> dict[str, Any]:
     """A decision record's body (`stores.DecisionRecord`): the engine's facts and the
     context apart, the subject's `sub` as its `subject_ref` and each sensitive context
     value as a keyed hash (`hashed` names them), what the purpose could have been given
     (`declared`, `fields`), then `refused` and `shadow` when they apply."""
-    purpose = record.purpose
+    shape = _shape(record.purpose)
     facts = dict(record.facts)
     context = facts.pop("context", None)
     context = dict(context) if isinstance(context, dict) else {}
     hashed: list[str] = []
-    for spec in purpose.context:
-        if spec.sensitive and spec.name in context:
-            context[spec.name] = refs.value_ref(context[spec.name])
-            hashed.append("context." + spec.name)
+    for name in shape.sensitive:
+        if name in context:
+            context[name] = refs.value_ref(context[name])
+            hashed.append("context." + name)
     subject = facts.get("subject")
     if isinstance(subject, dict) and "sub" in subject:
         facts["subject"] = {**subject, "sub": subject_ref if subject_ref is not None else refs.value_ref(subject["sub"])}
         hashed.append("subject.sub")
     body: dict[str, Any] = {
         "facts": facts, "context": context, "conditions": list(record.conditions), "hashed": hashed,
-        "declared": [*purpose.facts, *("consent." + name for name in purpose.consents_read)],
-        "fields": [spec.name for spec in purpose.context] if purpose.context else None,
+        "declared": shape.declared, "fields": shape.fields,
     }
     if record.refused:
         body["refused"] = True
