@@ -86,11 +86,11 @@ def list_command(purpose: str | None, since: str | None, until: str | None, outc
     from server.decisions.records import record_json
 
     now = utc_now()
-    filters = {"purpose": purpose, "since": _when("--since", since, now), "until": _when("--until", until, now),
-               "status": outcome, "limit": limit}
+    after, before = _when("--since", since, now), _when("--until", until, now)
 
     async def work(stores: Stores) -> list[Any]:
-        return await stores.decision_records.query(**filters)  # type: ignore[arg-type]
+        return await stores.decision_records.query(
+            purpose=purpose, since=after, until=before, status=outcome, limit=limit)
 
     records = _with_stores(database_url, work)
     if output == "json":
@@ -164,8 +164,10 @@ def replay(candidate: str | None, since: str, until: str | None, purpose: str | 
                                "until": _when("--until", until, now)}
     report = _shadow_report(database_url, filters, limit) if shadow else _replay(candidate or "", database_url,
                                                                               filters, limit)
-    click.echo({"json": lambda: json.dumps(report.to_json(), indent=2), "markdown": report.to_markdown,
-                "text": report.to_text}[output]().rstrip("\n"))
+    if output == "json":
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo((report.to_markdown() if output == "markdown" else report.to_text()).rstrip("\n"))
     if approved is not None:
         surprises = unapproved(report, approved)
         for name, t in surprises:
