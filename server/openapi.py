@@ -186,11 +186,16 @@ def openapi_schema(
             return request_refs[(model, "validation")]
         return response_refs[(model, "serialization")]
 
+    def form_ref(model: type[BaseModel]) -> dict[str, Any]:
+        name = ref(model)["$ref"].rsplit("/", 1)[1]
+        schemas.setdefault(f"{name}Form", form_schema(schemas[name]))
+        return {"$ref": template.format(model=f"{name}Form")}
+
     paths: dict[str, dict[str, Any]] = {}
     operation_ids: set[str] = set()
     for path, route, operation in found:
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
-            described = {path: _operation(route, operation, ref)}
+            described = {path: _operation(route, operation, ref, form_ref)}
             if operation.by_policy is not None and policy_set is not None:
                 described, added = operation.by_policy(policy_set, path, described[path])
                 for name, schema in added.items():
@@ -226,6 +231,42 @@ def _require_unique_titles(schemas: dict[str, Any]) -> None:
         titles[title] = name
 
 
+#: A form parameter given empty: absent, as RFC 6749 section 3.1 has it.
+_EMPTY: dict[str, Any] = {"type": "string", "maxLength": 0}
+
+
+def form_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A request schema as its form encoding is read (`parsing.parse_form`): an optional
+    parameter may also be given empty, which counts as absent, so where the JSON schema
+    asks for a parameter its form asks for a non-empty one."""
+    required = set(schema.get("required", ()))
+
+    def loosen(properties: dict[str, Any]) -> dict[str, Any]:
+        return {name: prop if name in required else {"anyOf": [prop, _EMPTY]} for name, prop in properties.items()}
+
+    def present(names: Iterable[str]) -> dict[str, Any]:
+        return {"required": list(names), "properties": {name: {"not": _EMPTY} for name in names}}
+
+    def branch(variant: dict[str, Any]) -> dict[str, Any]:
+        out = dict(variant)
+        properties = loosen(variant.get("properties", {}))
+        if "required" in variant:
+            for name in variant["required"]:
+                if name not in required:
+                    properties[name] = {"allOf": [properties.get(name, {}), {"not": _EMPTY}]}
+        if properties:
+            out["properties"] = properties
+        if "not" in variant and set(variant["not"]) == {"required"}:
+            out["not"] = present(variant["not"]["required"])
+        return out
+
+    form = {**schema, "title": f"{schema.get('title', 'Request')}Form", "properties": loosen(schema["properties"])}
+    if "oneOf" in schema:
+        form["oneOf"] = [branch(variant) for variant in schema["oneOf"]]
+    form["description"] = (schema.get("description", "") + " As a form, an empty parameter counts as absent.").strip()
+    return form
+
+
 #: `X-Request-ID` as the server reads it: any value; one it does not keep is replaced.
 REQUEST_ID_PARAMETER: dict[str, Any] = {
     "name": "X-Request-ID", "in": "header", "required": False,
@@ -236,7 +277,8 @@ REQUEST_ID_PARAMETER: dict[str, Any] = {
 
 
 def _operation(
-    route: Route, operation: Operation, ref: Callable[[type[BaseModel]], dict[str, Any]]
+    route: Route, operation: Operation, ref: Callable[[type[BaseModel]], dict[str, Any]],
+    form_ref: Callable[[type[BaseModel]], dict[str, Any]],
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "operationId": operation.operation_id or route.name,
@@ -259,7 +301,7 @@ def _operation(
     if operation.request is not None:
         content = {"application/json": {"schema": ref(operation.request)}}
         if operation.form:
-            content[FORM] = {"schema": ref(operation.request)}
+            content[FORM] = {"schema": form_ref(operation.request)}
         out["requestBody"] = {"required": True, "content": content}
     responses: dict[str, Any] = {}
     for status, model in sorted(operation.responses.items()):

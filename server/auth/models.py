@@ -34,6 +34,9 @@ _EMAIL = re.compile(
     r"@(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 )
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+#: Known scope names separated by spaces (RFC 6749 section 3.3), repeats allowed.
+_SCOPE_NAME = "(?:" + "|".join(KNOWN_SCOPES) + ")"
+SCOPE_PATTERN = rf"^ *{_SCOPE_NAME}(?: +{_SCOPE_NAME})* *$"
 
 
 def is_valid_email(value: str) -> bool:
@@ -42,8 +45,11 @@ def is_valid_email(value: str) -> bool:
 
 
 def parse_scope(value: str) -> tuple[str, ...]:
-    """`"openid  profile openid"` -> `("openid", "profile")`; unknown names are refused."""
-    names = tuple(dict.fromkeys(value.split()))
+    """`"openid  profile openid"` -> `("openid", "profile")`; unknown names and other
+    separators than spaces are refused (what `SCOPE_PATTERN` states)."""
+    if any(c.isspace() and c != " " for c in value):
+        raise PydanticCustomError("scope_separator", "scope names are separated by spaces")
+    names = tuple(dict.fromkeys(name for name in value.split(" ") if name))
     unknown = [n for n in names if n not in KNOWN_SCOPES]
     if unknown:
         raise PydanticCustomError(
@@ -67,9 +73,10 @@ class AuthorizeRequest(RequestBody):
                                          "scope": "openid profile"}]},
     )
 
-    email: str = Field(min_length=3, max_length=EMAIL_MAX_LENGTH, description="the user's email address")
+    email: str = Field(min_length=3, max_length=EMAIL_MAX_LENGTH, json_schema_extra={"pattern": _EMAIL.pattern},
+                       description="the user's email address (compared in lower case)")
     client_id: str = Field(pattern=CLIENT_ID_PATTERN, description="the calling application")
-    scope: str = Field(DEFAULT_SCOPE, max_length=256,
+    scope: str = Field(DEFAULT_SCOPE, max_length=256, json_schema_extra={"pattern": SCOPE_PATTERN},
                        description=f"space-separated, of: {', '.join(KNOWN_SCOPES)}")
 
     @field_validator("email")
@@ -102,7 +109,7 @@ class _GrantRequest(RequestBody):
 
     client_id: str | None = Field(None, pattern=CLIENT_ID_PATTERN,
                                   description="RFC 6749 public client: the client the login was started for")
-    scope: str | None = Field(None, max_length=256,
+    scope: str | None = Field(None, max_length=256, json_schema_extra={"pattern": SCOPE_PATTERN},
                               description="at most the scope of the login; the answer's `scope` is what was issued")
 
     @field_validator("scope")

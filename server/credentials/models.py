@@ -27,6 +27,11 @@ class IssueRequest(RequestBody):
 class VerifyRequest(RequestBody):
     """`{"credential_id": ...}` (the holder's own) or `{"jwt": ...}` (anyone's)."""
 
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["credential_id"], "not": {"required": ["jwt"]}},
+        {"required": ["jwt"], "not": {"required": ["credential_id"]}},
+    ]})
+
     credential_id: str | None = Field(None, min_length=1, max_length=128)
     jwt: str | None = Field(None, min_length=1, max_length=16_384)
 

@@ -4,10 +4,13 @@ Each purpose declares its facts (typed by the gateway's catalogue, `server/facts
 by an expected value) and its `context` schema; this module renders them as JSON Schema
 so that a client gets a typed contract per purpose:
 
-    POST /v1/data/{purpose}     stays, for any purpose (one a reload adds later too), and
-                                gains one path per purpose, `/v1/data/age_verification`
+    POST /v1/data/{purpose}     one path per purpose, `/v1/data/age_verification`
                                 (operationId `decide_data_age_verification`), whose body
-                                types the declared facts and the purpose's context
+                                types the declared facts and the purpose's context; the
+                                templated path is left out, since no schema can tie its
+                                body to the purpose its path names (the server answers
+                                it all the same, and a purpose a reload adds appears in
+                                the document rebuilt for the new revision)
     POST /decision/evaluate     its body is one of the purposes' bodies, told apart by
                                 `purpose`, each with that purpose's context
 
@@ -122,8 +125,8 @@ def input_schema(policy_set: PolicySet, purpose: Purpose, title: str, context_re
 def expand_data_api(
     policy_set: PolicySet, path: str, generic: dict[str, Any]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """`POST /v1/data/{purpose}` as is, plus one path per purpose with its own body."""
-    published = {path: generic}
+    """`POST /v1/data/{purpose}` as one path per purpose, each with its own body."""
+    published: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {}
     for name, purpose in policy_set.purposes.items():
         camel = _camel(name)
@@ -148,7 +151,7 @@ def expand_data_api(
         operation["requestBody"] = {"required": True, "content": {"application/json": body}}
         operation["responses"].pop("404", None)
         published[path.replace("{purpose}", name)] = operation
-    return published, schemas
+    return published or {path: generic}, schemas
 
 
 def expand_evaluate(

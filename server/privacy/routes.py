@@ -27,7 +27,11 @@ from server.privacy.service import (
 from server.responses import JSONResponse
 
 _TAGS = ["privacy"]
-_ACTION = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ACTION_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+_ACTION = re.compile(_ACTION_PATTERN)
+#: RFC 3339's full-date and date-time (an offset or `Z` required), as `from` and `to` take them.
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_DATE_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$")
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -62,20 +66,31 @@ class ErasureResponse(BaseModel):
 
 
 def parse_instant(name: str, value: str | None, *, end_of_day: bool = False) -> datetime | None:
-    """An RFC 3339 date-time (UTC when it has no offset) or a date: its midnight, or the
-    next midnight with `end_of_day` (so `to=2026-01-31` includes that day)."""
+    """An RFC 3339 date-time (with its offset) or date: its midnight, or the next
+    midnight with `end_of_day` (so `to=2026-01-31` includes that day). Exactly what the
+    OpenAPI document states (`INSTANT_SCHEMA`); empty is absent."""
     if value is None or value == "":
         return None
     try:
-        if len(value) == 10:
+        if _DATE.match(value):
             day = date.fromisoformat(value)
             moment = datetime.combine(day, time(), UTC)
             return moment + timedelta(days=1) if end_of_day else moment
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        if not _DATE_TIME.match(value):
+            raise ValueError(value)
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise ApiError(400, f"{name}: expected a date (2026-01-31) or an RFC 3339 date-time "
                             f"(2026-01-31T10:00:00Z), got {value[:40]!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return parsed.astimezone(UTC)
+
+
+#: `from` and `to`: a date or a date-time as RFC 3339 writes them, or empty (absent).
+INSTANT_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "anyOf": [{"format": "date", "pattern": _DATE.pattern}, {"format": "date-time", "pattern": _DATE_TIME.pattern},
+              {"maxLength": 0}],
+}
 
 
 def refuse_other_parameters(request: Request, known: tuple[str, ...]) -> None:
@@ -101,9 +116,10 @@ def parse_filters(request: Request) -> ExportFilters:
 
 
 _FILTERS = (
-    QueryParameter("from", "events at or after this date or date-time (RFC 3339)", {"type": "string"}),
-    QueryParameter("to", "events before this date-time, or up to the end of this date", {"type": "string"}),
-    QueryParameter("action", "only events of this action, e.g. `decision_made`", {"type": "string"}),
+    QueryParameter("from", "events at or after this date or date-time (RFC 3339)", INSTANT_SCHEMA),
+    QueryParameter("to", "events before this date-time, or up to the end of this date", INSTANT_SCHEMA),
+    QueryParameter("action", "only events of this action, e.g. `decision_made` (empty: any)",
+                   {"type": "string", "anyOf": [{"pattern": _ACTION_PATTERN}, {"maxLength": 0}]}),
 )
 
 

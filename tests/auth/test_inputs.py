@@ -50,6 +50,10 @@ async def test_scopes(gateway: Gateway) -> None:
         "/auth/authorize", json={"email": "ada@example.com", "client_id": CLIENT_ID, "scope": "  "}
     )
     assert_bad_field(empty, "scope")
+    tab = await gateway.client.post(
+        "/auth/authorize", json={"email": "ada@example.com", "client_id": CLIENT_ID, "scope": "openid\tprofile"}
+    )
+    assert "spaces" in assert_bad_field(tab, "scope")  # RFC 6749 section 3.3, as the document's pattern says
     tokens = await gateway.login(scope="profile  openid profile")
     assert tokens["scope"] == "profile openid"
 

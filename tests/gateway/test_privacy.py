@@ -143,6 +143,9 @@ async def test_export_filters_by_action_and_time(audited_gateway: GatewayClient,
 @pytest.mark.parametrize(("params", "words"), [
     ({"from": "yesterday"}, ("from", "RFC 3339")),
     ({"to": "2026-13-01"}, ("to",)),
+    ({"from": "2026-01-01T10:00:00"}, ("from", "RFC 3339")),  # no offset: not RFC 3339, as the document says
+    ({"from": "2026-01-01T10"}, ("from",)),  # ISO 8601, not RFC 3339
+    ({"to": "20260101"}, ("to",)),
     ({"from": "2026-02-01", "to": "2026-01-01"}, ("earlier",)),
     ({"from": "2026-01-01T10:00:00Z", "to": "2026-01-01T10:00:00Z"}, ("earlier",)),
     ({"action": "Decision Made"}, ("action",)),

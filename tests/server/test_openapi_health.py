@@ -18,16 +18,19 @@ async def test_openapi_lists_every_route_with_its_models(client: httpx.AsyncClie
     assert document["openapi"].startswith("3.")
     paths = document["paths"]
     for route in app.routes:
-        assert route.path in paths, route.path  # type: ignore[attr-defined]
-    data = paths["/v1/data/{purpose}"]["post"]
-    assert data["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/DataRequest"}
+        if route.path != "/v1/data/{purpose}":  # type: ignore[attr-defined]  # one path per purpose instead
+            assert route.path in paths, route.path  # type: ignore[attr-defined]
+    assert "/v1/data/{purpose}" not in paths
+    data = paths["/v1/data/age_verification"]["post"]
+    assert data["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AgeVerificationDataRequest"}
     assert data["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/DataResponse")
-    for status in ("400", "401", "404", "413", "415"):
+    for status in ("400", "401", "413", "415"):
         assert data["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
-    assert {p["name"] for p in data["parameters"]} >= {"purpose", "explain", "X-Request-ID"}
+    assert {p["name"] for p in data["parameters"]} == {"explain", "X-Request-ID"}
     assert data["security"] == [{"bearer": []}]
     schemas = document["components"]["schemas"]
-    assert {"DataRequest", "DataResponse", "DecisionBody", "ErrorBody", "PoliciesResponse"} <= set(schemas)
+    assert {"DataResponse", "DecisionBody", "ErrorBody", "PoliciesResponse"} <= set(schemas)
     assert schemas["DecisionBody"]["properties"]["status"]["enum"] == ["pass", "pass_with_conditions", "fail"]
     # Every $ref resolves.
     text = response.text
@@ -47,7 +50,12 @@ async def test_openapi_serves_standard_clients(client: httpx.AsyncClient) -> Non
     assert len(titles) == len(set(titles))
     paths = document["paths"]
     for path in ("/auth/token", "/auth/refresh", "/auth/revoke"):
-        assert set(paths[path]["post"]["requestBody"]["content"]) == {"application/json", "application/x-www-form-urlencoded"}
+        content = paths[path]["post"]["requestBody"]["content"]
+        assert set(content) == {"application/json", "application/x-www-form-urlencoded"}
+        form = schemas[content["application/x-www-form-urlencoded"]["schema"]["$ref"].rsplit("/", 1)[1]]
+        assert form["title"].endswith("Form")  # an empty parameter counts as absent
+        assert all({"type": "string", "maxLength": 0} in prop["anyOf"] for name, prop in form["properties"].items()
+                   if name not in form.get("required", ()))
     assert set(paths["/auth/authorize"]["post"]["requestBody"]["content"]) == {"application/json"}
     assert paths["/openapi.json"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/OpenApiDocument")
@@ -59,6 +67,13 @@ async def test_openapi_serves_standard_clients(client: httpx.AsyncClient) -> Non
         schemas["ErrorBody"]["properties"])
     request_id = next(p for p in paths["/auth/consent"]["get"]["parameters"] if p["name"] == "X-Request-ID")
     assert request_id["schema"] == {"type": "string"}, "any value is accepted (an ill-formed one is replaced)"
+    authorize = schemas["AuthorizeRequest"]["properties"]
+    assert re.fullmatch(authorize["email"]["pattern"], "ada@example.com")
+    assert re.fullmatch(authorize["scope"]["pattern"], "openid  profile")
+    assert not re.fullmatch(authorize["scope"]["pattern"], "openid\tprofile")
+    assert len(schemas["VerifyRequest"]["oneOf"]) == 2
+    export = {p["name"]: p["schema"] for p in paths["/me/data-export"]["get"]["parameters"]}
+    assert [branch.get("format") for branch in export["from"]["anyOf"]] == ["date", "date-time", None]
     # request models never allow null: RequestBody refuses it
     assert "null" not in json.dumps(schemas["TokenRevokeRequest"])
 
