@@ -69,6 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1600, help="per endpoint, after a quarter as many to warm up")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--record-days", type=int, default=30,
+                        help="IDGW_DECISION_RECORD_DAYS of the server: 0 records no decision")
+    parser.add_argument("--shadow", action="store_true", help="a copy of the policies as IDGW_SHADOW_POLICY_DIR")
     args = parser.parse_args()
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         raise SystemExit("needs valgrind and callgrind_control on PATH (Debian: apt-get install valgrind)")
@@ -77,14 +80,20 @@ def main() -> None:
     port = free_port()
     prefix = ["valgrind", "--tool=callgrind", "--dump-instr=no",
               f"--callgrind-out-file={workdir}/callgrind.out.%p", sys.executable]
-    server = start_server(port, workdir, prefix=prefix, timeout=300)
+    shadow_dir = None
+    if args.shadow:
+        shadow_dir = workdir / "shadow"
+        shutil.copytree(REPO / "policies", shadow_dir)
+    server = start_server(port, workdir, prefix=prefix, timeout=300, record_days=args.record_days,
+                          shadow_dir=shadow_dir)
     try:
         counts = asyncio.run(measure(port, server.pid, args.requests, args.connections, workdir))
     finally:
         stop_server(server, workdir, timeout=120)  # valgrind: shutting down takes a while
     ratio = counts["trivial"] / counts["decision"]
     print(f"machine: CPython {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.requests} requests per "
-          f"endpoint, {args.connections} connections; callgrind, user-space instructions of the worker")
+          f"endpoint, {args.connections} connections; callgrind, user-space instructions of the worker; "
+          f"IDGW_DECISION_RECORD_DAYS={args.record_days}, shadow {'on' if args.shadow else 'off'}")
     print(f"GET /health/live (ceiling): {counts['trivial']:,} instructions a request")
     print(f"POST /v1/data/age_verification: {counts['decision']:,} instructions a request")
     print(f"ceiling/decision: {ratio:.1%} (the throughput ratio if both ran at the same instructions per second)")

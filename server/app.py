@@ -126,13 +126,15 @@ def create_app(
             metrics.mark_worker_stopped()
             logger.info("stopped")
 
+    # Starlette tries the routes in order, a regular expression each: the busiest come
+    # first (the data API, the probes), ahead of the auth and consent routes.
     routes: list[BaseRoute] = [
+        *decisions.routes,
+        *health.routes,
         *auth.routes,
         *consent.routes,
         *registry.routes,
         *credentials.routes,
-        *decisions.routes,
-        *health.routes,
         *metrics.routes,
         *openapi.routes,
         *privacy.routes,
