@@ -252,12 +252,17 @@ class Replayer:
         self.report = Report(candidate.revision)
         self.reads = {name: _reads(purpose) for name, purpose in candidate.purposes.items()}
 
-    def why_not(self, record: Record, reads: _Reads, facts: dict[str, Any]) -> list[str]:
+    def why_not(self, record: Record, reads: _Reads, facts: Mapping[str, Any]) -> list[str]:
         """The names the candidate's evaluation of `record` reads and it cannot supply."""
-        suspects = [name for name in sorted(reads.facts) if _missing_fact(record, name)]
-        suspects += [f"context.{name}" for name in sorted(reads.fields) if _missing_field(record, name)]
-        suspects += [path for path in record.hashed if path.startswith("subject.")
-                     and (path.removeprefix("subject.") in reads.subject or "*" in reads.subject)]
+        # a declared fact is always suppliable, and a field is missing only when hashed
+        # or outside the recorded schema: the common record needs only set differences
+        suspects = sorted(name for name in reads.facts - record.declared if _missing_fact(record, name))
+        if record.hashed or record.fields is not None:
+            fields = reads.fields if record.hashed or record.fields is None else reads.fields - record.fields
+            suspects += [f"context.{name}" for name in sorted(fields) if _missing_field(record, name)]
+        if record.hashed and reads.subject:
+            suspects += [path for path in record.hashed if path.startswith("subject.")
+                         and (path.removeprefix("subject.") in reads.subject or "*" in reads.subject)]
         if not suspects and not (reads.any_field and (record.hashed or record.fields is not None)):
             return []
         # what this evaluation actually read: the explanation's reads and evidence
@@ -292,7 +297,12 @@ class Replayer:
         reads = self.reads.get(record.purpose)
         if reads is None:
             return ["purpose"]
-        facts: dict[str, Any] = {**record.facts, "context": dict(record.context)}
+        # the facts as given when they hold the context already (a live request's, for the
+        # shadow set): the engine does not change its input
+        facts: Mapping[str, Any] = (
+            record.facts if record.facts.get("context") is record.context
+            else {**record.facts, "context": dict(record.context)}
+        )
         missing = self.why_not(record, reads, facts)
         if missing:
             return missing
