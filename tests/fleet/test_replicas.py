@@ -26,7 +26,7 @@ from tests.server.bundles import MINOR, BundleServer, bundle_of, key_pair, varia
 from tests.server.conftest import IDGW, ServerProcess, wait_until
 
 CLIENT_ID = "fleet-tests"
-POLL_S = 1.0
+POLL_S = 2.0  # long beside a fetch, check and load (~0.3 s), so two intervals bound it on a busy machine
 KEY_REFRESH_S = 2.0
 #: How long a revocation made on one replica may go unseen by another: the revocation
 #: list's age limit, plus one query (allowed a second here on a shared machine).

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.server.bundles import MINOR, BundleServer, bundle_of, key_pair, tampered, variant
 from tests.server.conftest import IDGW, ServerProcess, wait_until
 
-POLL_S = 1.0
+POLL_S = 2.0  # long beside a fetch, check and load (~0.3 s), so two intervals bound it on a busy machine
 
 
 @pytest.fixture
