@@ -40,9 +40,10 @@ from engine.purpose import Purpose
 EXAMPLES = 5
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
-    """One recorded decision."""
+    """One recorded decision. (Not frozen: one is built per live decision in shadow
+    evaluation, and a frozen dataclass sets each field through `object.__setattr__`.)"""
 
     decision_id: str
     purpose: str
@@ -251,6 +252,24 @@ class Replayer:
         self.candidate = candidate
         self.report = Report(candidate.revision)
         self.reads = {name: _reads(purpose) for name, purpose in candidate.purposes.items()}
+        #: (purpose, declared, fields, hashed) -> nothing the candidate reads can be missing
+        self._clean: dict[tuple[str, frozenset[str], frozenset[str] | None, frozenset[str]], bool] = {}
+
+    def _statically_clean(self, record: Record, reads: _Reads) -> bool:
+        """Whether every record shaped like this one (what it declared, its schema, what
+        it hashed) gives the candidate everything it may read: then `why_not` is empty."""
+        key = (record.purpose, record.declared, record.fields, record.hashed)
+        clean = self._clean.get(key)
+        if clean is None:
+            if len(self._clean) > 10_000:
+                self._clean.clear()
+            clean = self._clean[key] = (
+                not (reads.facts - record.declared)
+                and not record.hashed
+                and not (reads.any_field and record.fields is not None)
+                and (record.fields is None or not (reads.fields - record.fields))
+            )
+        return clean
 
     def why_not(self, record: Record, reads: _Reads, facts: Mapping[str, Any]) -> list[str]:
         """The names the candidate's evaluation of `record` reads and it cannot supply."""
@@ -303,9 +322,10 @@ class Replayer:
             record.facts if record.facts.get("context") is record.context
             else {**record.facts, "context": dict(record.context)}
         )
-        missing = self.why_not(record, reads, facts)
-        if missing:
-            return missing
+        if not self._statically_clean(record, reads):
+            missing = self.why_not(record, reads, facts)
+            if missing:
+                return missing
         decision = self.candidate.decide(record.purpose, facts)
         return decision.status, decision.reason
 

@@ -96,7 +96,10 @@ class Shadow:
             shadow["status"], shadow["reason"] = result
         shadow["agreement"] = agreement
         _shadow_decisions(purpose.name, agreement)[0].inc()
-        self.agreement.setdefault(purpose.name, Counter())[agreement] += 1
+        counts = self.agreement.get(purpose.name)
+        if counts is None:
+            counts = self.agreement[purpose.name] = Counter()
+        counts[agreement] += 1
         return shadow
 
     def status(self) -> dict[str, Any]:
