@@ -10,9 +10,14 @@ Two operations depend on the live policy set rather than on a model: the data AP
 policies'. Their `by_policy` expands the generic description into one per purpose, and
 the served document is rebuilt whenever the live set's revision changes (hot reload).
 
+An operation's 200 may carry links (`Link`): which value of the answer feeds which
+next call (a login's `session_id` into `/auth/token`, a credential's id into
+`/vc/verify`), for clients and stateful testing.
+
 What standard clients and generators rely on is checked while generating (a
 `ValueError` otherwise): operationIds are unique snake_case (the endpoint's name unless
-`operation_id` says otherwise), and no two schemas share a title. Request models are
+`operation_id` says otherwise), no two schemas share a title, and every link names an
+operation of the document. Request models are
 rendered without `null` for their optional fields (`RequestBody` refuses an explicit
 null); response models as they are written.
 """
@@ -58,6 +63,31 @@ class QueryParameter:
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """An OpenAPI link on an operation's 200: a value its answer carries feeds the request
+    of `operation_id` (`body`, its request body, where `$response.body#/<pointer>` stands
+    for that value of the answer), so that clients and stateful testers can chain calls.
+    A link with no body says which call comes next (the access token, say, which travels
+    in the `Authorization` header rather than a body)."""
+
+    name: str
+    operation_id: str
+    description: str
+    body: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"operationId": self.operation_id, "description": self.description}
+        if self.body is not None:
+            out["requestBody"] = self.body
+        return out
+
+
+def answer(pointer: str) -> str:
+    """The runtime expression of a value of the answer's body (`/credential_id`)."""
+    return f"$response.body#{pointer}"
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     """What one endpoint accepts and answers, for the generated description."""
 
@@ -75,6 +105,8 @@ class Operation:
     form: bool = False
     #: Documents the operation per purpose of the live policy set.
     by_policy: PolicyExpansion | None = None
+    #: Where the 200's values go next (`Link`).
+    links: tuple[Link, ...] = ()
 
 
 def document(
@@ -91,6 +123,7 @@ def document(
     operation_id: str | None = None,
     form: bool = False,
     by_policy: PolicyExpansion | None = None,
+    links: Sequence[Link] = (),
 ) -> Callable[[F], F]:
     """Attach an `Operation` to an endpoint; its docstring becomes the description."""
 
@@ -111,6 +144,7 @@ def document(
             operation_id=operation_id,
             form=form,
             by_policy=by_policy,
+            links=tuple(links),
         )
         return endpoint
 
@@ -209,6 +243,7 @@ def openapi_schema(
                 operation_ids.add(operation_id)
                 paths.setdefault(published, {})[method.lower()] = entry
     _require_unique_titles(schemas)
+    _require_link_targets(paths, operation_ids)
 
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -220,6 +255,14 @@ def openapi_schema(
         },
     }
     return document
+
+
+def _require_link_targets(paths: dict[str, dict[str, Any]], operation_ids: set[str]) -> None:
+    for path, methods in paths.items():
+        for method, entry in methods.items():
+            for name, link in entry["responses"].get("200", {}).get("links", {}).items():
+                if link["operationId"] not in operation_ids:
+                    raise ValueError(f"{method.upper()} {path}: link {name} names no operation ({link['operationId']!r})")
 
 
 def _require_unique_titles(schemas: dict[str, Any]) -> None:
@@ -310,6 +353,8 @@ def _operation(
             entry["content"] = {operation.response_media_type: {"schema": ref(model)}}
         elif operation.response_media_type != "application/json":
             entry["content"] = {operation.response_media_type: {"schema": {"type": "string"}}}
+        if status == 200 and operation.links:
+            entry["links"] = {link.name: link.to_json() for link in operation.links}
         responses[str(status)] = entry
     error_content = {"application/json": {"schema": ref(ErrorBody)}}
     statuses = set(operation.errors)
@@ -363,11 +408,13 @@ routes = [Route("/openapi.json", openapi_endpoint, methods=["GET"])]
 
 __all__ = [
     "REQUEST_ID_PARAMETER",
+    "Link",
     "OpenApiDocument",
     "Operation",
     "PolicyExpansion",
     "QueryParameter",
     "Timestamp",
+    "answer",
     "document",
     "openapi_schema",
     "routes",

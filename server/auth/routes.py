@@ -18,6 +18,7 @@ from starlette.routing import Route
 from server.auth.guard import audit_context, auth_service, require_principal
 from server.auth.models import (
     GRANT_TYPES,
+    SESSION_GRANT,
     SESSION_GRANTS,
     AuthorizeRequest,
     AuthorizeResponse,
@@ -32,11 +33,20 @@ from server.auth.models import (
 )
 from server.auth.service import ClientCheck
 from server.errors import ApiError, echo
-from server.openapi import document
+from server.openapi import Link, answer, document
 from server.parsing import read_json, read_json_or_form
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _TAGS = ["auth"]
+
+
+#: Where a token answer's refresh token goes; its access token authorizes the consent grant.
+_TOKEN_LINKS = (
+    Link("grant_consents", "grant_consents", "grant consents with the access token (Authorization: Bearer)"),
+    Link("refresh_tokens", "refresh_tokens", "rotate the refresh token",
+         {"refresh_token": answer("/refresh_token")}),
+    Link("revoke_refresh_token", "revoke_token", "revoke the refresh token", {"token": answer("/refresh_token")}),
+)
 
 
 def _tokens(body: dict[str, Any]) -> JSONResponse:
@@ -44,7 +54,9 @@ def _tokens(body: dict[str, Any]) -> JSONResponse:
 
 
 @document("Start a login", tags=_TAGS, request=AuthorizeRequest, response=AuthorizeResponse, errors=(403,),
-          operation_id="start_login")
+          operation_id="start_login",
+          links=[Link("issue_tokens", "issue_tokens", "exchange the session for tokens",
+                      {"grant_type": SESSION_GRANT, "session_id": answer("/session_id")})])
 async def authorize(request: Request) -> JSONResponse:
     """Creates the user on first sight and a session to exchange at `/auth/token` within
     10 minutes. Disabled (403 `local_auth_disabled`) in external OIDC mode."""
@@ -62,7 +74,7 @@ def _client(body: TokenRequest | RefreshRequest) -> ClientCheck | None:
 
 
 @document("Issue tokens", tags=_TAGS, request=TokenRequest, response=TokenResponse, errors=(403,), form=True,
-          operation_id="issue_tokens")
+          operation_id="issue_tokens", links=_TOKEN_LINKS)
 async def token(request: Request) -> JSONResponse:
     """The session grant (`grant_type` `urn:idgw:params:oauth:grant-type:session`, or
     `session`) exchanges a session from `/auth/authorize` (once) given as `session_id`;
@@ -84,7 +96,7 @@ async def token(request: Request) -> JSONResponse:
 
 
 @document("Refresh tokens", tags=_TAGS, request=RefreshRequest, response=TokenResponse, errors=(403,), form=True,
-          operation_id="refresh_tokens")
+          operation_id="refresh_tokens", links=_TOKEN_LINKS)
 async def refresh(request: Request) -> JSONResponse:
     """Rotates the refresh token: the presented one stops working. Presenting a used one
     again revokes every token of its login (reuse detection). JSON or a form (RFC 6749

@@ -19,7 +19,7 @@ from server.consent.models import (
 )
 from server.consent.service import PURPOSES, STATUSES, ConsentService
 from server.errors import request_id_of
-from server.openapi import QueryParameter, document
+from server.openapi import Link, QueryParameter, answer, document
 from server.parsing import read_json
 from server.responses import JSONResponse
 
@@ -36,7 +36,10 @@ def _plural(count: int, what: str) -> str:
 
 
 @document("Grant or renew consents", tags=_TAGS, request=PurposesRequest, response=GrantResponse, auth=True,
-          operation_id="grant_consents")
+          operation_id="grant_consents",
+          links=[Link("evaluate", "evaluate", "decide a purpose whose consents are now granted"),
+                 Link("revoke_consents", "revoke_consents", "revoke the first purpose granted",
+                      {"purposes": [answer("/granted/0/purpose")]})])
 async def grant(request: Request) -> JSONResponse:
     """Each purpose is granted for one year from now; granting again renews it (and
     undoes a revocation). Unknown purposes are a 400 `invalid_purpose`."""

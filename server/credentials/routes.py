@@ -23,7 +23,7 @@ from server.credentials.models import (
 )
 from server.credentials.service import VC_ISSUED, CredentialService, Verification, credential_json
 from server.errors import request_id_of
-from server.openapi import document
+from server.openapi import Link, answer, document
 from server.parsing import read_json
 from server.responses import JSONResponse
 
@@ -37,7 +37,13 @@ def credential_service(request: Request) -> CredentialService:
 
 
 @document("Issue a verifiable credential", tags=_TAGS, request=IssueRequest, response=CredentialResponse,
-          errors=(403, 502, 504), auth=True, operation_id="issue_credential")
+          errors=(403, 502, 504), auth=True, operation_id="issue_credential",
+          links=[Link("verify_by_id", "verify_credential", "verify it by its id (the holder)",
+                      {"credential_id": answer("/credential_id")}),
+                 Link("verify_by_jwt", "verify_credential", "verify it by its JWT (anyone presented with it)",
+                      {"jwt": answer("/jwt")}),
+                 Link("revoke_credential", "revoke_credential", "revoke it",
+                      {"credential_id": answer("/credential_id")})])
 async def issue(request: Request) -> JSONResponse:
     """Needs the consent `vc_issuance`. `AgeOver18` is issued to a valid citizen of 18 or
     more (the citizen registry is asked); otherwise a 400 `not_eligible` whose `reason` is

@@ -2,8 +2,12 @@
 
 `st run` reads the served `/openapi.json` and sends what it generates from it, in
 positive mode (requests the document allows: the server must accept them) and negative
-mode (requests it forbids: the server must refuse them), through the examples, coverage
-and fuzzing phases, with a fixed seed and a bounded number of examples per operation.
+mode (requests it forbids: the server must refuse them), through the examples, coverage,
+fuzzing and stateful phases, with a fixed seed and a bounded number of examples per
+operation (20; 150 scenarios' worth for the stateful phase, which chains calls along the
+document's links: a login's session into `/auth/token`, its refresh token into
+`/auth/refresh` and `/auth/revoke`, a granted purpose into `/auth/consent/revoke`, an
+issued credential's id and JWT into `/vc/verify` and `/vc/revoke`).
 Every check is on (`--checks all`): no 5xx, status codes, content types, headers and
 bodies as documented, positive data accepted, negative data refused, the `Allow` of a
 405, missing required headers, ignored authentication, use after free, resource
@@ -37,7 +41,7 @@ from pathlib import Path
 from tests.server.conftest import REPO, SHIPPED_POLICIES, ServerProcess
 
 ST = Path(sys.executable).with_name("st")
-#: Bounded for CI: about a minute and a half on two cores.
+#: Bounded for CI: about 50 s on two cores, the stateful phase included.
 MAX_EXAMPLES = 20
 SEED = 20260115
 
@@ -53,7 +57,7 @@ def test_schemathesis_finds_nothing(start_server: Callable[..., ServerProcess], 
     run = subprocess.run(
         [str(ST), "--config-file", str(REPO / "tests/server/schemathesis.toml"), "run",
          f"{server.base_url}/openapi.json", "--checks", "all", "--mode", "all",
-         "--phases", "examples,coverage,fuzzing", "--seed", str(SEED), "--max-examples", str(MAX_EXAMPLES),
+         "--phases", "examples,coverage,fuzzing,stateful", "--seed", str(SEED), "--max-examples", str(MAX_EXAMPLES),
          "--generation-database", "none", "--no-color", "--report-dir", str(tmp_path / "report")],
         cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600,
     )
@@ -63,3 +67,5 @@ def test_schemathesis_finds_nothing(start_server: Callable[..., ServerProcess], 
     assert counts is not None, output
     assert counts.group(1) == counts.group(2) and int(counts.group(1)) > 1000, output
     assert "failure" not in output.split("SUMMARY")[-1].lower(), output
+    links = re.search(r"API Links:\s+(\d+) covered", output)
+    assert links is not None and int(links.group(1)) >= 2, output  # the stateful phase chained calls

@@ -6,6 +6,7 @@ import json
 import re
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 
 from tests.server.conftest import assert_error_shape
@@ -76,6 +77,45 @@ async def test_openapi_serves_standard_clients(client: httpx.AsyncClient) -> Non
     assert [branch.get("format") for branch in export["from"]["anyOf"]] == ["date", "date-time", None]
     # request models never allow null: RequestBody refuses it
     assert "null" not in json.dumps(schemas["TokenRevokeRequest"])
+
+
+async def test_links_chain_the_flows(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+
+    def links(path: str) -> dict[str, dict[str, object]]:
+        found: dict[str, dict[str, object]] = paths[path]["post"]["responses"]["200"]["links"]
+        return found
+
+    assert links("/auth/authorize")["issue_tokens"] == {
+        "operationId": "issue_tokens", "description": "exchange the session for tokens",
+        "requestBody": {"grant_type": "urn:idgw:params:oauth:grant-type:session",
+                        "session_id": "$response.body#/session_id"}}
+    for path in ("/auth/token", "/auth/refresh"):
+        token = links(path)
+        assert token["refresh_tokens"]["requestBody"] == {"refresh_token": "$response.body#/refresh_token"}
+        assert token["revoke_refresh_token"]["requestBody"] == {"token": "$response.body#/refresh_token"}
+        assert token["grant_consents"]["operationId"] == "grant_consents"
+    consent = links("/auth/consent")
+    assert consent["evaluate"]["operationId"] == "evaluate"
+    assert consent["revoke_consents"]["requestBody"] == {"purposes": ["$response.body#/granted/0/purpose"]}
+    issued = links("/vc/issue")
+    assert {name: (link["operationId"], link["requestBody"]) for name, link in issued.items()} == {
+        "verify_by_id": ("verify_credential", {"credential_id": "$response.body#/credential_id"}),
+        "verify_by_jwt": ("verify_credential", {"jwt": "$response.body#/jwt"}),
+        "revoke_credential": ("revoke_credential", {"credential_id": "$response.body#/credential_id"}),
+    }
+
+
+def test_a_link_to_no_operation_is_refused() -> None:
+    from starlette.routing import Route
+
+    from server.openapi import Link, document, openapi_schema
+
+    @document("Start", operation_id="start", links=[Link("next", "missing", "nowhere")])
+    async def start(request: object) -> None: ...
+
+    with pytest.raises(ValueError, match="link next names no operation"):
+        openapi_schema([Route("/start", start, methods=["POST"])], "t", "1")
 
 
 async def test_each_purpose_has_its_typed_data_api_path(client: httpx.AsyncClient) -> None:
