@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -50,12 +51,19 @@ def cache_key(registry_type: str, national_id: str) -> str:
 
 
 class MemoryCache:
-    """Entries with a deadline on the monotonic clock; expired ones go on the next write."""
+    """Entries with a deadline on the monotonic clock, in the order they were last set.
+
+    With one TTL for every entry (the registry service's five minutes) that is the order
+    they expire in, so each write first drops the expired entries at the front: the
+    cache holds what the last TTL looked up, not every subject index of the last hours
+    (each user's lookups add one, read again only by an erasure). At `max_entries` the
+    expired ones of other TTLs go too, then the oldest entry.
+    """
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic, max_entries: int = 100_000) -> None:
         self._monotonic = monotonic
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._entries: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
 
     async def get(self, key: str) -> dict[str, Any] | None:
         entry = self._entries.get(key)
@@ -69,11 +77,14 @@ class MemoryCache:
 
     async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
         now = self._monotonic()
+        while self._entries and next(iter(self._entries.values()))[0] <= now:  # bounded by the entries
+            self._entries.popitem(last=False)
         if len(self._entries) >= self.max_entries:
-            self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
+            self._entries = OrderedDict((k, e) for k, e in self._entries.items() if e[0] > now)
             if len(self._entries) >= self.max_entries:  # still full: drop the oldest entry
-                self._entries.pop(next(iter(self._entries)))
+                self._entries.popitem(last=False)
         self._entries[key] = (now + ttl_seconds, dict(value))
+        self._entries.move_to_end(key)
 
     async def delete(self, keys: Sequence[str]) -> None:
         for key in keys:

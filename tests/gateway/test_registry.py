@@ -113,6 +113,21 @@ async def test_answers_are_cached_for_five_minutes() -> None:
     assert registry.calls["citizen"] == 2
 
 
+async def test_expired_entries_go_on_the_next_write() -> None:
+    # A new user a minute: each adds a subject index, which nothing reads again but an
+    # erasure. Only the last five minutes' stay, with the answer they share.
+    ticks = [0.0]
+    cache = MemoryCache(monotonic=lambda: ticks[0])
+    registry = service(cache=cache)
+    for minute in range(10):
+        ticks[0] = minute * 60.0
+        await registry.citizen("123456789", subject=f"usr_{minute}")
+    indexes = [key for key in cache._entries if key.startswith("registry:subject:")]
+    assert len(indexes) == 5  # usr_5 to usr_9
+    assert set(cache._entries) == {*indexes, cache_key("citizen", "123456789")}
+    assert registry.calls["citizen"] == 2  # looked up again at minute 5
+
+
 async def test_evict_forgets_both_answers() -> None:
     registry = service()
     await registry.citizen("123456789")
