@@ -24,15 +24,16 @@ concurrency decides), the gateway's PostgreSQL connections, the audit queue dept
 mean of a reading every 5 s: the depth swings between 0 and a flush's worth each
 second), the gateway's CPU time per request, and the p99 latency of each endpoint over
 the window, with the CPU the gateway, this client and the whole machine used (a shared
-machine's neighbours show there). After `--warmup-minutes` each series must stay flat,
-its drift under 5%:
+machine's neighbours show there). Each series must stay flat over the samples taken
+after `--warmup-minutes` (a sample's p99, CPU per request and mean depth cover the
+interval before it), its drift under 5%:
 
 - resources and CPU per request: the rise of a least-squares line through the samples
   over their span, relative to their mean;
 - the audit queue depth: the same rise relative to the queue's capacity, where events
   would spill (its mean is a fraction of one flush, of which any change is a large share);
-- p99 per endpoint: the p99 of the second half of the requests against the first half's
-  (a minute's p99 rests on a few requests of the endpoint's tail).
+- p99 per endpoint: the p99 of the requests of the later half of those samples against
+  that of the earlier half (a minute's p99 rests on a few requests of the endpoint's tail).
 
 Accounting: every request the client sent is answered 200 (none lost to a transport
 error, none with another status); the gateway's `http_requests_total` counts exactly the
