@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
@@ -38,6 +38,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from server.errors import ErrorBody
 from server.parsing import FORM
 from server.responses import JSONResponse
+from server.security import allow_anonymous
 
 if TYPE_CHECKING:
     from engine import PolicySet
@@ -98,7 +99,8 @@ class Operation:
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     query: tuple[QueryParameter, ...] = ()
-    auth: bool = False
+    #: A bearer token is required (401 without one); `"data_api"`: as IDGW_DATA_API_AUTH says.
+    auth: bool | Literal["data_api"] = False
     response_media_type: str = "application/json"
     operation_id: str | None = None
     #: The body may also come as `application/x-www-form-urlencoded` (the OAuth endpoints).
@@ -118,7 +120,7 @@ def document(
     responses: dict[int, type[BaseModel] | None] | None = None,
     errors: Sequence[int] = (),
     query: Sequence[QueryParameter] = (),
-    auth: bool = False,
+    auth: bool | Literal["data_api"] = False,
     response_media_type: str = "application/json",
     operation_id: str | None = None,
     form: bool = False,
@@ -184,10 +186,13 @@ _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 
 
 def openapi_schema(
-    routes: Iterable[BaseRoute], title: str, version: str, policy_set: PolicySet | None = None
+    routes: Iterable[BaseRoute], title: str, version: str, policy_set: PolicySet | None = None,
+    *, data_api_auth: bool = True,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for `routes` (those with `@document` metadata), with the
-    purposes of `policy_set` where an operation documents them (`by_policy`)."""
+    purposes of `policy_set` where an operation documents them (`by_policy`); the
+    operations documented `auth="data_api"` need a token only with `data_api_auth`
+    (IDGW_DATA_API_AUTH=bearer)."""
     found: list[tuple[str, Route, Operation]] = []
     requests: dict[type[BaseModel], None] = {}
     responses: dict[type[BaseModel], None] = {ErrorBody: None}
@@ -229,7 +234,7 @@ def openapi_schema(
     operation_ids: set[str] = set()
     for path, route, operation in found:
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
-            described = {path: _operation(route, operation, ref, form_ref)}
+            described = {path: _operation(route, operation, ref, form_ref, data_api_auth)}
             if operation.by_policy is not None and policy_set is not None:
                 described, added = operation.by_policy(policy_set, path, described[path])
                 for name, schema in added.items():
@@ -321,7 +326,7 @@ REQUEST_ID_PARAMETER: dict[str, Any] = {
 
 def _operation(
     route: Route, operation: Operation, ref: Callable[[type[BaseModel]], dict[str, Any]],
-    form_ref: Callable[[type[BaseModel]], dict[str, Any]],
+    form_ref: Callable[[type[BaseModel]], dict[str, Any]], data_api_auth: bool,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "operationId": operation.operation_id or route.name,
@@ -360,7 +365,7 @@ def _operation(
     statuses = set(operation.errors)
     if operation.request is not None:
         statuses |= {400, 413, 415}
-    if operation.auth:
+    if operation.auth is True or (operation.auth == "data_api" and data_api_auth):
         statuses.add(401)
         out["security"] = [{"bearer": []}]
     for status in sorted(statuses):
@@ -385,7 +390,9 @@ async def openapi_endpoint(request: Request) -> JSONResponse:
             app_version = version("id-gateway")
         except PackageNotFoundError:
             app_version = "0.0.0"
-        cached = (revision, openapi_schema(request.app.routes, "ID Gateway", app_version, policy_set))
+        data_api_auth = getattr(state, "data_api_auth", None) is not allow_anonymous
+        cached = (revision, openapi_schema(request.app.routes, "ID Gateway", app_version, policy_set,
+                                           data_api_auth=data_api_auth))
         state.openapi = cached
     return JSONResponse(cached[1])
 

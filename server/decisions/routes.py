@@ -76,11 +76,12 @@ class DataApi:
 data_api = document(
     "Decide a purpose on caller-supplied facts (OPA-style data API)",
     tags=["decisions"], request=DataRequest, response=DataResponse, errors=(404,), query=(EXPLAIN,),
-    auth=True, operation_id="decide_data", by_policy=expand_data_api,
+    auth="data_api", operation_id="decide_data", by_policy=expand_data_api,
 )(DataApi())
 
 
-@document("The live policy set and the last reload", tags=["decisions"], response=PoliciesResponse, auth=True)
+@document("The live policy set and the last reload", tags=["decisions"], response=PoliciesResponse,
+          auth="data_api")
 async def list_policies(request: Request) -> JSONResponse:
     """Revision, purposes and load time of the answering worker's live set, and the
     result of its last reload attempt (with the diagnostics when it was rejected); with

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+from server.app import create_app
+from server.audit import RecentEvents
+from server.settings import Settings
 from tests.server.conftest import assert_error_shape
 
 
@@ -26,10 +30,9 @@ async def test_openapi_lists_every_route_with_its_models(client: httpx.AsyncClie
     assert data["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/AgeVerificationDataRequest"}
     assert data["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/DataResponse")
-    for status in ("400", "401", "413", "415"):
+    for status in ("400", "413", "415"):
         assert data["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     assert {p["name"] for p in data["parameters"]} == {"explain", "X-Request-ID"}
-    assert data["security"] == [{"bearer": []}]
     schemas = document["components"]["schemas"]
     assert {"DataResponse", "DecisionBody", "ErrorBody", "PoliciesResponse"} <= set(schemas)
     assert schemas["DecisionBody"]["properties"]["status"]["enum"] == ["pass", "pass_with_conditions", "fail"]
@@ -77,6 +80,24 @@ async def test_openapi_serves_standard_clients(client: httpx.AsyncClient) -> Non
     assert [branch.get("format") for branch in export["from"]["anyOf"]] == ["date", "date-time", None]
     # request models never allow null: RequestBody refuses it
     assert "null" not in json.dumps(schemas["TokenRevokeRequest"])
+
+
+async def test_the_data_api_is_documented_as_idgw_data_api_auth_says(
+    client: httpx.AsyncClient, make_settings: Callable[..., Settings]
+) -> None:
+    open_paths = (await client.get("/openapi.json")).json()["paths"]  # the fixture's app: `none`
+    bearer_app = create_app(make_settings(data_api_auth="bearer"), events=RecentEvents())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=bearer_app), base_url="http://gateway.test") as c:
+        bearer_paths = (await c.get("/openapi.json")).json()["paths"]
+    for path, method in (("/v1/data/age_verification", "post"), ("/v1/policies", "get")):
+        assert "security" not in open_paths[path][method], path
+        assert "401" not in open_paths[path][method]["responses"], path
+        assert bearer_paths[path][method]["security"] == [{"bearer": []}], path
+        assert bearer_paths[path][method]["responses"]["401"]["content"]["application/json"]["schema"][
+            "$ref"].endswith("/ErrorBody")
+    for paths in (open_paths, bearer_paths):  # the rest needs a token either way
+        assert paths["/decision/evaluate"]["post"]["security"] == [{"bearer": []}]
+        assert "401" in paths["/me/data-export"]["get"]["responses"]
 
 
 async def test_links_chain_the_flows(client: httpx.AsyncClient) -> None:
