@@ -40,13 +40,18 @@ class CredentialRevokeRequest(RequestBody):
     credential_id: str = Field(min_length=1, max_length=128)
 
 
-class CredentialResponse(BaseModel):
+class _Credential(BaseModel):
+    """What every answer that shows a whole credential holds."""
+
     credential_id: str
     type: str
     subject: str = Field(description="the holder's user id")
     issuer: str
     issued_at: Timestamp
     claims: dict[str, Any]
+
+
+class CredentialResponse(_Credential):
     jwt: str = Field(description="the credential as a VC-JWT, signed with a key of /.well-known/jwks.json")
 
 
@@ -60,6 +65,12 @@ class VerifyResponse(BaseModel):
     claims: dict[str, Any] | None = None
 
 
+class HeldCredential(_Credential):
+    """One of the caller's credentials as the data export lists it (`service.credential_json`)."""
+
+    revoked_at: Timestamp | None
+
+
 class CredentialRevokeResponse(BaseModel):
     credential_id: str
     revoked: bool
@@ -70,6 +81,7 @@ __all__ = [
     "CredentialResponse",
     "CredentialRevokeRequest",
     "CredentialRevokeResponse",
+    "HeldCredential",
     "IssueRequest",
     "VerifyRequest",
     "VerifyResponse",

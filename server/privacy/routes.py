@@ -16,6 +16,8 @@ from starlette.routing import Route
 
 from server.auth import require_principal
 from server.auth.guard import audit_context, auth_service
+from server.consent.models import ConsentModel
+from server.credentials.models import HeldCredential
 from server.errors import ApiError, echo
 from server.openapi import QueryParameter, Timestamp, document
 from server.privacy.service import (
@@ -35,22 +37,62 @@ _DATE_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
+class ExportedProfile(BaseModel):
+    """The caller's user record (`service.profile_json`)."""
+
+    id: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+    verified: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ExportedEvent(BaseModel):
+    """One of the caller's audit events, without the trail's chain fields (`service.event_json`)."""
+
+    id: str
+    timestamp: Timestamp
+    action: str
+    purpose: str | None
+    decision: str | None = Field(description="the outcome: pass, fail, granted, valid, ...")
+    reason: str | None
+    decision_id: str | None
+    policy_revision: str | None
+    request_id: str | None
+
+
+class ExportedDecisionRecord(BaseModel):
+    """What one of the caller's decisions was made on (`decisions.records.record_json`)."""
+
+    decision_id: str
+    recorded_at: Timestamp
+    purpose: str
+    status: str = Field(description="pass, pass_with_conditions or fail")
+    reason: str
+    policy_revision: str
+    facts: dict[str, Any] = Field(description="the facts the engine got; `subject.sub` as the subject reference")
+    context: dict[str, Any] = Field(description="the request context, each sensitive value as a keyed hash")
+    conditions: list[str]
+    hashed: list[str] = Field(description="the paths whose value is a keyed hash (`context.national_id`)")
+    refused: bool | None = Field(None, description="true (and only then present): refused before the engine decided")
+    shadow: dict[str, Any] | None = Field(
+        None, description="present when a shadow set decided too: its revision, agreement, status and reason"
+    )
+
+
 class ExportResponse(BaseModel):
     user_id: str
     export_date: Timestamp = Field(description="UTC, RFC 3339")
     filters: dict[str, str | None] = Field(description="the `from`, `to` and `action` applied")
-    profile: dict[str, Any]
-    consents: list[dict[str, Any]]
-    credentials: list[dict[str, Any]]
-    events: list[dict[str, Any]] = Field(
-        description="the caller's audit events, oldest first: id, timestamp, action, purpose, decision, "
-                    "reason, decision_id, policy_revision, request_id"
-    )
+    profile: ExportedProfile
+    consents: list[ConsentModel]
+    credentials: list[HeldCredential]
+    events: list[ExportedEvent] = Field(description="the caller's audit events, oldest first")
     total: int = Field(description="how many events")
-    decision_records: list[dict[str, Any]] = Field(
-        description="the caller's decision records (docs/impact.md), oldest first: decision_id, recorded_at, "
-                    "purpose, status, reason, policy_revision, facts, context (sensitive values as keyed "
-                    "hashes), conditions, hashed"
+    decision_records: list[ExportedDecisionRecord] = Field(
+        description="the caller's decision records (docs/impact.md), oldest first"
     )
 
 
@@ -160,4 +202,6 @@ routes = [
     Route("/me", erase_me, methods=["DELETE"]),
 ]
 
-__all__ = ["ErasureResponse", "ExportResponse", "parse_filters", "parse_instant", "routes"]
+__all__ = [
+    "ErasureResponse", "ExportResponse", "ExportedDecisionRecord", "ExportedEvent",
+    "ExportedProfile", "parse_filters", "parse_instant", "routes"]

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
 from server.registry.clients import SANCTIONED, VALID_ADULT
@@ -106,6 +107,32 @@ async def test_export_holds_profile_consents_credentials_and_events(
     assert decision["decision_id"].startswith("dec_") and decision["policy_revision"].startswith("sha256:")
     assert set(decision) == {"id", "timestamp", "action", "purpose", "decision", "reason", "decision_id",
                              "policy_revision", "request_id"}  # no chain fields, no subject_ref
+
+
+async def test_export_matches_its_documented_models(audited_gateway: GatewayClient, ada: Caller) -> None:
+    await stored_events(audited_gateway)
+    body = await export(audited_gateway, ada)
+    assert body["decision_records"] and body["credentials"] and body["events"] and body["consents"]
+    document = (await audited_gateway.client.get("/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    validator = jsonschema.Draft202012Validator(
+        {**schemas["ExportResponse"], "components": document["components"]},
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+    assert not list(validator.iter_errors(body))
+    # every item field is documented, and every time is a date-time
+    for field, model in (("consents", "ConsentModel"), ("credentials", "HeldCredential"),
+                         ("events", "ExportedEvent"), ("decision_records", "ExportedDecisionRecord")):
+        properties = schemas[model]["properties"]
+        for item in body[field]:
+            assert set(item) <= set(properties), (field, set(item) - set(properties))
+            assert set(schemas[model]["required"]) <= set(item), field
+    assert set(body["profile"]) == set(schemas["ExportedProfile"]["properties"])
+    assert schemas["ExportedEvent"]["properties"]["timestamp"]["format"] == "date-time"
+    assert schemas["ExportedDecisionRecord"]["properties"]["recorded_at"]["format"] == "date-time"
+    assert schemas["ExportedProfile"]["properties"]["created_at"]["format"] == "date-time"
+    assert schemas["ExportResponse"]["properties"]["decision_records"]["items"] == {
+        "$ref": "#/components/schemas/ExportedDecisionRecord"}
 
 
 async def test_export_is_audited(audited_gateway: GatewayClient, ada: Caller) -> None:
