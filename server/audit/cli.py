@@ -8,32 +8,15 @@ replay left letters pending, 2 for usage errors (click).
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-T = TypeVar("T")
+from server.commands import database_url_option as shared_database_url_option
+from server.commands import with_stores
 
-database_url_option = click.option(
-    "--database-url", envvar="IDGW_DATABASE_URL", default="sqlite:///./idgw.db", show_default=True,
-    help="Database holding the audit trail (env IDGW_DATABASE_URL).",
-)
-
-
-def _with_stores(database_url: str, work: Callable[[Any], Awaitable[T]]) -> T:
-    from stores import StoreError, open_stores
-
-    async def run() -> T:
-        async with await open_stores(database_url, migrate=False) as stores:
-            return await work(stores)
-
-    try:
-        return asyncio.run(run())
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+database_url_option = shared_database_url_option("the audit trail")
 
 
 @click.group()
@@ -57,7 +40,7 @@ def verify_command(database_url: str) -> None:
     async def work(stores: Any) -> ChainReport:
         return await verify_trail(stores.audit_events)
 
-    report = _with_stores(database_url, work)
+    report = with_stores(database_url, work)
     if report.first_break is None:
         click.echo(f"audit trail intact: {report.events} events in {report.streams} streams")
         return
@@ -84,7 +67,7 @@ def dlq_list_command(pending: bool, limit: int, database_url: str) -> None:
         open_ids = {d.id for d in await stores.audit_dead_letters.list_letters(pending_only=True)}
         return [(letter, letter.id in open_ids) for letter in letters]
 
-    rows = _with_stores(database_url, work)
+    rows = with_stores(database_url, work)
     if not rows:
         click.echo("no dead letters")
     for letter, is_pending in rows:
@@ -110,7 +93,7 @@ def dlq_replay_command(ids: tuple[int, ...], replay_all: bool, timeout: float, d
         return await replay_dead_letters(stores.audit_events, stores.audit_dead_letters,
                                          ids=ids, timeout=timeout)
 
-    report = _with_stores(database_url, work)
+    report = with_stores(database_url, work)
     click.echo(f"replayed {len(report.written)} dead letters")
     for letter_id, error in report.refused:
         click.echo(f"{letter_id}: refused again: {error}", err=True)

@@ -8,40 +8,22 @@ which must start without the database drivers; the stores are imported when used
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.clock import utc_now
+from server.commands import database_url_option as shared_database_url_option
+from server.commands import with_stores
 
 if TYPE_CHECKING:
     from engine.replay import Report
     from stores import Stores
 
-T = TypeVar("T")
-
-database_url_option = click.option(
-    "--database-url", envvar="IDGW_DATABASE_URL", default="sqlite:///./idgw.db", show_default=True,
-    help="Database holding the decision records (env IDGW_DATABASE_URL).",
-)
-
-
-def _with_stores(database_url: str, work: Callable[[Stores], Awaitable[T]]) -> T:
-    from stores import StoreError, open_stores
-
-    async def run() -> T:
-        async with await open_stores(database_url, migrate=False) as stores:
-            return await work(stores)
-
-    try:
-        return asyncio.run(run())
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+database_url_option = shared_database_url_option("the decision records")
 
 
 def _when(option: str, text: str | None, now: datetime) -> datetime | None:
@@ -92,7 +74,7 @@ def list_command(purpose: str | None, since: str | None, until: str | None, outc
         return await stores.decision_records.query(
             purpose=purpose, since=after, until=before, status=outcome, limit=limit)
 
-    records = _with_stores(database_url, work)
+    records = with_stores(database_url, work)
     if output == "json":
         click.echo(json.dumps([record_json(r) for r in records], indent=2, ensure_ascii=False))
         return
@@ -116,7 +98,7 @@ def purge_command(days: int, database_url: str) -> None:
     async def work(stores: Stores) -> int:
         return await stores.decision_records.purge(before)
 
-    count = _with_stores(database_url, work)
+    count = with_stores(database_url, work)
     click.echo(f"purged {count} decision record{'s' if count != 1 else ''} older than {days} days")
 
 
@@ -196,7 +178,7 @@ def _replay(candidate: str, database_url: str, filters: dict[str, Any], limit: i
     async def work(stores: Stores) -> Report:
         return await replay_stored(stores.decision_records, policy_set, limit=limit, **filters)
 
-    return _with_stores(database_url, work)
+    return with_stores(database_url, work)
 
 
 def _shadow_report(database_url: str, filters: dict[str, Any], limit: int | None) -> Report:
@@ -213,7 +195,7 @@ def _shadow_report(database_url: str, filters: dict[str, Any], limit: int | None
             for record in page:
                 count_shadow(report, record)
 
-    _with_stores(database_url, work)
+    with_stores(database_url, work)
     return report
 
 
