@@ -93,7 +93,7 @@ async def test_both_decision_endpoints_document_one_explain_parameter(client: ht
     paths = (await client.get("/openapi.json")).json()["paths"]
     data, evaluate = (
         next(p for p in paths[path]["post"]["parameters"] if p["name"] == "explain")
-        for path in ("/v1/data/{purpose}", "/decision/evaluate")
+        for path in ("/v1/data/age_verification", "/decision/evaluate")
     )
     assert data == evaluate
     assert data["in"] == "query" and data["schema"] == {"type": "boolean", "default": False}
