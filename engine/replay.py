@@ -64,6 +64,14 @@ class Record:
     refused: bool = False
 
 
+def given_to(purpose: Purpose) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+    """What a request for `purpose` could give the engine, as a record states it: its
+    declared facts and the consents its rules read (`declared`), and its context
+    schema's fields (`fields`; None when it has no schema)."""
+    declared = (*purpose.facts, *("consent." + name for name in purpose.consents_read))
+    return declared, tuple(spec.name for spec in purpose.context) if purpose.context else None
+
+
 @dataclass(slots=True)
 class Transition:
     before: tuple[str, str]
@@ -388,5 +396,6 @@ def replay(records: Iterable[Record], candidate: PolicySet) -> Report:
 
 __all__ = [
     "EXAMPLES", "ApprovalError", "PurposeReport", "Record", "Replayer", "Report", "Transition", "approved_changes",
+    "given_to",
     "replay", "unapproved",
 ]

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from engine import Decision, Purpose
-from engine.replay import PurposeReport, Record, Replayer, Report
+from engine.replay import PurposeReport, Record, Replayer, Report, given_to
 from server.metrics import POLICY_SHADOW_DECISIONS, LabelCache
 from server.reload import LivePolicies
 from stores import DecisionRecord
@@ -64,9 +64,8 @@ class Shadow:
         key = (purpose.name, purpose.revision)
         given = self._given.get(key)
         if given is None:
-            declared = frozenset([*purpose.facts, *("consent." + name for name in purpose.consents_read)])
-            fields = frozenset(f.name for f in purpose.context) if purpose.context else None
-            given = self._given[key] = (declared, fields)
+            declared, fields = given_to(purpose)
+            given = self._given[key] = (frozenset(declared), frozenset(fields) if fields is not None else None)
         return given
 
     def outcome(self, purpose: Purpose, facts: Mapping[str, Any], decision: Decision,

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from engine import Purpose
+from engine.replay import given_to
 from server.audit.chain import unlinked
 from server.audit.subject_refs import SubjectRefs
 from server.events import AuditedEvent, DecisionInput, DecisionMade
@@ -95,10 +96,11 @@ def _shape(purpose: Purpose) -> _RecordShape:
     if shape is None:
         if len(_shapes) > 1000:  # many reloads: start again
             _shapes.clear()
+        declared, fields = given_to(purpose)
         shape = _shapes[key] = _RecordShape(
             sensitive=tuple(spec.name for spec in purpose.context if spec.sensitive),
-            declared=[*purpose.facts, *("consent." + name for name in purpose.consents_read)],
-            fields=[spec.name for spec in purpose.context] if purpose.context else None,
+            declared=list(declared),
+            fields=list(fields) if fields is not None else None,
         )
     return shape
 
