@@ -10,7 +10,7 @@ the only SQL assembled at run time is from the constant fragments in this module
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -661,11 +661,11 @@ _RECORD_FIELDS = (
 _RECORD_COLUMNS = ", ".join(_RECORD_FIELDS)
 
 
-def _record_rows(events: Sequence[AuditEvent]) -> list[list[Any]]:
+def _record_rows(events: Sequence[AuditEvent], time: Callable[[datetime], Any]) -> list[list[Any]]:
     """The decision records `events` carry: [event id, then `_RECORD_FIELDS` but
-    `shadow`, which SQL reads from the body] each."""
+    `shadow`, which SQL reads from the body] each, the time as `time` writes it."""
     return [
-        [e.id, e.decision_id, e.timestamp.isoformat(), e.purpose, e.subject_ref, e.policy_revision,
+        [e.id, e.decision_id, time(e.timestamp), e.purpose, e.subject_ref, e.policy_revision,
          e.decision, e.reason, _storable_json(e.record)]
         for e in events
         if e.record is not None and e.decision_id is not None
@@ -748,8 +748,9 @@ class SqlAuditEventStore:
     async def append(self, events: Sequence[AuditEvent], *, all_or_nothing: bool = False) -> int:
         if not events:
             return 0
-        records = _record_rows(events)
-        if self._db.dialect == "postgresql":
+        postgresql = self._db.dialect == "postgresql"
+        records = _record_rows(events, datetime.isoformat if postgresql else self._db.codec.time)
+        if postgresql:
             batch = {"batch": _json_rows(events)}
             if records:
                 sql = _INSERT_NEW_EVENTS_AND_RECORDS if all_or_nothing else _INSERT_EVENTS_AND_RECORDS
@@ -763,7 +764,7 @@ class SqlAuditEventStore:
             if not records:  # one statement: atomic on its own
                 new = await self._db.execute(*events_statement)
             else:  # the records' statement first: with the events' own condition, both or neither insert
-                params = self._record_params(records) + ([e.id for e in events] if all_or_nothing else [])
+                params = [value for row in records for value in row] + ([e.id for e in events] if all_or_nothing else [])
                 records_statement = (_sqlite_insert_records(len(records), len(events) if all_or_nothing else 0), params)
                 new = (await self._db.execute_all([records_statement, events_statement]))[-1]
         else:
@@ -772,7 +773,7 @@ class SqlAuditEventStore:
                 # the records first: only those whose event is not stored yet
                 for start in range(0, len(records), _SQLITE_ROWS_PER_STATEMENT):
                     part = records[start : start + _SQLITE_ROWS_PER_STATEMENT]
-                    await tx.execute(_sqlite_insert_records(len(part), 0), self._record_params(part))
+                    await tx.execute(_sqlite_insert_records(len(part), 0), [value for row in part for value in row])
                 for start in range(0, len(events), _SQLITE_ROWS_PER_STATEMENT):
                     chunk = events[start : start + _SQLITE_ROWS_PER_STATEMENT]
                     new += await tx.execute(_sqlite_insert(len(chunk), all_or_nothing), self._flat(chunk, all_or_nothing))
@@ -780,14 +781,6 @@ class SqlAuditEventStore:
             return new
         _require_all(all_or_nothing, new, len(events))
         return new
-
-    def _record_params(self, rows: list[list[Any]]) -> list[Any]:
-        """The positional parameters of `_sqlite_insert_records` for `rows` (`_record_rows`)."""
-        time = self._db.codec.time
-        flat: list[Any] = []
-        for event_id, decision_id, moment, *rest in rows:
-            flat += [event_id, decision_id, time(datetime.fromisoformat(moment)), *rest]
-        return flat
 
     def _flat(self, events: Sequence[AuditEvent], all_or_nothing: bool) -> list[Any]:
         """The positional parameters of `_sqlite_insert` for `events`."""
