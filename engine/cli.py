@@ -1,11 +1,11 @@
-"""`idgw policy ...`: the policy author commands (lint, test, eval, repl, fmt, bundle).
+"""`idgw policy ...`: the policy author commands (lint, test, eval, repl, fmt, schema, bundle).
 
 Thin click commands over the engine's library API: `engine.lint`, `engine.testing`,
-`engine.fmt`, `engine.repl`, `engine.bundle`, `engine.build`. Exit codes are the same everywhere:
-0 success, 1 problems found (errors, failing tests, files to reformat), 2 usage errors
-(bad options, unreadable input, unknown purpose). Colour only on a terminal (and never
-with NO_COLOR set). Heavy modules are imported inside the commands so that `idgw`
-starts fast.
+`engine.fmt`, `engine.repl`, `engine.policy_schema`, `engine.bundle`, `engine.build`.
+Exit codes are the same everywhere: 0 success, 1 problems found (errors, failing tests,
+files to reformat), 2 usage errors (bad options, unreadable input, unknown purpose).
+Colour only on a terminal (and never with NO_COLOR set). Heavy modules are imported
+inside the commands so that `idgw` starts fast.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _catalogue() -> dict[str, Fact]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def policy() -> None:
-    """Work with policy files: lint, test, eval, repl, fmt, bundle, replay.
+    """Work with policy files: lint, test, eval, repl, fmt, schema, bundle, replay.
 
     \b
     Example:
@@ -390,6 +390,27 @@ def fmt(paths: tuple[str, ...], check: bool, show_diff: bool) -> None:
     verb = "would be reformatted" if check or show_diff else "reformatted"
     click.echo(f"{len(changed)} file{'s' if len(changed) != 1 else ''} {verb}, {unchanged} unchanged")
     sys.exit(1 if problems or ((check or show_diff) and changed) else 0)
+
+
+# -- schema ----------------------------------------------------------------------------
+@policy.command()
+def schema() -> None:
+    """Print the JSON Schema of policy files and test files, for editors.
+
+    One document (JSON Schema 2020-12) for both: a file with `cases` or `purpose` at
+    the top is checked as a test file, any other as a policy file. It checks what the
+    loader checks about keys, types, outcomes and required values, with help on hover;
+    the rule language and the checks across files stay with `idgw policy lint`.
+    Expected values of evidence are typed by the facts this gateway provides.
+
+    \b
+    Example:
+      idgw policy schema > policy.schema.json
+      # VS Code, settings.json: "yaml.schemas": {"./policy.schema.json": "policies/**/*.yaml"}
+    """
+    from engine.policy_schema import policy_schema
+
+    click.echo(json.dumps(policy_schema(_catalogue()), indent=2))
 
 
 # -- bundle ----------------------------------------------------------------------------

@@ -34,8 +34,9 @@ from engine.schema import ContextFieldModel, PolicyFileModel, PurposeModel, Rule
 from engine.yaml_source import YamlDocument, read_yaml
 
 _YAML_SUFFIXES = (".yaml", ".yml")
-_FACT_NAME = re.compile(r"^(consent\.)?[A-Za-z_][A-Za-z0-9_]*$")
-_DOC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: What may name an evidence fact (besides the roots of `ROOTS`), a context field or a data document.
+FACT_NAME = re.compile(r"^(consent\.)?[A-Za-z_][A-Za-z0-9_]*$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DATA_SUFFIXES = (*_YAML_SUFFIXES, ".json")
 
 
@@ -182,7 +183,7 @@ class _Builder:
             self.diagnostics.extend(doc.diagnostics)
             if doc.diagnostics:
                 continue
-            if not _DOC_NAME.match(name):
+            if not IDENTIFIER.match(name):
                 self.diagnostics.append(
                     doc.diagnostic("E208", f"data document name `{name}` is not a valid identifier", None)
                 )
@@ -383,7 +384,7 @@ class _Builder:
             else:
                 fact, expected = item, dsl.UNDEFINED
             fact = str(fact)
-            if not _FACT_NAME.match(fact) or fact in ROOTS:
+            if not FACT_NAME.match(fact) or fact in ROOTS:
                 self.diagnostics.append(doc.diagnostic("E206", f"`{fact}` cannot name an evidence fact", node))
                 continue
             if fact in seen:
@@ -419,7 +420,7 @@ class _Builder:
         fields: list[ContextField] = []
         for name, spec in model.context.items():
             node = doc.locate((*base, "context", name), key=True)
-            if not _DOC_NAME.match(name):
+            if not IDENTIFIER.match(name):
                 self.diagnostics.append(doc.diagnostic("E207", f"context field `{name}` is not an identifier", node))
                 continue
             field_type = SCHEMA_TYPES.get(spec.type)
@@ -815,6 +816,6 @@ def load(
 
 
 __all__ = [
-    "STAGES", "Layout", "LoadResult", "Role", "build", "decode_source", "discover", "is_test_file", "load", "plain",
-    "release", "revision_of", "role_of",
+    "FACT_NAME", "IDENTIFIER", "STAGES", "Layout", "LoadResult", "Role", "build", "decode_source", "discover",
+    "is_test_file", "load", "plain", "release", "revision_of", "role_of",
 ]

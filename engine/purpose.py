@@ -127,4 +127,26 @@ def conforms(value: object, t: Type) -> bool:
     return value is not UNDEFINED
 
 
-__all__ = ["OUTCOMES", "ContextField", "EvidenceSpec", "Purpose", "Rule", "Status", "conforms", "lookup"]
+def type_schema(t: Type) -> dict[str, Any]:
+    """The JSON Schema of the values `conforms` accepts as `t` (`{}` for any value)."""
+    match t.kind:
+        case "bool":
+            return {"type": "boolean"}
+        case "number":
+            return {"type": "number"}
+        case "string":
+            return {"type": "string"}
+        case "null":
+            return {"type": "null"}
+        case "map":
+            return {"type": "object"}
+        case "list":
+            if t.item is None or not t.item.known:
+                return {"type": "array"}
+            return {"type": "array", "items": type_schema(t.item)}
+    return {}
+
+
+__all__ = [
+    "OUTCOMES", "ContextField", "EvidenceSpec", "Purpose", "Rule", "Status", "conforms", "lookup", "type_schema",
+]

@@ -27,32 +27,12 @@ import copy
 import re
 from typing import Any
 
-from dsl import UNDEFINED, Type
+from dsl import UNDEFINED
 from engine import PolicySet, Purpose
-from engine.purpose import ContextField
+from engine.purpose import ContextField, type_schema
 from server.json_codec import dumps
 
 _SCHEMA_REF = "#/components/schemas/{name}"
-
-
-def type_schema(t: Type) -> dict[str, Any]:
-    """The JSON Schema of values `engine.purpose.conforms` accepts as `t`."""
-    match t.kind:
-        case "bool":
-            return {"type": "boolean"}
-        case "number":
-            return {"type": "number"}
-        case "string":
-            return {"type": "string"}
-        case "null":
-            return {"type": "null"}
-        case "map":
-            return {"type": "object"}
-        case "list":
-            if t.item is None or not t.item.known:
-                return {"type": "array"}
-            return {"type": "array", "items": type_schema(t.item)}
-    return {}
 
 
 def field_schema(field: ContextField) -> dict[str, Any]:
@@ -188,4 +168,4 @@ def _camel(name: str) -> str:
 
 
 
-__all__ = ["context_schema", "expand_data_api", "expand_evaluate", "field_schema", "input_schema", "type_schema"]
+__all__ = ["context_schema", "expand_data_api", "expand_evaluate", "field_schema", "input_schema"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -23,7 +24,7 @@ def test_every_code_has_a_section_with_an_example_and_a_fix() -> None:
         assert "**Fix:**" in body, f"{code} has no fix"
 
 
-@pytest.mark.parametrize("command", ["lint", "test", "eval", "repl", "fmt"])
+@pytest.mark.parametrize("command", ["lint", "test", "eval", "repl", "fmt", "schema"])
 def test_help_of_every_command_shows_an_example(command: str) -> None:
     result = idgw("policy", command, "--help")
     assert result.exit_code == 0
@@ -45,3 +46,13 @@ def test_the_ci_example_runs_the_commands_as_documented() -> None:
         args = shlex.split(command.split(">")[0])
         result = idgw(*args[1:])
         assert result.exit_code == 0, f"{command}: {result.output}"
+
+
+def test_the_editor_setting_names_the_file_the_schema_command_writes() -> None:
+    section = AUTHORING.split("### Your editor checks as you type", 1)[1].split("\n## ", 1)[0]
+    written = re.search(r"^\$ idgw policy schema > (\S+)$", section, re.M)
+    setting = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    modeline = re.search(r"^# yaml-language-server: \$schema=\.\./(\S+)$", section, re.M)
+    assert written and modeline
+    assert setting == {"yaml.schemas": {f"./{written[1]}": "policies/**/*.yaml"}}
+    assert modeline[1] == written[1]
