@@ -107,8 +107,9 @@ def policy() -> None:
 @policy.command()
 @_paths_argument
 @click.option(
-    "--format", "output", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
-    help="text for people, json for tools, github for GitHub Actions annotations.",
+    "--format", "output", type=click.Choice(["text", "json", "github", "sarif"]), default="text",
+    show_default=True,
+    help="text for people, json for tools, github for GitHub Actions annotations, sarif for code scanning.",
 )
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
 def lint(paths: tuple[str, ...], output: str, strict: bool) -> None:
@@ -123,12 +124,17 @@ def lint(paths: tuple[str, ...], output: str, strict: bool) -> None:
     Example:
       idgw policy lint policies/
       idgw policy lint --strict --format github policies/
+      idgw policy lint --format sarif policies/ > policy-lint.sarif
     """
     from engine import lint as linter
 
     diagnostics = linter.lint(_paths(paths), catalogue=_catalogue())
     if output == "json":
         click.echo(linter.to_json(diagnostics))
+    elif output == "sarif":
+        from importlib.metadata import version
+
+        click.echo(linter.to_sarif(diagnostics, version("id-gateway")))
     elif output == "github":
         for diagnostic in diagnostics:
             click.echo(linter.github_annotation(diagnostic))

@@ -4,17 +4,19 @@ The checks themselves are the load stages of `engine.build()` (syntax, names, ty
 reachability, structure, cross-file duplicates, unused evidence and data); the linter
 adds the validation of test files, notes on how the rules of large purposes are
 indexed (info: I501, I502), and the output formats of `idgw policy lint`: text
-(`file:line:col: severity: CODE message`, source line, caret), JSON and GitHub workflow
-commands.
+(`file:line:col: severity: CODE message`, source line, caret), JSON, GitHub workflow
+commands and SARIF 2.1.0 (for code scanning).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
-from dsl import Diagnostic, Fact
+from dsl import CODES, Diagnostic, Fact
 from dsl.index import indexable
 from engine.loader import build
 from engine.policyset import PolicySet
@@ -145,4 +147,77 @@ def github_annotation(diagnostic: Diagnostic) -> str:
     )
 
 
-__all__ = ["LARGE_PURPOSE", "failed", "github_annotation", "index_notes", "lint", "summary", "to_json"]
+#: The SARIF level of each severity.
+_SARIF_LEVELS = {"error": "error", "warning": "warning", "info": "note"}
+_SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+#: The base of the relative file URIs: the directory the linter ran in.
+SARIF_ROOT = "%SRCROOT%"
+
+
+def _severity_of(code: str) -> str:
+    return {"E": "error", "W": "warning"}.get(code[:1], "info")
+
+
+def _sarif_rule(code: str, summary: str) -> dict[str, object]:
+    return {
+        "id": code,
+        "shortDescription": {"text": summary},
+        "help": {
+            "text": f"{code} {summary}. The gateway's docs/diagnostics.md shows an example of it and the fix.",
+        },
+        "defaultConfiguration": {"level": _SARIF_LEVELS[_severity_of(code)]},
+    }
+
+
+def _artifact(file: str, root: Path) -> dict[str, str]:
+    """A file as SARIF locates it: relative to `root` when inside it, else a file URI."""
+    path = Path(os.path.abspath(root / file))
+    try:
+        relative = path.relative_to(os.path.abspath(root))
+    except ValueError:
+        return {"uri": path.as_uri()}
+    return {"uri": quote(relative.as_posix()), "uriBaseId": SARIF_ROOT}
+
+
+def to_sarif(diagnostics: Sequence[Diagnostic], version: str, root: Path | None = None) -> str:
+    """SARIF 2.1.0: one run of the tool `idgw` (`version`), every diagnostic code as a
+    rule, each diagnostic as a result in its file (relative to `root`, default the working
+    directory), line and column (in Unicode code points, as the diagnostics count them)."""
+    base = Path.cwd() if root is None else root
+    rule_index = {code: i for i, code in enumerate(CODES)}
+    results = []
+    for diagnostic in diagnostics:
+        region: dict[str, int] = {"startLine": diagnostic.line, "startColumn": diagnostic.col}
+        if diagnostic.end_col is not None and diagnostic.end_col > diagnostic.col:
+            region["endColumn"] = diagnostic.end_col
+        text = diagnostic.message + (f" (hint: {diagnostic.hint})" if diagnostic.hint else "")
+        results.append({
+            "ruleId": diagnostic.code,
+            "ruleIndex": rule_index[diagnostic.code],
+            "level": _SARIF_LEVELS[diagnostic.severity],
+            "message": {"text": text},
+            "locations": [
+                {"physicalLocation": {"artifactLocation": _artifact(diagnostic.file, base), "region": region}}
+            ],
+        })
+    run = {
+        "tool": {
+            "driver": {
+                "name": "idgw",
+                "fullName": "idgw policy lint (ID Gateway)",
+                "version": version,
+                "semanticVersion": version,
+                "rules": [_sarif_rule(code, summary) for code, summary in CODES.items()],
+            }
+        },
+        "originalUriBaseIds": {SARIF_ROOT: {"uri": Path(os.path.abspath(base)).as_uri() + "/"}},
+        "columnKind": "unicodeCodePoints",
+        "results": results,
+    }
+    return json.dumps({"$schema": _SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}, indent=2)
+
+
+__all__ = [
+    "LARGE_PURPOSE", "SARIF_ROOT", "failed", "github_annotation", "index_notes", "lint", "summary", "to_json",
+    "to_sarif",
+]

@@ -41,7 +41,7 @@ def workflow() -> dict[str, object]:
 def test_the_ci_example_runs_the_commands_as_documented() -> None:
     steps = workflow()["jobs"]["check"]["steps"]  # type: ignore[index]
     commands = [step["run"] for step in steps if str(step.get("run", "")).startswith("idgw policy")]
-    assert len(commands) == 4
+    assert len(commands) == 5
     for command in commands:
         args = shlex.split(command.split(">")[0])
         result = idgw(*args[1:])
@@ -56,3 +56,15 @@ def test_the_editor_setting_names_the_file_the_schema_command_writes() -> None:
     assert written and modeline
     assert setting == {"yaml.schemas": {f"./{written[1]}": "policies/**/*.yaml"}}
     assert modeline[1] == written[1]
+
+
+def test_the_ci_example_uploads_the_lint_results_to_code_scanning() -> None:
+    job = workflow()["jobs"]["check"]  # type: ignore[index]
+    steps = job["steps"]
+    [lint] = [step for step in steps if "--format sarif" in str(step.get("run", ""))]
+    [upload] = [step for step in steps if str(step.get("uses", "")).startswith("github/codeql-action/upload-sarif@")]
+    assert steps.index(upload) > steps.index(lint)
+    written = lint["run"].split(">")[1].strip()
+    assert upload["with"]["sarif_file"] == written
+    assert lint["if"] == upload["if"] == "always()"  # the results go up when lint finds errors
+    assert job["permissions"]["security-events"] == "write"
