@@ -16,8 +16,9 @@ What a schema cannot say is left to the loader, with its own codes: the rule lan
 (E1xx), an unreachable rule (E203), a purpose defined twice across files (E204), an
 evidence fact declared twice in two forms (E206), a pattern RE2 refuses (E207), duplicate
 YAML keys (E003), unknown purposes and facts in test files (E402, E403). Where the loader
-accepts a value by converting it (the text `"yes"` for `required`, `"5"` for `minimum`),
-the schema asks for the value itself.
+accepts a value by converting it (the text `"yes"` for `required`, `"5"` for `minimum`)
+or a key with no value as no key (`else:` beside `if`), the schema asks for the value
+itself, and no key rather than an empty one.
 
 Only keywords that draft-07 gives the same meaning are used (`if`/`then`/`else`, no
 `dependentSchemas` or `prefixItems`), so editors whose schema support stops at draft-07
@@ -214,7 +215,8 @@ def _test_input(catalogue: Mapping[str, Fact]) -> Schema:
     }
     subject: Schema = {
         "type": ["object", "null"],
-        "properties": {name: type_schema(t) for name, t in SUBJECT_FIELDS.items()},
+        # Typed in a description only: a test may feed a value of another type on purpose.
+        "properties": {name: _described(f"{t} in the token", {}) for name, t in SUBJECT_FIELDS.items()},
         "additionalProperties": False,
     }
     roots: dict[str, Schema] = {

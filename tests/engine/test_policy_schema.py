@@ -249,8 +249,9 @@ def test_each_broken_fixture(file: str, purpose: str | None, codes: set[str], ve
         assert errors == [] and not codes & (STRUCTURAL - {"E206"}), verdict
 
 
-#: Broken documents of the other tests (tests/engine/test_loader.py,
-#: tests/engine_cli/test_policy_test.py): (kind, YAML, codes, the schema refuses it).
+#: The broken documents of the other tests (tests/engine/test_loader.py,
+#: tests/engine_cli/test_policy_test.py), more of each code, and documents on the edge of
+#: what the loader accepts: (kind, YAML, the loader's codes, whether the schema refuses it).
 HEADER = "purposes:\n  p:\n    evidence: [is_pep]\n    rules:\n"
 SCREENING = "purpose: screening\ncases:\n  - name: x\n"
 INLINE: list[tuple[str, str, set[str], bool]] = [
@@ -295,6 +296,14 @@ INLINE: list[tuple[str, str, set[str], bool]] = [
     ("test", "cases:\n  - name: x\n    expect: {status: pass}\n", {"E401"}, True),
     ("test", "cases:\n  - name: x\n    purpose: nope\n    expect: {status: pass}\n", {"E402"}, False),
     ("test", "purpose: 5\ncases:\n  - name: x\n    expect: {status: pass}\n", {"E401"}, True),
+    # accepted, values of any type included: a test may feed a wrong one on purpose
+    ("test", SCREENING + "    input: {subject: {scope: x}, sanctions_listed: 'no'}\n    expect: {status: fail}\n",
+     set(), False),
+    ("test", SCREENING + "    input:\n    expect: {status: fail, reason: null, conditions: null}\n", set(), False),
+    ("policy", "purposes:\n  p:\n    rules: [{if: true, then: pass, reason: r}]\n", set(), False),
+    ("policy", "purposes:\n  p:\n    context: {x: {description: null, pattern: null, enum: null}}\n"
+     "    rules: [{else: pass, reason: r, description: null}]\n", set(), False),
+    ("policy", "", set(), False),
 ]
 
 
@@ -308,6 +317,26 @@ def test_each_broken_document_of_the_other_tests(kind: str, text: str, codes: se
     if refused and text:
         assert schema_errors(value)  # picked by shape, refused too (`purpose:` reads as a test file)
     assert refused or not codes & (STRUCTURAL - {"E206", "E207"})
+
+
+#: What the loader accepts by reading a value as another (pydantic's lax mode: text as a
+#: boolean or a number, true as 1) or a key with no value as no key, and the schema refuses:
+#: it asks for the value itself, and no key rather than an empty one.
+STRICTER = [
+    "purposes:\n  p:\n    context: {x: {required: 'yes'}}\n    rules: [{else: pass, reason: r}]\n",
+    "purposes:\n  p:\n    context: {x: {sensitive: 'on'}}\n    rules: [{else: pass, reason: r}]\n",
+    "purposes:\n  p:\n    context: {x: {minimum: '5'}}\n    rules: [{else: pass, reason: r}]\n",
+    "purposes:\n  p:\n    context: {x: {max_length: true}}\n    rules: [{else: pass, reason: r}]\n",
+    "purposes:\n  p:\n    rules: [{if: 'true', then: pass, else: null, reason: r}]\n",
+    "purposes:\n  p:\n    rules: [{then: null, else: pass, reason: r}]\n",
+]
+
+
+@pytest.mark.parametrize("text", STRICTER)
+def test_the_schema_asks_for_the_value_the_loader_would_convert(text: str, tmp_path: Path) -> None:
+    value = plain(read_yaml("x.yaml", text).value)
+    assert loader_codes(value, "policy", tmp_path) == set()
+    assert schema_errors(value, "policy")
 
 
 def test_an_empty_document_is_an_empty_policy_file_to_the_editor() -> None:
