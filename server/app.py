@@ -49,7 +49,12 @@ from server.decisions.records import retention_loop
 from server.errors import EXCEPTION_HANDLERS
 from server.health import ReadinessCheck
 from server.logging import configure_logging
-from server.middleware import BodyLimitMiddleware, RequestContextMiddleware, RouteTemplates
+from server.middleware import (
+    BodyLimitMiddleware,
+    BusiestRoute,
+    RequestContextMiddleware,
+    RouteTemplates,
+)
 from server.policy_source import BundlePoller, BundleSource
 from server.reload import LivePolicies, PolicyWatcher
 from server.security import allow_anonymous
@@ -144,6 +149,7 @@ def create_app(
         middleware=[
             Middleware(RequestContextMiddleware, templates=RouteTemplates(routes)),
             Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
+            Middleware(BusiestRoute, route=decisions.data_api_route, handlers=EXCEPTION_HANDLERS),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -6,9 +6,10 @@ provider registry over the token, consent, registry and credential subsystems).
 from __future__ import annotations
 
 from server.decisions import evaluate
+from server.decisions.routes import data_api_route
 from server.decisions.routes import routes as _data_routes
 from server.decisions.service import decide, new_decision_id
 
 routes = [*evaluate.routes, *_data_routes]
 
-__all__ = ["decide", "new_decision_id", "routes"]
+__all__ = ["data_api_route", "decide", "new_decision_id", "routes"]

@@ -94,9 +94,10 @@ async def list_policies(request: Request) -> JSONResponse:
                          "shadow": shadow.status() if shadow is not None else None})
 
 
+data_api_route = Route("/v1/data/{purpose}", data_api, methods=["POST"])
 routes = [
-    Route("/v1/data/{purpose}", data_api, methods=["POST"]),
+    data_api_route,
     Route("/v1/policies", list_policies, methods=["GET"]),
 ]
 
-__all__ = ["routes"]
+__all__ = ["data_api_route", "routes"]
