@@ -86,16 +86,22 @@ class Diagnostic:
             sev = f"\x1b[{shade}m{sev}\x1b[0m"
         head = f"{self.file}:{self.line}:{self.col}: {sev}: {self.code} {self.message}"
         lines = [head]
-        if self.source_line is not None:
-            text = self.source_line.rstrip("\n").expandtabs(1)
-            width = 1
-            if self.end_col is not None and self.end_col > self.col:
-                width = min(self.end_col - self.col, max(1, len(text) - self.col + 1))
-            lines.append(f"    {text}")
-            lines.append("    " + " " * (self.col - 1) + "^" * width)
+        excerpt = self.excerpt()
+        if excerpt is not None:
+            lines.extend(f"    {line}" for line in excerpt)
         if self.hint:
             lines.append(f"    hint: {self.hint}")
         return "\n".join(lines)
+
+    def excerpt(self) -> tuple[str, str] | None:
+        """The source line and the caret line under the problem (None without a source)."""
+        if self.source_line is None:
+            return None
+        text = self.source_line.rstrip("\n").expandtabs(1)
+        width = 1
+        if self.end_col is not None and self.end_col > self.col:
+            width = min(self.end_col - self.col, max(1, len(text) - self.col + 1))
+        return text, " " * (self.col - 1) + "^" * width
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -17,6 +17,7 @@ What the app keeps on `app.state`, for the handlers and services:
     events              the audit sink (`emit(event)`): a server.audit.AuditSink, started
                         and drained by the lifespan (or a test's RecentEvents)
     data_api_auth       async callable: request -> Principal | None, or raises 401
+    workbench           server.ui.Workbench: what the pages at /ui/ show (IDGW_UI=on)
     readiness_checks    name -> async () -> (ok, detail), run by /health/ready
 """
 
@@ -43,6 +44,7 @@ from server import (
     openapi,
     privacy,
     registry,
+    ui,
 )
 from server.audit import AuditSink, audit_sink
 from server.decisions.records import retention_loop
@@ -143,6 +145,7 @@ def create_app(
         *metrics.routes,
         *openapi.routes,
         *privacy.routes,
+        *(ui.routes if settings.ui else ()),
     ]
     app = Starlette(
         routes=routes,
@@ -173,6 +176,7 @@ def create_app(
         app.state.shadow = Shadow(settings.shadow_policy_dir)
         app.state.shadow.load()
     app.state.data_api_auth = auth.require_principal if settings.data_api_auth == "bearer" else allow_anonymous
+    app.state.workbench = ui.Workbench(policies, app.state.shadow)
     app.state.readiness_checks = {"audit_queue": app.state.events.readiness}
     return app
 

@@ -34,7 +34,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 import engine
-from engine import PolicySet
+from engine import Diagnostic, PolicySet
 from engine.clock import utc_now, utc_text
 from server.facts import CATALOGUE
 from server.metrics import POLICY_RELOADS
@@ -61,7 +61,8 @@ class ReloadOutcome:
     at: datetime
     revision: str | None
     error: str | None = None
-    diagnostics: tuple[dict[str, object], ...] = ()
+    #: Why the candidate did not load (what the workbench shows with the source lines).
+    diagnostics: tuple[Diagnostic, ...] = ()
     tests: dict[str, int] | None = None
     failures: tuple[str, ...] = ()
 
@@ -71,7 +72,7 @@ class ReloadOutcome:
             "at": utc_text(self.at),
             "revision": self.revision,
             "error": self.error,
-            "diagnostics": list(self.diagnostics),
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
             "tests": self.tests,
             "failures": list(self.failures),
         }
@@ -124,7 +125,7 @@ def _build(policy_dir: Path, current_revision: str | None, gate: bool) -> _Candi
             ReloadOutcome(
                 "rejected", started, None,
                 error=f"policies do not load: {len(errors)} error(s)",
-                diagnostics=tuple(d.to_dict() for d in errors),
+                diagnostics=tuple(errors),
             ),
             [d.render() for d in errors],
         )

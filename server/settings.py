@@ -183,6 +183,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    #: The policy workbench at /ui/ (docs/workbench.md): `on` or `off`.
+    ui: bool = True
 
     # -- policies ----------------------------------------------------------------------
     policy_dir: Path = Path("./policies")

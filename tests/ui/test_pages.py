@@ -1,0 +1,138 @@
+"""The workbench's pages through the ASGI app: access, headers, what each page says."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from html import unescape
+
+import httpx
+import pytest
+import yaml
+from starlette.applications import Starlette
+
+import engine
+from server.app import create_app
+from server.audit import RecentEvents
+from server.facts import CATALOGUE
+from server.settings import Settings
+from server.ui import CONTENT_SECURITY_POLICY
+from server.ui.routes import FRAGMENT_HEADER
+from tests.server.conftest import SHIPPED_POLICIES
+
+PAGES = ["/ui/", "/ui/purposes/age_verification", "/ui/purposes/age_verification/try", "/ui/tests", "/ui/impact"]
+
+
+def text_of(html: str) -> str:
+    return unescape(re.sub(r"<[^>]+>", "", html))
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_each_page_is_sent_with_a_strict_policy_and_no_inline_script(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert "default-src 'self'" in CONTENT_SECURITY_POLICY and "unsafe-inline" not in CONTENT_SECURITY_POLICY
+    assert response.headers["cache-control"] == "no-store"
+    html = response.text
+    assert re.search(r"<script(?![^>]*\ssrc=)", html) is None  # every script is a file
+    assert re.search(r"\son[a-z]+\s*=", html) is None  # no inline event handler
+    assert re.search(r"\sstyle\s*=", html) is None  # no inline style
+    for match in re.finditer(r'<input(?![^>]*type="(?:radio|checkbox|hidden)")[^>]*\sid="([^"]+)"', html):
+        assert f'for="{match.group(1)}"' in html, match.group(0)  # every text input is labelled
+
+
+async def test_the_root_leads_to_the_workbench_and_nothing_is_in_the_openapi_document(client: httpx.AsyncClient) -> None:
+    response = await client.get("/")
+    assert response.status_code == 303 and response.headers["location"] == "/ui/"
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert [p for p in paths if p == "/" or p.startswith("/ui")] == []
+
+
+async def test_the_static_files_ship_with_the_package(client: httpx.AsyncClient) -> None:
+    script = await client.get("/ui/static/workbench.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "data-copy" in script.text
+    style = await client.get("/ui/static/workbench.css")
+    assert style.status_code == 200 and "@media" in style.text
+    assert (await client.get("/ui/static/nothing.js")).status_code == 404
+
+
+async def test_ui_off_serves_no_page(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(ui="off"), events=RecentEvents())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as c:
+        assert (await c.get("/ui/")).status_code == 404
+        assert (await c.get("/")).status_code == 404
+
+
+async def test_the_overview_lists_each_purpose_with_its_rules_tests_and_coverage(client: httpx.AsyncClient) -> None:
+    policies = engine.load(SHIPPED_POLICIES, catalogue=CATALOGUE)
+    text = text_of((await client.get("/ui/")).text)
+    assert policies.revision in text
+    for name, purpose in policies.purposes.items():
+        assert re.search(rf"{name}\s+{re.escape(purpose.description)}\s+{len(purpose.rules)}\s+\d+\s+100%", text), name
+
+
+async def test_the_purpose_page_marks_the_rules_no_test_reaches(client: httpx.AsyncClient, app: Starlette) -> None:
+    policy_dir = app.state.policies.policy_dir
+    test_file = policy_dir / "age_verification_test.yaml"
+    cases = yaml.safe_load(test_file.read_text())
+    cases["cases"] = [c for c in cases["cases"] if c["expect"]["reason"] != "underage"]
+    test_file.write_text(yaml.safe_dump(cases))
+    app.state.policies.reload(force=True)
+    html = (await client.get("/ui/purposes/age_verification")).text
+    rows = re.findall(r'<tr id="rule-(\d+)" class="(reached|unreached)">', html)
+    assert rows == [("1", "reached"), ("2", "reached"), ("3", "unreached"), ("4", "reached"), ("5", "reached")]
+    assert "1 not reached by any test" in text_of(html)
+    only = (await client.get("/ui/purposes/age_verification?unreached=1")).text
+    assert re.findall(r'<tr id="rule-(\d+)"', only) == ["3"]
+
+
+async def test_an_unknown_purpose_is_a_404_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ui/purposes/nope/try")
+    assert response.status_code == 404
+    assert "unknown purpose 'nope'" in text_of(response.text)
+
+
+async def test_a_context_value_against_the_schema_is_shown_next_to_its_field(client: httpx.AsyncClient) -> None:
+    response = await client.post("/ui/purposes/high_value_transfer/try", data={
+        "citizen_valid": "true", "sanctions_listed": "false", "is_pep": "true",
+        "context.national_id": "ab", "context.amount": "-5"})
+    html = response.text
+    assert re.search(r'id="f-context-national_id-error">does not match \^\[A-Z0-9\]\{6,20\}\$<', html)
+    assert re.search(r'id="f-context-amount-error">must be &gt;= 0<', html)
+    assert "decision-status" not in html
+
+
+async def test_a_try_decides_as_the_engine_and_gives_a_test_case_that_passes(client: httpx.AsyncClient) -> None:
+    facts = {"citizen_valid": True, "sanctions_listed": False, "is_pep": True,
+             "context": {"national_id": "AB123456", "amount": 20000}}
+    response = await client.post("/ui/purposes/high_value_transfer/try", data={
+        "citizen_valid": "true", "sanctions_listed": "false", "is_pep": "true",
+        "context.national_id": "AB123456", "context.amount": "20000"})
+    policies = engine.load(SHIPPED_POLICIES, catalogue=CATALOGUE)
+    expected = policies.decide("high_value_transfer", facts)
+    html = response.text
+    assert f'<code class="decision-reason">{expected.reason}</code>' in html
+    assert f"rule {expected.rule + 1} (line {expected.line})" in text_of(html)  # type: ignore[operator]
+    snippet = text_of(re.search(r'<pre id="testcase"[^>]*>(.*?)</pre>', html, re.S).group(1))  # type: ignore[union-attr]
+    case = yaml.safe_load(snippet)[0]
+    assert case["input"] == facts
+    assert case["expect"] == {"status": expected.status, "reason": expected.reason,
+                              "conditions": list(expected.conditions)}
+
+
+async def test_with_bearer_an_anonymous_request_gets_the_sign_in_page_only(
+    make_settings: Callable[..., Settings],
+) -> None:
+    app = create_app(make_settings(data_api_auth="bearer"), events=RecentEvents())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway.test"
+    ) as c:
+        for path in PAGES:
+            response = await c.get(path)
+            assert response.status_code == 200
+            assert 'data-signin' in response.text and "age_verification" not in response.text.replace(path, "")
+        refused = await c.get("/ui/", headers={"authorization": "Bearer not-a-token", FRAGMENT_HEADER: "1"})
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
+        assert (await c.get("/ui/state")).status_code == 401
