@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -49,6 +51,28 @@ def main(ctx: click.Context) -> None:
     """
     # the policy commands check policies against the facts this gateway provides
     ctx.ensure_object(dict)["catalogue"] = CATALOGUE
+
+
+@policy.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--port", type=click.IntRange(0, 65535), default=8181, show_default=True, help="Port to bind.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind (the pages are open to whoever reaches it).")
+def studio(directory: Path | None, port: int, host: str) -> None:
+    """The workbench's pages on a local policy directory (default $IDGW_POLICY_DIR, else
+    ./policies): no database, no token. A saved file's result (diagnostics, tests,
+    coverage, decisions) shows within a second (docs/workbench.md).
+
+    \b
+    Example:
+      idgw policy studio policies/ --port 8181
+    """
+    from server.ui.studio import run_studio
+
+    policy_dir = directory or Path(os.environ.get("IDGW_POLICY_DIR") or "policies")
+    if not policy_dir.is_dir():
+        raise click.UsageError(f"no policy directory at {str(policy_dir)!r}")
+    run_studio(policy_dir, host, port)
 
 
 policy.add_command(replay)

@@ -115,7 +115,9 @@ def page(builder: PageBuilder) -> Callable[[Request], Awaitable[Response]]:
 
     async def endpoint(request: Request) -> Response:
         if not await _admitted(request):
-            return render(request, "signin.html", {"title": "Sign in"})
+            settings = getattr(request.app.state, "settings", None)
+            local_auth = settings is not None and settings.auth_mode == "local"
+            return render(request, "signin.html", {"title": "Sign in", "local_auth": local_auth})
         workbench = workbench_of(request)
         checked = await run_in_threadpool(workbench.checked)  # the tests run once per reload
         template, context, status = await builder(request, workbench, checked)

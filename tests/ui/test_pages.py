@@ -136,3 +136,24 @@ async def test_with_bearer_an_anonymous_request_gets_the_sign_in_page_only(
         refused = await c.get("/ui/", headers={"authorization": "Bearer not-a-token", FRAGMENT_HEADER: "1"})
         assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
         assert (await c.get("/ui/state")).status_code == 401
+
+
+async def test_with_bearer_a_signed_in_page_comes_as_a_fragment(make_settings: Callable[..., Settings]) -> None:
+    app = create_app(make_settings(data_api_auth="bearer"), events=RecentEvents())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway.test"
+    ) as c:
+        shell = (await c.get("/ui/")).text
+        assert "data-signin-local" in shell  # IDGW_AUTH_MODE=local: the email login is offered
+        session = (await c.post("/auth/authorize", json={"email": "ada@example.com", "client_id": "workbench"})).json()
+        token = (await c.post("/auth/token", json={"grant_type": "session", "session_id": session["session_id"]})).json()
+        headers = {"authorization": f"Bearer {token['access_token']}", FRAGMENT_HEADER: "1"}
+        page = await c.get("/ui/", headers=headers)
+        assert page.status_code == 200
+        assert page.text.lstrip().startswith('<div id="page" data-title="Overview">')
+        assert "<html" not in page.text and "/ui/purposes/age_verification" in page.text
+        tried = await c.post("/ui/purposes/sanctions_screening/try", headers=headers,
+                             data={"sanctions_listed": "false", "is_pep": "false", "context.national_id": "AB123456"})
+        assert '<code class="decision-reason">not_listed</code>' in tried.text
+        assert 'authorization: Bearer $IDGW_TOKEN' in unescape(tried.text)  # never the token itself
+        assert token["access_token"] not in tried.text

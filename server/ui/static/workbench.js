@@ -58,8 +58,39 @@
       !url.pathname.startsWith("/ui/static/");
   }
 
+  // The local login of docs/tokens.md: a session for the email, exchanged for tokens.
+  async function signInLocally(email) {
+    const post = function (path, body) {
+      return fetch(path, {
+        method: "POST", credentials: "omit", cache: "no-store",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      }).then(async function (response) {
+        const answer = await response.json();
+        if (!response.ok) {
+          throw new Error(answer.error_description || response.statusText);
+        }
+        return answer;
+      });
+    };
+    const session = await post("/auth/authorize", { email: email, client_id: "idgw-workbench" });
+    const tokens = await post("/auth/token", { grant_type: "session", session_id: session.session_id });
+    return tokens.access_token;
+  }
+
   document.addEventListener("submit", function (event) {
     const form = event.target;
+    if (form.hasAttribute("data-signin-local")) {
+      event.preventDefault();
+      signInLocally(document.getElementById("email").value.trim())
+        .then(function (accessToken) {
+          token = accessToken;
+          return load(location.href, { method: "GET" }, false);
+        })
+        .catch(function (error) {
+          showSigninError("Signing in failed: " + error.message);
+        });
+      return;
+    }
     if (form.hasAttribute("data-signin")) {
       event.preventDefault();
       const input = document.getElementById("token");
