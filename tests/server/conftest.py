@@ -126,6 +126,9 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
 class ServerProcess:
     """`idgw serve` on a free loopback port, its output collected in a file."""
 
+    #: What answers 200 once the process serves.
+    ready_path = "/health/ready"
+
     def __init__(self, policy_dir: Path, workdir: Path, workers: int = 1, **env: str) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -136,18 +139,21 @@ class ServerProcess:
         )
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [str(IDGW), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(workers), "--policy-dir", str(policy_dir)],
-            cwd=workdir, env=environment, stdout=self._log, stderr=subprocess.STDOUT,
+            self.command(policy_dir, workers), cwd=workdir, env=environment, stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.client = httpx.Client(base_url=self.base_url, timeout=5.0)
+
+    def command(self, policy_dir: Path, workers: int) -> list[str]:
+        return [str(IDGW), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(workers), "--policy-dir", str(policy_dir)]
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         def ready() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"server exited with {self.process.returncode}:\n{self.output()}")
             try:
-                return self.client.get("/health/ready").status_code == 200
+                return self.client.get(self.ready_path).status_code == 200
             except httpx.TransportError:
                 return False
 
@@ -181,8 +187,9 @@ class ServerProcess:
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def start(policy_dir: Path, workers: int = 1, **env: str) -> ServerProcess:
-        server = ServerProcess(policy_dir, tmp_path, workers, **env)
+    def start(policy_dir: Path, workers: int = 1, kind: type[ServerProcess] = ServerProcess,
+              **env: str) -> ServerProcess:
+        server = kind(policy_dir, tmp_path, workers, **env)
         started.append(server)
         server.wait_ready()
         return server
