@@ -43,7 +43,14 @@ from server import json_codec
 from server.responses import JSONResponse
 from server.security import allow_anonymous, bearer_token
 from server.ui.tryout import TryForm, as_test_case, curl_command
-from server.ui.workbench import RULES_PER_PAGE, Checked, Workbench, highlight, rules_page
+from server.ui.workbench import (
+    RULES_PER_PAGE,
+    Checked,
+    Workbench,
+    highlight,
+    rules_page,
+    trace_view,
+)
 
 FRAGMENT_HEADER = "x-workbench-fragment"
 
@@ -190,6 +197,7 @@ async def try_page(request: Request, workbench: Workbench, checked: Checked | No
             url = workbench.data_api_url or str(request.base_url).rstrip("/")
             context.update(
                 decision=decision,
+                trace=trace_view(decision.explanation or []),
                 curl=curl_command(url, name, facts, bearer),
                 test_case=as_test_case(f"tried in the workbench: {decision.reason}", facts, decision),
                 test_file=_test_file_of(policy_set, name),

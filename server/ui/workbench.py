@@ -5,6 +5,7 @@
       .checked()                the live set with its test report, run once per reload
       .state()                  revision and reload count: what a studio page polls
     rules_page(...)             one page of a purpose's rules, each with the cases reaching it
+    trace_view(explanation)     a decision's trace, its middle elided past 200 rules tried
     highlight(condition)        a condition's text as HTML, its tokens classed
 
 The Try page's form is `server.ui.tryout`. Templates read these objects as they are;
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ from markupsafe import Markup, escape
 
 from engine import PolicySet, Purpose, Rule
 from engine.clock import utc_text
+from engine.policyset import ExplanationEntry
 from engine.testing import CaseResult, TestReport, run_tests
 from server.reload import LivePolicies, ReloadOutcome
 from server.shadow import Shadow
@@ -160,6 +163,25 @@ def rules_page(purpose: Purpose, checked: Checked, number: int, only_unreached: 
     return RulesPage(rows, number, pages, len(purpose.rules), unreached, only_unreached, tuple(shown))
 
 
+#: Rule entries of a Try page's trace shown at each end of a longer one.
+TRACE_ENDS = 100
+
+
+def trace_view(explanation: Sequence[ExplanationEntry]) -> list[Mapping[str, Any]]:
+    """An explanation as the Try page lists it: every entry, except that of a trace with
+    more than 2 x TRACE_ENDS rules tried, the middle ones are one `elided` entry (their
+    count and first and last rule), so a 10,000-rule purpose's trace stays readable."""
+    rules = [i for i, entry in enumerate(explanation) if entry.get("kind") == "rule"]
+    if len(rules) <= 2 * TRACE_ENDS:
+        return list(explanation)
+    start, end = rules[TRACE_ENDS], rules[-TRACE_ENDS]
+    hidden = explanation[start:end]
+    matched = sum(1 for entry in hidden if entry.get("matched"))
+    elided = {"kind": "elided", "count": len(hidden), "matched": matched,
+              "first": hidden[0].get("index", 0) + 1, "last": hidden[-1].get("index", 0) + 1}
+    return [*explanation[:start], elided, *explanation[end:]]
+
+
 _TOKEN = re.compile(
     r"""(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
       | (?P<num>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
@@ -191,6 +213,7 @@ def highlight(condition: str | None) -> Markup:
 
 __all__ = [
     "RULES_PER_PAGE",
+    "TRACE_ENDS",
     "Checked",
     "RuleRow",
     "RulesPage",
@@ -198,4 +221,5 @@ __all__ = [
     "check",
     "highlight",
     "rules_page",
+    "trace_view",
 ]
