@@ -121,7 +121,7 @@ def report(title: str, results: dict[str, Any], target: float) -> bool:
         ok = ok and (met or not counted)
         verdict = ("met" if met else "MISSED") if counted else "(not a page target)"
         extra = f"  max {row['max_ms']:.1f} ms, {row['bytes']:,} bytes" if "max_ms" in row else ""
-        print(f"  {label:<40} {row['ms']:8.2f} ms{extra}  {verdict}")
+        print(f"  {label:<46} {row['ms']:8.2f} ms{extra}  {verdict}")
     return ok
 
 

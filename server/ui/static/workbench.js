@@ -1,9 +1,10 @@
 // The policy workbench's only script (docs/workbench.md). The pages work without it
 // when access is open; it adds three things:
 //   - the copy buttons (curl command, test case) of the Try page;
-//   - with IDGW_DATA_API_AUTH=bearer, the sign-in: the pasted token is kept in this
-//     variable only (never in storage, a cookie or the URL), and every page, link and
-//     form is then fetched with it as an Authorization header, the page's content swapped in;
+//   - with IDGW_DATA_API_AUTH=bearer, the sign-in (this gateway's email login, or a pasted
+//     token): the token is kept in the variable `token` only (never in storage, a cookie
+//     or the URL), and every page, link and form is then fetched with it as an
+//     Authorization header, the page's content swapped in;
 //   - under `idgw policy studio`, a poll of /ui/state that shows a saved file's result.
 "use strict";
 
