@@ -2,6 +2,9 @@
 Playwright for Python (never a browser downloaded by `playwright install`), real
 `idgw serve` and `idgw policy studio` processes, and what each page said to the console.
 
+Screenshots of the pages (`screenshot`) are written to docs/images with
+`IDGW_TEST_SCREENSHOTS=1`, which is how docs/workbench.md's are made.
+
 A missing Chromium skips the browser tests, unless `IDGW_TEST_REQUIRE_SERVICES=1` (CI,
 whose `.ci/run` installs Debian's `chromium` and `chromium-driver` packages first).
 """
@@ -9,7 +12,7 @@ whose `.ci/run` installs Debian's `chromium` and `chromium-driver` packages firs
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,8 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-#: Where the screenshots of docs/workbench.md are written.
+#: Where the screenshots of docs/workbench.md are written, with IDGW_TEST_SCREENSHOTS=1;
+#: otherwise they go to a temporary directory, so a test run leaves the tree as it was.
 SCREENSHOTS = REPO / "docs" / "images"
 LAPTOP = {"width": 1200, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -88,9 +92,18 @@ def new_page(browser: Any, console: Console) -> Iterator[Any]:
     assert console.errors == [], console.messages
 
 
-def screenshot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"workbench-{name}.png"), full_page=True)
+@pytest.fixture
+def screenshot(tmp_path: Path) -> Callable[[Any, str], Path]:
+    """Take a page's full screenshot as `workbench-<name>.png`; the path written."""
+    directory = SCREENSHOTS if os.environ.get("IDGW_TEST_SCREENSHOTS") == "1" else tmp_path
+
+    def take(page: Any, name: str) -> Path:
+        path = directory / f"workbench-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000  # a page, not a blank
+        return path
+
+    return take
 
 
 class StudioProcess(ServerProcess):

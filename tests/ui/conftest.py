@@ -12,4 +12,4 @@ from tests.server.conftest import (  # noqa: F401  (fixtures)
     policy_dir,
     start_server,
 )
-from tests.ui.browser import browser, console, new_page  # noqa: F401  (fixtures)
+from tests.ui.browser import browser, console, new_page, screenshot  # noqa: F401  (fixtures)

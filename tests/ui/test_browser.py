@@ -1,6 +1,7 @@
 """The workbench in a real browser: headless Chromium against real `idgw serve` and
 `idgw policy studio` processes. Every page opened must leave the console without an
-error (the `new_page` fixture checks it); each page's screenshot goes to docs/images."""
+error (the `new_page` fixture checks it); each page's screenshot is taken, for
+docs/images with IDGW_TEST_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ import yaml
 import engine
 from server.facts import CATALOGUE
 from tests.server.conftest import IDGW, SHIPPED_POLICIES, ServerProcess, wait_until
-from tests.ui.browser import PHONE, StudioProcess, screenshot
+from tests.ui.browser import PHONE, StudioProcess
 
 pytestmark = pytest.mark.usefixtures("browser")
 
+Screenshot = Callable[[Any, str], Path]
 AGE_FACTS = ("sanctions_listed", "citizen_valid", "is_over_18", "has_credential")
 NATIONAL_ID = "AB123456"
 
@@ -50,7 +52,7 @@ def fill_age_verification(page: Any, facts: dict[str, bool | None], national_id:
 
 
 def test_the_overview_lists_the_shipped_purposes(gateway: ServerProcess, new_page: Any,
-                                                 shipped: engine.PolicySet) -> None:
+                                                 shipped: engine.PolicySet, screenshot: Screenshot) -> None:
     page = new_page()
     page.goto(f"{gateway.base_url}/")  # the root leads to the workbench
     assert page.url == f"{gateway.base_url}/ui/"
@@ -70,7 +72,7 @@ def test_the_overview_lists_the_shipped_purposes(gateway: ServerProcess, new_pag
 
 
 def test_trying_age_verification_gives_the_engines_decision_and_rule(
-    gateway: ServerProcess, new_page: Any, shipped: engine.PolicySet,
+    gateway: ServerProcess, new_page: Any, shipped: engine.PolicySet, screenshot: Screenshot,
 ) -> None:
     page = new_page()
     page.goto(f"{gateway.base_url}/ui/purposes/age_verification/try")
@@ -156,7 +158,8 @@ def test_every_page_fits_a_phone(gateway: ServerProcess, new_page: Any) -> None:
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], path
 
 
-def test_the_impact_page_shows_the_shadow_agreement(gateway: ServerProcess, new_page: Any) -> None:
+def test_the_impact_page_shows_the_shadow_agreement(gateway: ServerProcess, new_page: Any,
+                                                    screenshot: Screenshot) -> None:
     for sanctioned in (False, True, False):
         response = gateway.client.post("/v1/data/sanctions_screening", json={"input": {
             "sanctions_listed": sanctioned, "is_pep": False, "context": {"national_id": NATIONAL_ID}}})
@@ -179,7 +182,8 @@ def studio(start_server: Callable[..., ServerProcess], tmp_path: Path) -> tuple[
     return policy_dir, start_server(policy_dir, kind=StudioProcess)
 
 
-def test_a_broken_file_saved_under_studio_shows_then_goes(studio: tuple[Path, ServerProcess], new_page: Any) -> None:
+def test_a_broken_file_saved_under_studio_shows_then_goes(studio: tuple[Path, ServerProcess], new_page: Any,
+                                                         screenshot: Screenshot) -> None:
     policy_dir, process = studio
     page = new_page()
     page.goto(f"{process.base_url}/ui/")
@@ -213,7 +217,7 @@ def test_a_studio_try_follows_the_saved_rules(studio: tuple[Path, ServerProcess]
 
 
 def test_with_bearer_the_pages_refuse_an_anonymous_browser(
-    start_server: Callable[..., ServerProcess], new_page: Any, console: Any,
+    start_server: Callable[..., ServerProcess], new_page: Any, console: Any, screenshot: Screenshot,
 ) -> None:
     server = start_server(SHIPPED_POLICIES, IDGW_DATA_API_AUTH="bearer")
     page = new_page()
