@@ -182,21 +182,13 @@ def _replay(candidate: str, database_url: str, filters: dict[str, Any], limit: i
 
 
 def _shadow_report(database_url: str, filters: dict[str, Any], limit: int | None) -> Report:
-    """The recorded shadow outcomes as a replay of the shadow set (the latest revision
-    seen names the report)."""
-    from engine.replay import Report
-    from server.decisions.records import pages
-    from server.shadow import count_shadow
+    """The recorded shadow outcomes as a replay of the shadow set."""
+    from server.decisions.records import shadow_report
 
-    report = Report("")
+    async def work(stores: Stores) -> Report:
+        return await shadow_report(stores.decision_records, limit=limit, **filters)
 
-    async def work(stores: Stores) -> None:
-        async for page in pages(stores.decision_records, limit=limit, **filters):
-            for record in page:
-                count_shadow(report, record)
-
-    with_stores(database_url, work)
-    return report
+    return with_stores(database_url, work)
 
 
 __all__ = ["decisions", "replay"]

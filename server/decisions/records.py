@@ -6,6 +6,7 @@ They are written by the audit pipeline (`server.audit.encoding.record_body`, sto
 
     pages(store, since=..., purpose=...)    every matching record, a page at a time
     replay_stored(store, candidate, ...)    `idgw policy replay`: those records decided again
+    shadow_report(store, ...)               `--shadow`: the shadow outcomes they carry, counted
     replay_record(record)                   the engine's `Record` of a stored one
     record_json(record)                     a record as `idgw decisions list` and the export show it
     purge_expired(store, days, now)         what retention deletes; `retention_loop` runs it hourly
@@ -24,6 +25,7 @@ import structlog
 from engine import PolicySet
 from engine.clock import utc_now, utc_text
 from engine.replay import Record, Replayer, Report
+from server.shadow import count_shadow
 from stores import DecisionRecord, DecisionRecordStore, StoreError
 
 logger = structlog.get_logger("idgw.decisions")
@@ -78,6 +80,17 @@ async def replay_stored(store: DecisionRecordStore, candidate: PolicySet, *, lim
         for record in page:
             replayer.add(replay_record(record))
     return replayer.report
+
+
+async def shadow_report(store: DecisionRecordStore, *, limit: int | None = None, **filters: Any) -> Report:
+    """The shadow outcomes recorded with the records matching `filters`, as a replay of
+    the shadow set reports them (`idgw policy replay --shadow`, the workbench's Impact
+    page); the latest revision seen names the report."""
+    report = Report("")
+    async for page in pages(store, limit=limit, **filters):
+        for record in page:
+            count_shadow(report, record)
+    return report
 
 
 def replay_record(record: DecisionRecord) -> Record:
@@ -136,5 +149,6 @@ async def retention_loop(store: DecisionRecordStore, days: int) -> None:
 
 
 __all__ = [
-    "PAGE", "pages", "parse_when", "purge_expired", "record_json", "replay_record", "replay_stored", "retention_loop",
+    "PAGE", "pages", "parse_when", "purge_expired", "record_json", "replay_record", "replay_stored",
+    "retention_loop", "shadow_report",
 ]

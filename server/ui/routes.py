@@ -5,7 +5,7 @@
     GET  /ui/purposes/{name}          a purpose: evidence, context schema, rules (?page=, ?unreached=1)
     GET  /ui/purposes/{name}/try      the Try form; POST: the decision and its trace
     GET  /ui/tests                    the policy tests, failures explained, coverage
-    GET  /ui/impact                   the shadow set's agreement
+    GET  /ui/impact                   the shadow set's agreement, and its recorded outcomes
     GET  /ui/state                    {revision, reloads, state}: what a studio page polls
     GET  /ui/static/{name}            workbench.js, workbench.css, favicon.svg
 
@@ -24,6 +24,7 @@ token is the data API's 401.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl
@@ -37,9 +38,10 @@ from starlette.templating import Jinja2Templates
 
 from dsl import UNDEFINED
 from engine import PolicySet, Purpose
-from engine.clock import utc_text
+from engine.clock import utc_now, utc_text
 from engine.testing import explanation_lines
 from server import json_codec
+from server.decisions.records import shadow_report
 from server.responses import JSONResponse
 from server.security import allow_anonymous, bearer_token
 from server.ui.tryout import TryForm, as_test_case, curl_command
@@ -51,8 +53,12 @@ from server.ui.workbench import (
     rules_page,
     trace_view,
 )
+from stores import StoreError
 
 FRAGMENT_HEADER = "x-workbench-fragment"
+#: The Impact page counts the shadow outcomes of the records of this window, at most this many.
+RECORDED_WINDOW = timedelta(hours=24)
+RECORDED_LIMIT = 5000
 
 #: Nothing but this origin's files: no inline script, style or event handler runs.
 CONTENT_SECURITY_POLICY = (
@@ -231,8 +237,16 @@ async def tests_page(request: Request, workbench: Workbench, checked: Checked | 
 @page
 async def impact_page(request: Request, workbench: Workbench, checked: Checked | None) -> tuple[str, dict[str, Any], int]:
     shadow = workbench.shadow.status() if workbench.shadow is not None else None
-    live = workbench.live.current
-    return "impact.html", {"title": "Impact", "shadow": shadow, "live": live}, 200
+    context: dict[str, Any] = {"title": "Impact", "shadow": shadow, "live": workbench.live.current,
+                               "recorded": None, "recorded_error": None, "recorded_limit": RECORDED_LIMIT}
+    stores = getattr(request.app.state, "stores", None)
+    if shadow is not None and stores is not None and request.app.state.decision_recording:
+        try:
+            context["recorded"] = await shadow_report(
+                stores.decision_records, since=utc_now() - RECORDED_WINDOW, limit=RECORDED_LIMIT)
+        except StoreError as exc:
+            context["recorded_error"] = str(exc)
+    return "impact.html", context, 200
 
 
 async def state(request: Request) -> Response:

@@ -171,6 +171,13 @@ def test_the_impact_page_shows_the_shadow_agreement(gateway: ServerProcess, new_
     row = page.locator("tr", has=page.locator("th", has_text="sanctions_screening"))
     assert row.locator("td").all_inner_texts() == ["3", "0", "0"] == [
         str(shadow["agreement"]["sanctions_screening"][k]) for k in ("same", "different", "not_replayable")]
+
+    def recorded() -> str:  # the records are stored by the audit writer, within its flush interval
+        page.reload()
+        text: str = page.locator("pre.replay").inner_text()
+        return text if "3 decisions replayed" in text else ""
+
+    assert "0 changed" in wait_until(recorded, 15, interval=0.5)
     screenshot(page, "impact")
 
 
