@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -38,6 +38,9 @@ from engine import Diagnostic, PolicySet
 from engine.clock import utc_now, utc_text
 from server.facts import CATALOGUE
 from server.metrics import POLICY_RELOADS
+
+if TYPE_CHECKING:
+    from engine.testing import TestReport
 
 logger = structlog.get_logger("idgw.reload")
 
@@ -83,6 +86,8 @@ class _Candidate:
     policy_set: PolicySet | None
     outcome: ReloadOutcome
     rendered: list[str] = field(default_factory=list)
+    #: The gate's run of the candidate's test files (None without a gate)
+    report: TestReport | None = None
 
 
 def fingerprint(policy_dir: Path) -> Fingerprint:
@@ -103,8 +108,8 @@ def fingerprint(policy_dir: Path) -> Fingerprint:
     return tuple(sorted(entries))
 
 
-def _gate(policy_set: PolicySet) -> tuple[bool, dict[str, int], list[str], list[str]]:
-    """Run the set's own test files: (ok, counts, failure lines, rendered errors)."""
+def _gate(policy_set: PolicySet) -> tuple[TestReport, dict[str, int], list[str], list[str]]:
+    """Run the set's own test files: (report, counts, failure lines, rendered errors)."""
     from engine.testing import run_tests
 
     report = run_tests(policy_set)
@@ -112,7 +117,7 @@ def _gate(policy_set: PolicySet) -> tuple[bool, dict[str, int], list[str], list[
     failures = [
         f"{r.file}:{r.line}: {r.purpose}: {r.name}: {'; '.join(r.mismatches)}" for r in report.failures
     ]
-    return report.ok, counts, failures, [d.render() for d in report.errors]
+    return report, counts, failures, [d.render() for d in report.errors]
 
 
 def _build(policy_dir: Path, current_revision: str | None, gate: bool) -> _Candidate:
@@ -134,14 +139,14 @@ def _build(policy_dir: Path, current_revision: str | None, gate: bool) -> _Candi
         return _Candidate(candidate, ReloadOutcome("unchanged", started, candidate.revision))
     if gate:
         try:
-            ok, counts, failures, rendered = _gate(candidate)
+            report, counts, failures, rendered = _gate(candidate)
         except Exception as exc:  # a crash in the gate must not take the server down
             logger.exception("policy_test_gate_crashed")
             return _Candidate(
                 None,
                 ReloadOutcome("rejected", started, candidate.revision, error=f"policy tests crashed: {exc!r}"),
             )
-        if not ok:
+        if not report.ok:
             return _Candidate(
                 None,
                 ReloadOutcome(
@@ -151,7 +156,8 @@ def _build(policy_dir: Path, current_revision: str | None, gate: bool) -> _Candi
                 ),
                 failures + rendered,
             )
-        return _Candidate(candidate, ReloadOutcome("success", started, candidate.revision, tests=counts))
+        return _Candidate(candidate, ReloadOutcome("success", started, candidate.revision, tests=counts),
+                          report=report)
     return _Candidate(candidate, ReloadOutcome("success", started, candidate.revision))
 
 
@@ -166,6 +172,9 @@ class LivePolicies:
         #: Count reloads in `policy_reloads_total` (the live set's; not a shadow's).
         self.counted = counted
         self.current: PolicySet | None = None
+        #: The gate's test report on `current`, made from its files when it went live (a
+        #: bundle's test files are gone once its set is live; the workbench shows this).
+        self.tested: tuple[PolicySet, TestReport] | None = None
         self.last_reload: ReloadOutcome | None = None
         self.counts: dict[str, int] = {"success": 0, "rejected": 0, "unchanged": 0}
         self._fingerprint: Fingerprint | None = None
@@ -184,6 +193,7 @@ class LivePolicies:
                     f"cannot serve the policies in {source}: {candidate.outcome.error}\n{detail}".rstrip()
                 )
             self.current = candidate.policy_set
+            self.tested = (self.current, candidate.report) if candidate.report is not None else None
             self._fingerprint = seen
             logger.info(
                 "policies_loaded", revision=self.current.revision, purposes=sorted(self.current.purposes),
@@ -227,6 +237,7 @@ class LivePolicies:
         self.last_reload = outcome
         if outcome.result == "success" and candidate.policy_set is not None:
             self.current = candidate.policy_set  # the atomic swap
+            self.tested = (candidate.policy_set, candidate.report) if candidate.report is not None else None
             logger.info(
                 "policy_reloaded", revision=outcome.revision,
                 previous=live.revision if live else None, tests=outcome.tests,

@@ -54,9 +54,11 @@ class Checked:
         return coverage.percent if coverage is not None else 100.0
 
 
-def check(policy_set: PolicySet) -> Checked:
-    """Run the set's test files (as `idgw policy test` does) and index the results."""
-    report = run_tests(policy_set)
+def check(policy_set: PolicySet, report: TestReport | None = None) -> Checked:
+    """Index the results of the set's test files: `report`, or a run of them now (as
+    `idgw policy test` runs them)."""
+    if report is None:
+        report = run_tests(policy_set)
     results: dict[str, list[CaseResult]] = {name: [] for name in policy_set.purposes}
     reached_by: dict[str, dict[int, list[CaseResult]]] = {name: {} for name in policy_set.purposes}
     for result in report.results:
@@ -95,9 +97,20 @@ class Workbench:
             cached = self._checked
             if cached is not None and cached[0] is policy_set and cached[1] is outcome:
                 return cached[2]
-            checked = check(policy_set)
+            checked = check(policy_set, self._gate_report(policy_set, outcome))
             self._checked = (policy_set, outcome, checked)
             return checked
+
+    def _gate_report(self, policy_set: PolicySet, outcome: ReloadOutcome | None) -> TestReport | None:
+        """The report the reload gate made when `policy_set` went live, while it is still
+        what the files say: always for a bundle's set (its test files are gone once it is
+        live), for a directory's until the next reload attempt."""
+        tested = self.live.tested
+        if tested is None or tested[0] is not policy_set:
+            return None
+        if self.live.policy_dir is None or outcome is None:
+            return tested[1]
+        return tested[1] if outcome.result == "success" and outcome.revision == policy_set.revision else None
 
     def state(self) -> dict[str, Any]:
         """The revision and the number of reload attempts: any saved file changes it."""

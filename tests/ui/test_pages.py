@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from html import unescape
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from starlette.applications import Starlette
 
 import engine
+from engine.bundle import build_bundle
 from server.app import create_app
 from server.audit import RecentEvents
 from server.facts import CATALOGUE
@@ -157,3 +159,15 @@ async def test_with_bearer_a_signed_in_page_comes_as_a_fragment(make_settings: C
         assert '<code class="decision-reason">not_listed</code>' in tried.text
         assert 'authorization: Bearer $IDGW_TOKEN' in unescape(tried.text)  # never the token itself
         assert token["access_token"] not in tried.text
+
+
+async def test_a_bundles_tests_are_those_the_gate_ran(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    bundle = tmp_path / "published" / "bundle.tar.gz"
+    bundle.parent.mkdir()
+    bundle.write_bytes(build_bundle(SHIPPED_POLICIES, None, CATALOGUE))
+    app = create_app(make_settings(policy_source=bundle.as_uri(), policy_cache_dir=str(tmp_path / "cache")),
+                     events=RecentEvents())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as c:
+        text = text_of((await c.get("/ui/tests")).text)
+    assert "15 passed, 0 failed" in text  # the bundle's test files are gone once its set is live
+    assert "E004" not in text
