@@ -132,6 +132,7 @@ class ServerProcess:
     def __init__(self, policy_dir: Path, workdir: Path, workers: int = 1, **env: str) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
         self.log_path = workdir / f"server-{self.port}.log"
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
         environment.update(

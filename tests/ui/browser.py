@@ -112,4 +112,6 @@ class StudioProcess(ServerProcess):
     ready_path = "/ui/state"
 
     def command(self, policy_dir: Path, workers: int) -> list[str]:
-        return [str(IDGW), "policy", "studio", str(policy_dir), "--port", str(self.port)]
+        # relative to its working directory, as an author types it (and diagnostics show it)
+        directory = os.path.relpath(policy_dir, self.workdir)
+        return [str(IDGW), "policy", "studio", directory, "--port", str(self.port)]

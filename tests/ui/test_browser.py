@@ -19,6 +19,7 @@ import yaml
 
 import engine
 from server.facts import CATALOGUE
+from tests.server.bundles import variant
 from tests.server.conftest import IDGW, SHIPPED_POLICIES, ServerProcess, wait_until
 from tests.ui.browser import PHONE, StudioProcess
 
@@ -32,9 +33,9 @@ NATIONAL_ID = "AB123456"
 @pytest.fixture
 def gateway(start_server: Callable[..., ServerProcess], tmp_path: Path) -> ServerProcess:
     """`idgw serve` with its embedded defaults (SQLite in tmp_path, memory queue and
-    cache), open access, and a shadow set (a copy of the shipped policies)."""
-    shadow = tmp_path / "shadow"
-    shutil.copytree(SHIPPED_POLICIES, shadow)
+    cache), open access, and a shadow set: the shipped policies, a politically exposed
+    person's reason renamed (its test file too)."""
+    shadow = variant(SHIPPED_POLICIES, tmp_path / "shadow", "politically_exposed", "pep_review")
     return start_server(SHIPPED_POLICIES, IDGW_DATABASE_URL=f"sqlite:///{tmp_path / 'idgw.db'}",
                         IDGW_SHADOW_POLICY_DIR=str(shadow))
 
@@ -160,16 +161,16 @@ def test_every_page_fits_a_phone(gateway: ServerProcess, new_page: Any) -> None:
 
 def test_the_impact_page_shows_the_shadow_agreement(gateway: ServerProcess, new_page: Any,
                                                     screenshot: Screenshot) -> None:
-    for sanctioned in (False, True, False):
+    for sanctioned, pep in ((False, False), (True, False), (False, True)):
         response = gateway.client.post("/v1/data/sanctions_screening", json={"input": {
-            "sanctions_listed": sanctioned, "is_pep": False, "context": {"national_id": NATIONAL_ID}}})
+            "sanctions_listed": sanctioned, "is_pep": pep, "context": {"national_id": NATIONAL_ID}}})
         assert response.status_code == 200, response.text
     shadow = gateway.policies()["shadow"]
     page = new_page()
     page.goto(f"{gateway.base_url}/ui/impact")
     assert shadow["revision"] in page.locator(".revision").inner_text()
     row = page.locator("tr", has=page.locator("th", has_text="sanctions_screening"))
-    assert row.locator("td").all_inner_texts() == ["3", "0", "0"] == [
+    assert row.locator("td").all_inner_texts() == ["2", "1", "0"] == [
         str(shadow["agreement"]["sanctions_screening"][k]) for k in ("same", "different", "not_replayable")]
 
     def recorded() -> str:  # the records are stored by the audit writer, within its flush interval
@@ -177,7 +178,9 @@ def test_the_impact_page_shows_the_shadow_agreement(gateway: ServerProcess, new_
         text: str = page.locator("pre.replay").inner_text()
         return text if "3 decisions replayed" in text else ""
 
-    assert "0 changed" in wait_until(recorded, 15, interval=0.5)
+    text = wait_until(recorded, 15, interval=0.5)
+    assert "3 decisions replayed, 1 changed" in text
+    assert "pass_with_conditions/politically_exposed -> pass_with_conditions/pep_review: 1" in text
     screenshot(page, "impact")
 
 
@@ -200,7 +203,7 @@ def test_a_broken_file_saved_under_studio_shows_then_goes(studio: tuple[Path, Se
     policy.write_text(good.replace("if: NOT is_over_18", "if: NOT is_over_18 AND"))
     diagnostic = page.locator(".diagnostic").first
     diagnostic.wait_for(timeout=2000)  # the page follows the file by itself
-    assert f"{policy}:19:" in diagnostic.inner_text() and "E101" in diagnostic.inner_text()
+    assert "policies/age_verification.yaml:19:31" in diagnostic.inner_text() and "E101" in diagnostic.inner_text()
     assert page.locator(".diagnostic .caret").first.inner_text().strip() == "^"
     screenshot(page, "studio")
     policy.write_text(good)

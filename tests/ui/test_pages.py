@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Callable
 from html import unescape
 from pathlib import Path
@@ -20,7 +21,7 @@ from server.facts import CATALOGUE
 from server.settings import Settings
 from server.ui import CONTENT_SECURITY_POLICY
 from server.ui.routes import FRAGMENT_HEADER
-from tests.server.conftest import SHIPPED_POLICIES
+from tests.server.conftest import REPO, SHIPPED_POLICIES
 
 PAGES = ["/ui/", "/ui/purposes/age_verification", "/ui/purposes/age_verification/try", "/ui/tests", "/ui/impact"]
 
@@ -171,3 +172,12 @@ async def test_a_bundles_tests_are_those_the_gate_ran(make_settings: Callable[..
         text = text_of((await c.get("/ui/tests")).text)
     assert "15 passed, 0 failed" in text  # the bundle's test files are gone once its set is live
     assert "E004" not in text
+
+
+def test_every_template_and_static_file_is_package_data() -> None:
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = package_data["server.ui"]
+    root = REPO / "server" / "ui"
+    shipped = [p.relative_to(root) for folder in ("templates", "static") for p in (root / folder).rglob("*")
+               if p.is_file()]
+    assert shipped and all(any(path.match(pattern) for pattern in patterns) for path in shipped), (patterns, shipped)
