@@ -152,6 +152,8 @@ def _parse(item: FormField) -> object:
         raise ValueError("enter a number" if item.control == "number" else "enter a JSON value") from None
     if item.control == "number" and (value.__class__ not in (int, float)):
         raise ValueError("enter a number")
+    if json_codec.non_finite_path(text.encode(), value) is not None:  # NaN, Infinity, 1e999: the data API refuses them
+        raise ValueError("enter a finite number")
     return value
 
 

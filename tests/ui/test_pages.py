@@ -181,3 +181,12 @@ def test_every_template_and_static_file_is_package_data() -> None:
     shipped = [p.relative_to(root) for folder in ("templates", "static") for p in (root / folder).rglob("*")
                if p.is_file()]
     assert shipped and all(any(path.match(pattern) for pattern in patterns) for path in shipped), (patterns, shipped)
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "1e999", "ten"])
+async def test_a_number_field_takes_only_a_finite_number(client: httpx.AsyncClient, amount: str) -> None:
+    html = (await client.post("/ui/purposes/high_value_transfer/try", data={
+        "citizen_valid": "true", "sanctions_listed": "false", "is_pep": "true",
+        "context.national_id": "AB123456", "context.amount": amount})).text
+    assert re.search(r'id="f-context-amount-error">enter a (finite )?number<', html)
+    assert "decision-status" not in html
