@@ -224,6 +224,12 @@ def test_a_studio_try_follows_the_saved_rules(studio: tuple[Path, ServerProcess]
     policy.write_text(policy.read_text().replace("reason: not_listed", "reason: clear"))
     page.locator(".decision-reason", has_text="clear").wait_for(timeout=2000)
     assert page.locator(".decision-reason").inner_text() == "clear"
+    page.check('input[name="is_pep"][value="true"]')  # typing: the page waits for the author
+    policy.write_text(policy.read_text().replace("reason: clear", "reason: clear_of_lists"))
+    page.locator("#files-changed").wait_for(timeout=2000)
+    assert page.locator('input[name="is_pep"][value="true"]').is_checked()
+    page.click("#files-changed a")
+    page.locator(".decision-reason").wait_for(state="detached")  # the page anew, as a GET
 
 
 def test_with_bearer_the_pages_refuse_an_anonymous_browser(

@@ -178,10 +178,13 @@
   }
 
   // Studio: follow the files. A page showing a tried decision asks again with the same
-  // input, any other page reloads.
+  // input; a form being filled in is left alone (a notice offers the new result); any
+  // other page reloads.
   const poll = body.dataset.poll;
   if (poll) {
     let busy = false;
+    let typing = false;
+    document.addEventListener("input", function () { typing = true; });
     setInterval(function () {
       if (busy) {
         return;
@@ -195,8 +198,11 @@
           }
           body.dataset.state = state.state;
           const tried = document.querySelector("form[data-resubmit]");
-          if (tried) {
+          const notice = document.getElementById("files-changed");
+          if (tried && !typing) {
             tried.submit();
+          } else if (typing && notice) {
+            notice.hidden = false;
           } else {
             location.reload();
           }
