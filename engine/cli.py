@@ -94,7 +94,7 @@ def _catalogue() -> dict[str, Fact]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def policy() -> None:
-    """Work with policy files: lint, test, eval, repl, fmt, schema, bundle, replay.
+    """Work with policy files: lint, test, eval, repl, fmt, schema, bundle, replay, studio.
 
     \b
     Example:
