@@ -510,7 +510,10 @@ class Sampler:
 async def drive(args: argparse.Namespace, sampler: Sampler, base_url: str,
                 ) -> tuple[Tally, list[Sample], list[dict[str, list[float]]]]:
     """The workload for `args.minutes`, a sample each `args.sample_seconds`."""
-    limits = httpx.Limits(max_connections=args.users, max_keepalive_connections=args.users)
+    # An idle connection is dropped by the client before uvicorn's 5-s keep-alive timeout
+    # closes it: at the same 5 s (httpx's default), a request sent as the server closes the
+    # connection is lost in transit ("Server disconnected") without reaching the gateway.
+    limits = httpx.Limits(max_connections=args.users, max_keepalive_connections=args.users, keepalive_expiry=4.0)
     samples: list[Sample] = []
     windows: list[dict[str, list[float]]] = []  # each sample's latencies, ms, by endpoint
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as client:
