@@ -2,9 +2,11 @@
 
 Loaded by `st run` through `SCHEMATHESIS_HOOKS`; the server's base URL comes in
 `IDGW_SCHEMATHESIS_BASE_URL`. A token is a real login (authorize, token) whose user
-holds every consent, so consent-gated operations reach their logic. It is cached, and
-fetched again after a 401: a generated `DELETE /me` or `POST /auth/revoke` with
-`all: true` ends the login it was sent with, as it should.
+holds every consent, so consent-gated operations reach their logic. Each operation has
+a login of its own, cached, and fetched again after a 401: a generated `DELETE /me` or
+`POST /auth/revoke` with `all: true` ends the login it was sent with, as it should, and
+would otherwise end every other operation's too (which then answer 401 until Schemathesis
+happens to log in again, starving the stateful phase).
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ def login(base_url: str) -> str:
         return token
 
 
-@schemathesis.auth()
+def operation_key(case: Any, context: Any) -> str:
+    return str(case.operation.label)
+
+
+@schemathesis.auth(cache_by_key=operation_key)
 class GatewayLogin:
     def get(self, case: Any, context: Any) -> str:
         return login(os.environ["IDGW_SCHEMATHESIS_BASE_URL"])
