@@ -279,38 +279,87 @@ def _require_unique_titles(schemas: dict[str, Any]) -> None:
         titles[title] = name
 
 
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One way to fill a body that takes exactly one of several (`exactly_one_of`): the
+    fields it needs, those it leaves out, and keywords that narrow a field's schema in it
+    (`{"all": {"enum": [True]}}`)."""
+
+    required: tuple[str, ...]
+    absent: tuple[str, ...] = ()
+    narrowed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def branch(self, properties: dict[str, Any]) -> dict[str, Any]:
+        def narrow(name: str, prop: dict[str, Any]) -> dict[str, Any]:
+            out = {**prop, **self.narrowed.get(name, {})}
+            if name in self.required:
+                out.pop("default", None)  # given, and perhaps narrowed away from its default
+            return out
+
+        branch: dict[str, Any] = {
+            "properties": {name: narrow(name, prop) for name, prop in properties.items() if name not in self.absent},
+            "required": list(self.required),
+        }
+        if len(self.absent) == 1:
+            branch["not"] = {"required": list(self.absent)}
+        elif self.absent:
+            branch["not"] = {"anyOf": [{"required": [name]} for name in self.absent]}
+        return branch
+
+
+def exactly_one_of(*variants: Variant, examples: Sequence[dict[str, Any]] = ()) -> Callable[[dict[str, Any]], None]:
+    """A request model's `json_schema_extra`: its body is exactly one of `variants`, a
+    `oneOf` whose branches are whole object schemas (every field of the model but those
+    the variant leaves out), since generators build one class per branch from the branch
+    alone (openapi-python-client ignores the properties beside a `oneOf`)."""
+
+    def extend(schema: dict[str, Any]) -> None:
+        if examples:
+            schema["examples"] = list(examples)
+        schema["oneOf"] = [variant.branch(schema["properties"]) for variant in variants]
+
+    return extend
+
+
 #: A form parameter given empty: absent, as RFC 6749 section 3.1 has it.
 _EMPTY: dict[str, Any] = {"type": "string", "maxLength": 0}
 
 
+def _refuses_empty(prop: dict[str, Any]) -> bool:
+    """Whether a property's schema refuses the empty string (kept simple: what the
+    request models use)."""
+    if prop.get("type") != "string":
+        return "type" in prop
+    return prop.get("minLength", 0) > 0 or "" not in prop.get("enum", [""]) or prop.get("const", "") != ""
+
+
 def form_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A request schema as its form encoding is read (`parsing.parse_form`): an optional
-    parameter may also be given empty, which counts as absent, so where the JSON schema
-    asks for a parameter its form asks for a non-empty one."""
-    required = set(schema.get("required", ()))
+    """A request schema as its form encoding is read (`parsing.parse_form`): a parameter
+    given empty counts as absent. So an optional parameter may also be empty, one that a
+    branch of a `oneOf` leaves out may be given empty, and a required one is as in JSON
+    (whose schema must refuse the empty string: a `ValueError` otherwise)."""
 
-    def loosen(properties: dict[str, Any]) -> dict[str, Any]:
-        return {name: prop if name in required else {"anyOf": [prop, _EMPTY]} for name, prop in properties.items()}
-
-    def present(names: Iterable[str]) -> dict[str, Any]:
-        return {"required": list(names), "properties": {name: {"not": _EMPTY} for name in names}}
-
-    def branch(variant: dict[str, Any]) -> dict[str, Any]:
-        out = dict(variant)
-        properties = loosen(variant.get("properties", {}))
-        if "required" in variant:
-            for name in variant["required"]:
-                if name not in required:
-                    properties[name] = {"allOf": [properties.get(name, {}), {"not": _EMPTY}]}
-        if properties:
-            out["properties"] = properties
-        if "not" in variant and set(variant["not"]) == {"required"}:
-            out["not"] = present(variant["not"]["required"])
+    def as_form(properties: dict[str, Any], required: Iterable[str]) -> dict[str, Any]:
+        needed = set(required)
+        out = {}
+        for name, prop in properties.items():
+            if name not in needed:
+                out[name] = {"anyOf": [prop, _EMPTY]}
+            elif _refuses_empty(prop):
+                out[name] = prop
+            else:
+                raise ValueError(f"{schema.get('title')}: the form's required {name} would accept an empty value")
         return out
 
-    form = {**schema, "title": f"{schema.get('title', 'Request')}Form", "properties": loosen(schema["properties"])}
+    form = {**schema, "title": f"{schema.get('title', 'Request')}Form",
+            "properties": as_form(schema["properties"], schema.get("required", ()))}
     if "oneOf" in schema:
-        form["oneOf"] = [branch(variant) for variant in schema["oneOf"]]
+        form["oneOf"] = [  # a parameter the branch leaves out may be given empty (its `not` goes)
+            {**{k: v for k, v in branch.items() if k != "not"},
+             "properties": {**as_form(branch["properties"], branch["required"]),
+                            **{name: _EMPTY for name in schema["properties"] if name not in branch["properties"]}}}
+            for branch in schema["oneOf"]
+        ]
     form["description"] = (schema.get("description", "") + " As a form, an empty parameter counts as absent.").strip()
     return form
 
@@ -421,8 +470,10 @@ __all__ = [
     "PolicyExpansion",
     "QueryParameter",
     "Timestamp",
+    "Variant",
     "answer",
     "document",
+    "exactly_one_of",
     "openapi_schema",
     "routes",
     "walk_routes",

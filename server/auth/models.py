@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from server.openapi import Variant, exactly_one_of
 from server.parsing import RequestBody
 
 EMAIL_MAX_LENGTH = 254
@@ -121,18 +122,14 @@ class _GrantRequest(RequestBody):
 class TokenRequest(_GrantRequest):
     """`POST /auth/token`: exchange a session (once), or a refresh token (rotated)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"grant_type": SESSION_GRANT, "session_id": "ses_..."},
-                         {"grant_type": "refresh_token", "refresh_token": "..."}],
-            "oneOf": [
-                {"properties": {"grant_type": {"enum": list(SESSION_GRANTS)}},
-                 "required": ["grant_type", "session_id"], "not": {"required": ["refresh_token"]}},
-                {"properties": {"grant_type": {"const": "refresh_token"}},
-                 "required": ["grant_type", "refresh_token"], "not": {"required": ["session_id"]}},
-            ],
-        },
-    )
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(
+        Variant(("grant_type", "session_id"), absent=("refresh_token",),
+                narrowed={"grant_type": {"enum": list(SESSION_GRANTS)}}),
+        Variant(("grant_type", "refresh_token"), absent=("session_id",),
+                narrowed={"grant_type": {"enum": ["refresh_token"]}}),
+        examples=[{"grant_type": SESSION_GRANT, "session_id": "ses_..."},
+                  {"grant_type": "refresh_token", "refresh_token": "..."}],
+    ))
 
     # A str, not a Literal: another value is RFC 6749's `unsupported_grant_type`.
     grant_type: str = Field(max_length=128, json_schema_extra={"enum": list(GRANT_TYPES)},
@@ -163,13 +160,10 @@ class TokenRevokeRequest(RequestBody):
     """`{"token": ...}` revokes one access or refresh token; `{"all": true}` (with a bearer
     token) every session of the caller."""
 
-    model_config = ConfigDict(
-        **_STRICT,
-        json_schema_extra={"oneOf": [
-            {"required": ["token"], "properties": {"all": {"const": False}}},
-            {"required": ["all"], "properties": {"all": {"const": True}}, "not": {"required": ["token"]}},
-        ]},
-    )
+    model_config = ConfigDict(**_STRICT, json_schema_extra=exactly_one_of(
+        Variant(("token",), narrowed={"all": {"enum": [False]}}),
+        Variant(("all",), absent=("token",), narrowed={"all": {"enum": [True]}}),
+    ))
 
     token: str | None = Field(None, min_length=1, max_length=8192, description="an access or refresh token")
     all: bool = Field(False, description="with a bearer token: every session of its user")

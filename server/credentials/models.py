@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.credentials.service import CREDENTIAL_TYPES
-from server.openapi import Timestamp
+from server.openapi import Timestamp, Variant, exactly_one_of
 from server.parsing import RequestBody
 
 
@@ -27,10 +27,9 @@ class IssueRequest(RequestBody):
 class VerifyRequest(RequestBody):
     """`{"credential_id": ...}` (the holder's own) or `{"jwt": ...}` (anyone's)."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": [
-        {"required": ["credential_id"], "not": {"required": ["jwt"]}},
-        {"required": ["jwt"], "not": {"required": ["credential_id"]}},
-    ]})
+    model_config = ConfigDict(json_schema_extra=exactly_one_of(
+        Variant(("credential_id",), absent=("jwt",)), Variant(("jwt",), absent=("credential_id",)),
+    ))
 
     credential_id: str | None = Field(None, min_length=1, max_length=128)
     jwt: str | None = Field(None, min_length=1, max_length=16_384)
