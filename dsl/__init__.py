@@ -25,6 +25,7 @@ from dsl.compiler import (
     Verdicts,
     compile_expression,
     compile_program,
+    refuses_every_mistyped,
 )
 from dsl.conditions import Condition, Shape, Shapes, as_condition
 from dsl.diagnostics import CODES, Diagnostic, PolicyError, Position, SourceText, scalar_positions
@@ -69,6 +70,7 @@ __all__ = [
     "compile_expression",
     "compile_program",
     "parse",
+    "refuses_every_mistyped",
     "scalar_positions",
     "type_name",
     "utc_now",

@@ -175,6 +175,14 @@ def _type_test(var: str, t: Type) -> str:
     return f"{var} is _U"
 
 
+def refuses_every_mistyped(t: Type) -> bool:
+    """Does the evidence check fail closed on every value that is not of type `t`? For
+    every type but a list whose items have a known type other than string: of such a
+    list it checks that it is one, not its items (the rules meet them as they are)."""
+    item = t.item
+    return t.kind != "list" or item is None or not item.known or item.kind == "string"
+
+
 def _fetch(name: str) -> str:
     if name.startswith("consent."):
         return f"_key(_f.get('consent', _U), {name.split('.', 1)[1]!r})"
@@ -700,5 +708,5 @@ def compile_expression(
 
 __all__ = [
     "PREPARED_FACTS", "EvidenceCheck", "Facts", "Program", "Required", "Tracer", "Verdicts", "compile_expression",
-    "compile_program",
+    "compile_program", "refuses_every_mistyped",
 ]

@@ -20,7 +20,6 @@ from server.decisions.models import (
 from server.decisions.schemas import expand_data_api
 from server.decisions.service import (
     check_context,
-    check_evidence,
     current_policy_set,
     decide,
     resolve_purpose,
@@ -61,7 +60,6 @@ class DataApi:
         if context is None and "context" in facts:  # left out is fine, null is not (docs/api.md)
             raise ApiError(400, "input.context: expected an object, got null", error="invalid_context")
         check_context(purpose, context, where="input.")
-        check_evidence(purpose, facts)
         decision = decide(
             policy_set,
             purpose,
@@ -72,6 +70,7 @@ class DataApi:
             principal.sub if principal is not None else None,
             recording=state["decision_recording"],
             shadow=state["shadow"],
+            refuse_mistyped=True,
         )
         await send_json(send, {"result": decision, "decision_id": decision["decision_id"]})
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from dsl import UNDEFINED, Type, type_name
+from dsl import UNDEFINED, Type, refuses_every_mistyped, type_name
 from engine import Decision, PolicySet, Purpose, UnknownPurpose
 from engine.clock import utc_second_text
 from engine.purpose import conforms, lookup
@@ -75,10 +75,11 @@ def check_evidence(purpose: Purpose, facts: Mapping[str, Any]) -> None:
     type than the purpose declares (`input.is_pep: expected bool, got string`), and each
     object a nested one sits in (`consent` of `consent.registry_check`) that is not one.
 
-    The data API's own check, made before deciding: the engine, given such facts, fails
-    closed (`invalid_evidence`), but a caller who supplies the facts is told at once.
-    Missing facts are not a request error (the decision fails, `missing_evidence`), and
-    undeclared ones pass to the rules as they are.
+    The data API's own check (`decide(..., refuse_mistyped=True)`): the engine, given
+    such facts, fails closed (`invalid_evidence`, or `missing_evidence` when a fact is
+    missing too, or its parent object is not one), but a caller who supplies the facts
+    is told at once. Missing facts are not a request error (the decision fails,
+    `missing_evidence`), and undeclared ones pass to the rules as they are.
     """
     problems: list[str] | None = None
     for spec in purpose.evidence:
@@ -113,6 +114,29 @@ def _nested_problem(name: str, expected: Type, facts: Mapping[str, Any]) -> str 
         value = value[part]
         where += "." + part
     return None if conforms(value, expected) else f"{where}: expected {expected}, got {type_name(value)}"
+
+
+#: The reasons of the engine's fail-closed decisions on declared facts.
+_EVIDENCE_FAILURES = frozenset({"missing_evidence", "invalid_evidence"})
+#: (purpose, revision) -> does the engine fail closed on every mistyped declared fact?
+_typed_by_engine: dict[tuple[str, str], bool] = {}
+
+
+def may_hide_mistyped_facts(purpose: Purpose, decision: Decision) -> bool:
+    """Could the facts `decision` was made on hold a declared fact of another type? Only
+    when the engine failed closed on evidence, or when the purpose declares a fact whose
+    type the engine's evidence check does not cover (`dsl.refuses_every_mistyped`): any
+    other decision is one the engine made on well-typed facts, and `check_evidence`
+    would find nothing (which costs as much as the decision itself)."""
+    if decision.reason in _EVIDENCE_FAILURES:
+        return True
+    key = (purpose.name, purpose.revision)
+    typed = _typed_by_engine.get(key)
+    if typed is None:
+        if len(_typed_by_engine) > 1000:  # many reloads: start again
+            _typed_by_engine.clear()
+        typed = _typed_by_engine[key] = all(refuses_every_mistyped(spec.type) for spec in purpose.evidence)
+    return not typed
 
 
 def supplied_evidence(purpose: Purpose, facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,14 +181,20 @@ def decide(
     *,
     recording: bool = True,
     shadow: Shadow | None = None,
+    refuse_mistyped: bool = False,
 ) -> dict[str, Any]:
     """Decide `purpose` (of `policy_set`, its context already checked) on `facts`; count
     and log the decision (with its decision record when `recording`, and the `shadow`
-    set's outcome when there is one) and return its JSON."""
+    set's outcome when there is one) and return its JSON. With `refuse_mistyped` (the
+    data API), a declared fact of another type is a 400 (`check_evidence`), raised
+    before anything is counted or logged."""
     name = purpose.name
     started = time.perf_counter()
     decision = policy_set.decide(name, facts, explain=explain)
-    _evaluation_durations(name)[0].observe(time.perf_counter() - started)
+    duration = time.perf_counter() - started
+    if refuse_mistyped and may_hide_mistyped_facts(purpose, decision):
+        check_evidence(purpose, facts)
+    _evaluation_durations(name)[0].observe(duration)
     _decisions(name, decision.status)[0].inc()
     decision_id = new_decision_id()
     evaluated_at = evaluated_at_now()
@@ -193,6 +223,7 @@ __all__ = [
     "decide",
     "decision_json",
     "evaluated_at_now",
+    "may_hide_mistyped_facts",
     "new_decision_id",
     "resolve_purpose",
     "supplied_evidence",
