@@ -23,6 +23,7 @@ columns (`_columns`), and a line decodes to exactly the event `to_audit_event` b
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,8 +71,14 @@ def new_event_id() -> str:
     return "evt_" + time_ordered() + random_hex(12)
 
 
+# A second's events share one timestamp text (engine.clock): parsed once.
+@functools.lru_cache(maxsize=8)
+def _parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
 def _timestamp(value: object) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    moment = value if isinstance(value, datetime) else _parse_timestamp(str(value))
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {value!r} has no time zone")
     return moment

@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from prometheus_client import Counter, Histogram
+
 from dsl import UNDEFINED, Type, refuses_every_mistyped, type_name
 from engine import Decision, PolicySet, Purpose, UnknownPurpose
 from engine.clock import utc_second_text
@@ -21,12 +23,14 @@ from engine.purpose import conforms, lookup
 from server.errors import ApiError, echo
 from server.events import DecisionInput, DecisionMade, EventPublisher
 from server.ids import PerSecond, random_urlsafe, time_ordered
-from server.metrics import DECISIONS, POLICY_EVALUATION_DURATION, LabelCache
+from server.metrics import DECISIONS, POLICY_EVALUATION_DURATION
 from server.reload import LivePolicies
 from server.shadow import Shadow
 
-_decisions = LabelCache(DECISIONS)
-_evaluation_durations = LabelCache(POLICY_EVALUATION_DURATION)
+#: (purpose, status) -> the purpose's evaluation-duration histogram and its counter of
+#: decisions with that status: what `LabelCache` does for metrics of the same labels, for
+#: two whose labels differ, found in one lookup a decision.
+_decision_metrics: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
 
 
 def new_decision_id() -> str:
@@ -194,8 +198,12 @@ def decide(
     duration = time.perf_counter() - started
     if refuse_mistyped and may_hide_mistyped_facts(purpose, decision):
         check_evidence(purpose, facts)
-    _evaluation_durations(name)[0].observe(duration)
-    _decisions(name, decision.status)[0].inc()
+    labels = (name, decision.status)
+    metrics = _decision_metrics.get(labels)
+    if metrics is None:  # labels are bounded (server.metrics): so is the dictionary
+        metrics = _decision_metrics[labels] = (POLICY_EVALUATION_DURATION.labels(name), DECISIONS.labels(*labels))
+    metrics[0].observe(duration)
+    metrics[1].inc()
     decision_id = new_decision_id()
     evaluated_at = evaluated_at_now()
     body = decision_json(decision, decision_id, evaluated_at, supplied_evidence(purpose, facts))

@@ -64,9 +64,16 @@ async def test_unmatched_paths_share_one_label(client: httpx.AsyncClient) -> Non
 
 
 async def test_decisions_are_counted_by_purpose_and_status(client: httpx.AsyncClient) -> None:
-    key = (("purpose", "age_verification"), ("status", "fail"))
-    before = (await scrape(client)).get("decisions_total", {}).get(key, 0.0)
-    await client.post("/v1/data/age_verification", json={"input": {**ADULT_WITHOUT_CREDENTIAL, "sanctions_listed": True}})
+    failed = (("purpose", "age_verification"), ("status", "fail"))
+    passed = (("purpose", "age_verification"), ("status", "pass_with_conditions"))
+    timed = (("purpose", "age_verification"),)
+    before = await scrape(client)
+    for facts in [{**ADULT_WITHOUT_CREDENTIAL, "sanctions_listed": True}, ADULT_WITHOUT_CREDENTIAL, ADULT_WITHOUT_CREDENTIAL]:
+        await client.post("/v1/data/age_verification", json={"input": facts})
+    await client.post("/v1/data/age_verification", json={"input": {**ADULT_WITHOUT_CREDENTIAL, "is_over_18": 1}})  # 400
     after = await scrape(client)
-    assert after["decisions_total"][key] == before + 1
-    assert after["policy_evaluation_duration_seconds_count"][(("purpose", "age_verification"),)] >= 1
+    counted = before.get("decisions_total", {})
+    assert after["decisions_total"][failed] == counted.get(failed, 0.0) + 1
+    assert after["decisions_total"][passed] == counted.get(passed, 0.0) + 2
+    timings = before.get("policy_evaluation_duration_seconds_count", {}).get(timed, 0.0)
+    assert after["policy_evaluation_duration_seconds_count"][timed] == timings + 3
