@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.server.bundles import MINOR, BundleServer, bundle_of, key_pair, tampered, variant
 from tests.server.conftest import IDGW, ServerProcess, wait_until
 
-POLL_S = 2.0  # long beside a fetch, check and load (~0.3 s), so two intervals bound it on a busy machine
+POLL_S = 2.0  # long beside a fetch, check and load (~0.3 s)
 
 
 @pytest.fixture
@@ -90,14 +90,17 @@ def test_a_bundle_source_on_a_running_server(
     new = bundle_of(new_dir, signing)
     loop = LoadLoop(server.base_url)
     time.sleep(0.3)
-    published = time.monotonic()
+    published, polls_before = time.monotonic(), bundle_server.requests
     bundle_server.publish(new)
     status = wait_until(lambda: (s := server.policies())["revision"] != old_revision and s, timeout=10)
     converged = time.monotonic() - published
+    polls = bundle_server.requests - polls_before
     time.sleep(0.3)
     answers = loop.stop()
     new_revision = status["revision"]
-    assert converged <= 2 * POLL_S, f"the new bundle served after {converged:.2f}s"
+    # Counted in polls, not seconds: on a loaded machine the load and tests after the
+    # fetch take what they take, but the first poll after publishing must bring it.
+    assert polls <= 2, f"the new bundle served after {polls} polls ({converged:.2f}s)"
     assert status["source"]["last_fetch"] == {**status["source"]["last_fetch"], "result": "updated",
                                               "revision": new_revision}
     assert status["last_reload"]["result"] == "success" and status["last_reload"]["tests"]["failed"] == 0
