@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from dsl import UNDEFINED, Program, Type
+from dsl import UNDEFINED, Program, Type, refuses_every_mistyped
 
 if TYPE_CHECKING:  # the policy set's decisions are what a purpose's program returns
     from engine.policyset import Decision
@@ -86,6 +86,13 @@ class Purpose:
     #: gateway provides each of them, and no other.
     consents_read: tuple[str, ...] = ()
     revision: str = ""
+    #: Does the compiled evidence check fail closed on every declared fact given with
+    #: another type (`dsl.refuses_every_mistyped`)? Derived from `evidence`.
+    types_checked: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checked = all(refuses_every_mistyped(spec.type) for spec in self.evidence)
+        object.__setattr__(self, "types_checked", checked)  # frozen: set once, here
 
     @property
     def facts(self) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from dsl import UNDEFINED, Type, refuses_every_mistyped, type_name
+from dsl import UNDEFINED, Type, type_name
 from engine import Decision, PolicySet, Purpose, UnknownPurpose
 from engine.clock import utc_second_text
 from engine.purpose import conforms, lookup
@@ -122,25 +122,13 @@ def _nested_problem(name: str, expected: Type, facts: Mapping[str, Any]) -> str 
 
 #: The reasons of the engine's fail-closed decisions on declared facts.
 _EVIDENCE_FAILURES = frozenset({"missing_evidence", "invalid_evidence"})
-#: (purpose, revision) -> does the engine fail closed on every mistyped declared fact?
-_typed_by_engine: dict[tuple[str, str], bool] = {}
-
-
 def may_hide_mistyped_facts(purpose: Purpose, decision: Decision) -> bool:
     """Could the facts `decision` was made on hold a declared fact of another type? Only
     when the engine failed closed on evidence, or when the purpose declares a fact whose
-    type the engine's evidence check does not cover (`dsl.refuses_every_mistyped`): any
+    type the engine's evidence check does not cover (`Purpose.types_checked`): any
     other decision is one the engine made on well-typed facts, and `check_evidence`
     would find nothing (which costs as much as the decision itself)."""
-    if decision.reason in _EVIDENCE_FAILURES:
-        return True
-    key = (purpose.name, purpose.revision)
-    typed = _typed_by_engine.get(key)
-    if typed is None:
-        if len(_typed_by_engine) > 1000:  # many reloads: start again
-            _typed_by_engine.clear()
-        typed = _typed_by_engine[key] = all(refuses_every_mistyped(spec.type) for spec in purpose.evidence)
-    return not typed
+    return decision.reason in _EVIDENCE_FAILURES or not purpose.types_checked
 
 
 def supplied_evidence(purpose: Purpose, facts: Mapping[str, Any]) -> dict[str, Any]:
