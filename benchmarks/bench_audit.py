@@ -65,6 +65,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -190,12 +191,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(workdir: Path, port: int, database_url: str) -> subprocess.Popen[bytes]:
+def start_server(
+    workdir: Path, port: int, database_url: str, settings: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`idgw serve` with one worker; `settings`: more IDGW_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IDGW_", "PROMETHEUS_"))}
     env.update(
         IDGW_DATABASE_URL=database_url, IDGW_REGISTRY_LATENCY_MS="0", IDGW_LOG_FORMAT="json",
         IDGW_LOG_LEVEL="INFO", IDGW_POLICY_RELOAD="false", IDGW_KEY_DIR=str(workdir / "keys"),
-        IDGW_AUDIT_SPILL_DIR=str(workdir / "spill"),
+        IDGW_AUDIT_SPILL_DIR=str(workdir / "spill"), **(settings or {}),
     )
     process = subprocess.Popen(
         [str(IDGW), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

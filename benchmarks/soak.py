@@ -4,8 +4,11 @@ the audit backlog, latency) and that every response is accounted for.
 
 The gateway runs as deployed: one worker, its audit writer process, PostgreSQL (a schema
 of its own on `--postgresql-url`, dropped afterwards; the gateway's connections carry an
-`application_name` of their own so that they can be counted), bearer tokens on the data
-API, JSON access log at INFO. The workload, paced at `--rate` requests/s over `--users`
+`application_name` of their own so that they can be counted) through the worker's fixed
+pool of `--pool-size` connections (`IDGW_DATABASE_POOL_MIN` = `_MAX`, as
+docs/operations.md advises where the connection count must stay put: a growing pool
+steps up in a stalled minute and keeps its connections for 10 idle minutes), bearer
+tokens on the data API, JSON access log at INFO. The workload, paced at `--rate` requests/s over `--users`
 concurrent virtual users, is a sequence of journeys, each by a new user:
 
     POST /auth/authorize, POST /auth/token      log in
@@ -209,12 +212,13 @@ class Workload:
 
 
 @contextmanager
-def gateway(workdir: Path, database_url: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`idgw serve` on `database_url` with the shipped policies (bench_audit's), stopped
-    with SIGTERM on the way out."""
+def gateway(workdir: Path, database_url: str, pool_size: int) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`idgw serve` on `database_url` with the shipped policies (bench_audit's) and a fixed
+    pool of `pool_size` connections, stopped with SIGTERM on the way out."""
     shutil.copytree(REPO / "policies", workdir / "policies")
     port = free_port()
-    process = start_server(workdir, port, database_url)
+    pool = {"IDGW_DATABASE_POOL_MIN": str(pool_size), "IDGW_DATABASE_POOL_MAX": str(pool_size)}
+    process = start_server(workdir, port, database_url, pool)
     try:
         yield process, f"http://127.0.0.1:{port}"
     finally:
@@ -554,6 +558,7 @@ def main() -> None:
     parser.add_argument("--warmup-minutes", type=float, default=2.0, help="samples left out of the drift")
     parser.add_argument("--rate", type=float, default=100.0, help="requests/s, all endpoints together")
     parser.add_argument("--users", type=int, default=8, help="concurrent virtual users")
+    parser.add_argument("--pool-size", type=int, default=8, help="the worker's fixed PostgreSQL pool (default 8)")
     parser.add_argument("--json", type=Path, help="write the samples and the tallies here")
     args = parser.parse_args()
     if not args.postgresql_url:
@@ -562,17 +567,19 @@ def main() -> None:
         parser.error("--minutes must be above 0 and at most 1440")
     if not DEPTH_READING_SECONDS <= args.sample_seconds <= args.minutes * 60:
         parser.error(f"--sample-seconds must be at least {DEPTH_READING_SECONDS:g} and at most the run")
-    if args.rate <= 0 or args.users < 1:
-        parser.error("--rate must be above 0 and --users at least 1")
+    if args.rate <= 0 or args.users < 1 or args.pool_size < 1:
+        parser.error("--rate must be above 0, --users and --pool-size at least 1")
 
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()},"
           f" Python {platform.python_version()}; load average {os.getloadavg()[0]:.2f};"
           f" {args.minutes:g} minutes at {args.rate:g} requests/s over {args.users} users,"
-          f" sampled every {args.sample_seconds:g} s, warm-up {args.warmup_minutes:g} minutes", flush=True)
+          f" sampled every {args.sample_seconds:g} s, warm-up {args.warmup_minutes:g} minutes,"
+          f" a fixed pool of {args.pool_size} PostgreSQL connections", flush=True)
     application_name = f"idgw-soak-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="idgw-soak-") as directory, \
             postgres_schema(args.postgresql_url) as schema_url:
-        with gateway(Path(directory), with_application_name(schema_url, application_name)) as (process, base_url):
+        with gateway(Path(directory), with_application_name(schema_url, application_name), args.pool_size) \
+                as (process, base_url):
             sampler = Sampler(process.pid, base_url, schema_url, application_name)
             tally, samples, windows = asyncio.run(drive(args, sampler, base_url))
             no_rise = report(samples, windows, args.warmup_minutes)

@@ -87,7 +87,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        stores = await open_stores(settings.database_url)
+        stores = await open_stores(
+            settings.database_url,
+            pool_min_size=settings.database_pool_min,
+            pool_max_size=settings.database_pool_max,
+        )
         app.state.stores = stores
         watcher: PolicyWatcher | BundlePoller | None = None
         shadow_watcher = None

@@ -201,6 +201,10 @@ class Settings(BaseSettings):
 
     # -- storage, tokens, auth ---------------------------------------------------------
     database_url: str = "sqlite:///./idgw.db"
+    #: The PostgreSQL pool of each worker: at least `pool_min` connections, at most
+    #: `pool_max`; equal values make a fixed pool (docs/operations.md).
+    database_pool_min: int = Field(default=1, ge=1, le=200)
+    database_pool_max: int = Field(default=10, ge=1, le=200)
     regulated_mode: bool = False
     signing_alg: Literal["RS256", "ES256"] = "RS256"
     issuer: str | None = None
@@ -265,6 +269,8 @@ class Settings(BaseSettings):
         if self.policy.over_http and not self.policy.public_key:
             raise _FieldProblem("policy_public_key", "required when IDGW_POLICY_SOURCE is an http(s) URL"
                                 " (the bundle's signature is checked with it)")
+        if self.database_pool_min > self.database_pool_max:
+            raise _FieldProblem("database_pool_min", f"at most IDGW_DATABASE_POOL_MAX ({self.database_pool_max})")
         if self.audit.queue == "nats" and not self.nats_url:
             raise _FieldProblem("nats_url", "required when IDGW_AUDIT_QUEUE=nats")
         if self.audit.writer == "process" and (self.database_url.startswith("memory:") or self.audit.queue != "memory"):

@@ -20,7 +20,12 @@ from stores._memory import (
     MemoryUserStore,
 )
 from stores._migrations import apply_migrations
-from stores._postgres import DEFAULT_POOL_MAX_SIZE, DEFAULT_POOL_TIMEOUT_SECONDS, PostgresDatabase
+from stores._postgres import (
+    DEFAULT_POOL_MAX_SIZE,
+    DEFAULT_POOL_MIN_SIZE,
+    DEFAULT_POOL_TIMEOUT_SECONDS,
+    PostgresDatabase,
+)
 from stores._protocols import (
     AuditDeadLetterStore,
     AuditEventStore,
@@ -131,6 +136,7 @@ async def open_stores(
     url: str,
     *,
     migrate: bool = True,
+    pool_min_size: int = DEFAULT_POOL_MIN_SIZE,
     pool_max_size: int = DEFAULT_POOL_MAX_SIZE,
     pool_timeout: float = DEFAULT_POOL_TIMEOUT_SECONDS,
     sqlite_blocking: bool = False,
@@ -138,8 +144,8 @@ async def open_stores(
     """Open the stores of the database at ``url`` (``IDGW_DATABASE_URL``).
 
     ``sqlite:///PATH`` opens (or creates) a SQLite file, ``postgresql://...`` a pool of
-    at most ``pool_max_size`` connections (waiting up to ``pool_timeout`` seconds for
-    one), ``memory://`` empty in-memory stores. With ``migrate`` (the default) pending
+    ``pool_min_size`` to ``pool_max_size`` connections (waiting up to ``pool_timeout``
+    seconds for one), ``memory://`` empty in-memory stores. With ``migrate`` (the default) pending
     migrations are applied first. ``sqlite_blocking`` runs SQLite statements on the event
     loop's thread (see ``SqliteDatabase.blocking``). Raises ``InvalidDatabaseURL``, ``Unavailable`` or
     ``MigrationError``.
@@ -154,6 +160,6 @@ async def open_stores(
         database = await SqliteDatabase.open(parsed.target, blocking=sqlite_blocking)
     else:
         database = await PostgresDatabase.open(
-            parsed.target, max_size=pool_max_size, timeout=pool_timeout
+            parsed.target, min_size=pool_min_size, max_size=pool_max_size, timeout=pool_timeout
         )
     return _sql_stores(parsed.backend, database)

@@ -1,6 +1,7 @@
 """PostgreSQL behind the async :class:`~stores._database.Database` interface.
 
-psycopg 3's ``AsyncConnectionPool`` (default at most 10 connections): the event loop
+psycopg 3's ``AsyncConnectionPool`` (by default 1 to 10 connections; ``min_size`` equal to
+``max_size`` makes a fixed pool, whose connection count never moves): the event loop
 never blocks on the network. Pooled connections are in autocommit mode, so a single
 statement costs one round trip; :meth:`PostgresDatabase.transaction` opens an explicit
 transaction. A connection is checked when taken from the pool, so a database restart
@@ -39,6 +40,7 @@ from stores._records import as_utc
 
 __all__ = ["PostgresCodec", "PostgresDatabase", "translate_error", "translated_errors"]
 
+DEFAULT_POOL_MIN_SIZE = 1
 DEFAULT_POOL_MAX_SIZE = 10
 DEFAULT_POOL_TIMEOUT_SECONDS = 10.0
 RECONNECT_TIMEOUT_SECONDS = 2.0
@@ -127,15 +129,17 @@ class PostgresDatabase:
         cls,
         conninfo: str,
         *,
+        min_size: int = DEFAULT_POOL_MIN_SIZE,
         max_size: int = DEFAULT_POOL_MAX_SIZE,
         timeout: float = DEFAULT_POOL_TIMEOUT_SECONDS,
     ) -> PostgresDatabase:
-        """Open the pool; ``Unavailable`` when no connection succeeds within ``timeout``."""
-        if max_size < 1:
-            raise ValueError("the pool needs at least one connection")
+        """Open the pool with its ``min_size`` connections; ``Unavailable`` when they are
+        not made within ``timeout``."""
+        if not 1 <= min_size <= max_size:
+            raise ValueError(f"the pool needs 1 <= min_size <= max_size, got {min_size} and {max_size}")
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Row]] = AsyncConnectionPool(
             conninfo,
-            min_size=1,
+            min_size=min_size,
             max_size=max_size,
             timeout=timeout,
             kwargs={"autocommit": True, "row_factory": dict_row},

@@ -77,6 +77,7 @@ def test_environment_and_dotenv(clean_env: pytest.MonkeyPatch, tmp_path: Path) -
         ("IDGW_LOG_FORMAT", "xml"),
         ("IDGW_MAX_BODY_BYTES", "0"),
         ("IDGW_REGISTRY_TIMEOUT_MS", "-5"),
+        ("IDGW_DATABASE_POOL_MAX", "0"),
     ],
 )
 def test_invalid_values_name_the_variable(clean_env: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -94,6 +95,12 @@ def test_dependent_settings_name_the_missing_variable(clean_env: pytest.MonkeyPa
     clean_env.setenv("IDGW_AUDIT_QUEUE", "nats")
     with pytest.raises(ConfigError, match="IDGW_NATS_URL: required"):
         load_settings()
+    clean_env.delenv("IDGW_AUDIT_QUEUE")
+    clean_env.setenv("IDGW_DATABASE_POOL_MIN", "12")
+    with pytest.raises(ConfigError, match=r"IDGW_DATABASE_POOL_MIN: at most IDGW_DATABASE_POOL_MAX \(10\)"):
+        load_settings()
+    clean_env.setenv("IDGW_DATABASE_POOL_MAX", "12")
+    assert (load_settings().database_pool_min, load_settings().database_pool_max) == (12, 12)
 
 
 def test_unknown_variables_are_reported() -> None:
