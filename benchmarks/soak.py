@@ -30,13 +30,24 @@ the window, with the CPU the gateway, this client and the whole machine used (a 
 machine's neighbours show there). No series may rise over the samples taken after
 `--warmup-minutes` (a sample's p99, CPU per request and mean depth cover the interval
 before it): its drift must stay under +5%. Only a rise is judged: a fall is no leak (a
-cache that has filled, neighbours on a shared machine that went quiet). The drift of
+cache that has filled, neighbours on a shared machine that went quiet).
 
-- resources and CPU per request: the rise of a least-squares line through the samples
+The machine's speed is measured too, and CPU and latency are judged at a constant speed.
+On a shared virtual machine the CPU time of the same work changes with the neighbours:
+runs here saw every process's CPU per request double for three minutes and come back.
+The yardstick is this client: it does the same work for every request (build it, send
+it, read the answer), so its CPU time per request changes only with the machine. A
+sample's speed factor is the client's CPU per request over its median across the samples
+after the warm-up; the gateway's CPU per request and each latency are divided by their
+sample's factor before they are judged. The raw series are printed beside them, and a
+rise of the gateway's cost shows as a rise of its CPU against the client's, which no
+speed change moves. The drift of
+
+- resources and CPU per request (at constant speed): the rise of a least-squares line through the samples
   over their span, relative to their mean;
 - the audit queue depth: the same rise relative to the queue's capacity, where events
   would spill (its mean is a fraction of one flush, of which any change is a large share);
-- p99 per endpoint: the p99 of the requests of the later half of those samples against
+- p99 per endpoint (at constant speed): the p99 of the requests of the later half of those samples against
   that of the earlier half (a minute's p99 rests on a few requests of the endpoint's tail).
 
 Accounting: every request the client sent is answered 200 (none lost to a transport
@@ -328,6 +339,7 @@ class Sample:
     audit_depth: float  # mean of the window's readings
     audit_depth_max: float
     gateway_cpu_ms: float  # worker + writer CPU per request
+    client_cpu_ms: float  # this client's CPU per request: the machine's speed (module docstring)
     cores: dict[str, float]  # CPU used over the window, in cores: gateway, client, machine
     p99_ms: dict[str, float]
 
@@ -353,12 +365,12 @@ def drift(points: list[tuple[float, float]], scale: float | None = None) -> floa
 
 def print_samples(samples: list[Sample]) -> None:
     print("\n| minute | requests | worker RSS MiB | writer RSS MiB | fds worker/writer | PG connections"
-          " | client connections | audit depth mean/max | gateway CPU ms/request | cores gateway/client/machine |")
+          " | client connections | audit depth mean/max | CPU ms/request gateway/client | cores gateway/client/machine |")
     print("|---:" * 10 + "|")
     for s in samples:
         print(f"| {s.minute:.1f} | {s.requests:,} | {s.worker_rss_mib:.1f} | {s.writer_rss_mib:.1f} |"
               f" {s.worker_fds}/{s.writer_fds} | {s.db_connections} | {s.client_connections} | {s.audit_depth:.0f}/{s.audit_depth_max:.0f} |"
-              f" {s.gateway_cpu_ms:.2f} | {s.cores['gateway']:.2f}/{s.cores['client']:.2f}/{s.cores['machine']:.2f} |")
+              f" {s.gateway_cpu_ms:.2f}/{s.client_cpu_ms:.2f} | {s.cores['gateway']:.2f}/{s.cores['client']:.2f}/{s.cores['machine']:.2f} |")
     print("\n| minute | " + " | ".join(f"p99 {n} ms" for n in ENDPOINTS) + " |")
     print("|---:" * (1 + len(ENDPOINTS)) + "|")
     for s in samples:
@@ -376,18 +388,25 @@ def report(samples: list[Sample], windows: list[dict[str, list[float]]], warmup:
         print(f"\nfewer than two samples after the {warmup:g}-minute warm-up: no drift computed")
         return False
     first, last = samples[steady[0]], samples[steady[-1]]
+    yardstick = statistics.median(samples[i].client_cpu_ms for i in steady)
+    speed = [s.client_cpu_ms / yardstick for s in samples]  # 2.0: the same work took twice the CPU
+    print(f"\nthe machine's speed, the client's CPU per request against its median ({yardstick:.3f} ms) after"
+          " the warm-up: " + ", ".join(f"{samples[i].minute:.0f}: {speed[i]:.2f}" for i in steady))
     print(f"\ndrift after the warm-up ({len(steady)} samples, minutes {first.minute:.1f}-{last.minute:.1f};"
-          f" target: a rise under {DRIFT_TARGET:.0%}; p99: start and end are the first and second half's):\n")
+          f" target: a rise under {DRIFT_TARGET:.0%}; p99: start and end are the first and second half's;"
+          " CPU and p99 judged at constant speed, their raw figures shown, not judged):\n")
     print("| series | start | end | min | max | drift | |")
     print("|---|---:|---:|---:|---:|---:|---|")
     no_rise = True
 
-    def row(name: str, start: float, end: float, values: list[float], change: float) -> None:
+    def row(name: str, start: float, end: float, values: list[float], change: float, judged: bool = True) -> None:
         nonlocal no_rise
         ok = change < DRIFT_TARGET  # a rise only: CPU or latency that falls is no leak
-        no_rise &= ok
+        if judged:
+            no_rise &= ok
+        verdict = ("met" if ok else "MISSED") if judged else "raw, not judged"
         print(f"| {name} | {start:.1f} | {end:.1f} | {min(values):.1f} | {max(values):.1f} |"
-              f" {change:+.1%} | {'met' if ok else 'MISSED'} |")
+              f" {change:+.1%} | {verdict} |")
 
     series: dict[str, tuple[list[tuple[float, float]], float | None]] = {
         "worker RSS MiB": ([(s.minute, s.worker_rss_mib) for s in samples], None),
@@ -396,16 +415,24 @@ def report(samples: list[Sample], windows: list[dict[str, list[float]]], warmup:
         "writer open fds": ([(s.minute, s.writer_fds) for s in samples], None),
         "PostgreSQL connections": ([(s.minute, s.db_connections) for s in samples], None),
         f"audit queue depth (of {QUEUE_CAPACITY:,})": ([(s.minute, s.audit_depth) for s in samples], QUEUE_CAPACITY),
-        "gateway CPU ms/request": ([(s.minute, s.gateway_cpu_ms) for s in samples], None),
+        "gateway CPU ms/request at constant speed": (
+            [(s.minute, s.gateway_cpu_ms / speed[i]) for i, s in enumerate(samples)], None),
     }
     for name, (points, scale) in series.items():
         values = [points[i][1] for i in steady]
         row(name, values[0], values[-1], values, drift([points[i] for i in steady], scale))
+    raw = [(s.minute, s.gateway_cpu_ms) for s in samples]
+    values = [raw[i][1] for i in steady]
+    row("gateway CPU ms/request", values[0], values[-1], values, drift([raw[i] for i in steady]), judged=False)
     halves = steady[: len(steady) // 2], steady[len(steady) // 2 :]
+    for endpoint in ENDPOINTS:
+        early, late = (p99([ms / speed[i] for i in half for ms in windows[i].get(endpoint, [])]) for half in halves)
+        row(f"p99 {endpoint} ms at constant speed", early, late,
+            [samples[i].p99_ms.get(endpoint, float("nan")) / speed[i] for i in steady], late / early - 1)
     for endpoint in ENDPOINTS:
         early, late = (p99([ms for i in half for ms in windows[i].get(endpoint, [])]) for half in halves)
         row(f"p99 {endpoint} ms", early, late, [samples[i].p99_ms.get(endpoint, float("nan")) for i in steady],
-            late / early - 1)
+            late / early - 1, judged=False)
     return no_rise
 
 
@@ -505,6 +532,7 @@ class Sampler:
             worker_fd_kinds=dict(sorted(worker_fds.items())), db_connections=int(row[0]),
             audit_depth=statistics.fmean(depths), audit_depth_max=max(depths),
             gateway_cpu_ms=(cpu.gateway - before.gateway) * 1000 / max(requests, 1),
+            client_cpu_ms=(cpu.client - before.client) * 1000 / max(requests, 1),
             cores={"gateway": (cpu.gateway - before.gateway) / seconds, "client": (cpu.client - before.client) / seconds,
                    "machine": (cpu.machine - before.machine) / seconds},
             p99_ms={endpoint: p99(values) for endpoint, values in sorted(window.items())},
