@@ -704,8 +704,20 @@ _INSERT_NEW_EVENTS_AND_RECORDS = (
     + _WITH_RECORDS
 )
 # SQLite: a statement of its own, before the events' in one transaction, inserting the
-# records whose event is not stored yet.
-_SQLITE_RECORD_ROW = "(" + ", ".join("?" * len(_RECORD_FIELDS)) + ")"
+# records whose event is not stored yet. A row is a record's (`_record_rows`) and its
+# shadow agreement (`_shadow_agreement`).
+_SQLITE_RECORD_ROW = "(" + ", ".join("?" * (len(_RECORD_FIELDS) + 1)) + ")"
+
+
+def _shadow_agreement(body: str) -> str | None:
+    """The `shadow.agreement` of a record's body: read only when the text names `shadow`
+    (no shadow set runs, most of the time), where SQL's `json_extract` would parse every
+    body once more (the table's `json_valid` check already does)."""
+    if '"shadow"' not in body:
+        return None
+    shadow = json.loads(body).get("shadow")
+    agreement = shadow.get("agreement") if isinstance(shadow, dict) else None
+    return agreement if isinstance(agreement, str) else None
 
 
 def _sqlite_insert_records(rows: int, batch: int) -> str:
@@ -720,7 +732,7 @@ def _sqlite_insert_records(rows: int, batch: int) -> str:
     )
     return (
         f"INSERT INTO decision_records ({_RECORD_COLUMNS}) SELECT {columns},"
-        f" json_extract(column9, '$.shadow.agreement'), column9 FROM (VALUES {values}) AS v"
+        f" column10, column9 FROM (VALUES {values}) AS v"
         f" WHERE {condition} ON CONFLICT (decision_id) DO NOTHING"
     )
 
@@ -764,7 +776,9 @@ class SqlAuditEventStore:
             if not records:  # one statement: atomic on its own
                 new = await self._db.execute(*events_statement)
             else:  # the records' statement first: with the events' own condition, both or neither insert
-                params = [value for row in records for value in row] + ([e.id for e in events] if all_or_nothing else [])
+                params = [value for row in records for value in (*row, _shadow_agreement(row[-1]))]
+                if all_or_nothing:
+                    params += [e.id for e in events]
                 records_statement = (_sqlite_insert_records(len(records), len(events) if all_or_nothing else 0), params)
                 new = (await self._db.execute_all([records_statement, events_statement]))[-1]
         else:
@@ -773,7 +787,8 @@ class SqlAuditEventStore:
                 # the records first: only those whose event is not stored yet
                 for start in range(0, len(records), _SQLITE_ROWS_PER_STATEMENT):
                     part = records[start : start + _SQLITE_ROWS_PER_STATEMENT]
-                    await tx.execute(_sqlite_insert_records(len(part), 0), [value for row in part for value in row])
+                    await tx.execute(_sqlite_insert_records(len(part), 0),
+                                     [value for row in part for value in (*row, _shadow_agreement(row[-1]))])
                 for start in range(0, len(events), _SQLITE_ROWS_PER_STATEMENT):
                     chunk = events[start : start + _SQLITE_ROWS_PER_STATEMENT]
                     new += await tx.execute(_sqlite_insert(len(chunk), all_or_nothing), self._flat(chunk, all_or_nothing))

@@ -92,14 +92,25 @@ def _rows(cursor: sqlite3.Cursor) -> list[Row]:
 class SqliteCodec:
     """Timestamps as fixed-width ISO-8601 UTC text; JSON and lists as JSON text."""
 
+    def __init__(self) -> None:
+        # The last time written and its text: an audit batch's events share one datetime
+        # object a second (their timestamps are parsed once), each written twice when it
+        # carries a decision record.
+        self._last: tuple[datetime | None, str | None] = (None, None)
+
     def time(self, value: datetime | None) -> str | None:
         if value is None:
             return None
+        last, text = self._last
+        if value is last:
+            return text
         utc = value if value.tzinfo is UTC else as_utc(value)
         if utc.year < 1000:  # strftime does not pad such years to four digits everywhere
-            return utc.strftime(_TIME_FORMAT)
-        # _TIME_FORMAT through isoformat ("...+00:00" in UTC), at a third of the cost
-        return utc.isoformat(timespec="microseconds")[:26] + "Z"
+            text = utc.strftime(_TIME_FORMAT)
+        else:  # _TIME_FORMAT through isoformat ("...+00:00" in UTC), at a third of the cost
+            text = utc.isoformat(timespec="microseconds")[:26] + "Z"
+        self._last = (value, text)  # one tuple: threads never see half an update
+        return text
 
     def read_time(self, value: Any) -> datetime:
         return datetime.fromisoformat(value).astimezone(UTC)
