@@ -52,3 +52,18 @@ def test_audit_event_timestamps_are_checked_and_normalised() -> None:
     assert event.timestamp.tzinfo is UTC
     utc = datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=UTC)
     assert AuditEvent(id="e", timestamp=utc, action="a").timestamp is utc
+
+
+def test_sqlite_times_are_fixed_width_utc_text_whatever_came_before() -> None:
+    from stores._sqlite import SqliteCodec
+
+    codec = SqliteCodec()
+    first = datetime(2026, 12, 6, 21, 0, 5, tzinfo=UTC)
+    other_zone = datetime(2026, 12, 6, 23, 0, 6, 250, tzinfo=timezone(timedelta(hours=2)))
+    # the codec keeps the last time it wrote: an equal but distinct value, another zone
+    # and the first one again must each get their own text
+    texts = [codec.time(first), codec.time(first), codec.time(other_zone),
+             codec.time(first.replace()), codec.time(datetime(999, 1, 1, tzinfo=UTC)), codec.time(first)]
+    assert texts == ["2026-12-06T21:00:05.000000Z", "2026-12-06T21:00:05.000000Z", "2026-12-06T21:00:06.000250Z",
+                     "2026-12-06T21:00:05.000000Z", "0999-01-01T00:00:00.000000Z", "2026-12-06T21:00:05.000000Z"]
+    assert codec.time(None) is None
