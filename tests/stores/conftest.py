@@ -9,6 +9,7 @@ Every PostgreSQL test gets a schema of its own (``search_path`` set through the 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -50,12 +51,39 @@ def postgres_server_url() -> str:
     return url
 
 
-def with_search_path(url: str, schema: str) -> str:
-    """``url`` with ``options=-csearch_path=<schema>``: every connection lands in it."""
+def _with_parameter(url: str, name: str, value: str) -> str:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
-    query["options"] = f"-csearch_path={schema}"
+    query[name] = value
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """``url`` with ``options=-csearch_path=<schema>``: every connection lands in it."""
+    return _with_parameter(url, "options", f"-csearch_path={schema}")
+
+
+def with_application_name(url: str, name: str) -> str:
+    """``url`` whose connections show ``name`` in ``pg_stat_activity``."""
+    return _with_parameter(url, "application_name", name)
+
+
+def connections_named(server_url: str, name: str) -> int:
+    """How many connections the server holds under the application name ``name``."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def connections_named_after_close(server_url: str, name: str) -> int:
+    """`connections_named` once the closed connections' server processes have exited: a
+    backend leaves `pg_stat_activity` shortly after its client hangs up (polled for at
+    most 5 s; what is left then is returned)."""
+    deadline = time.monotonic() + 5
+    while (count := connections_named(server_url, name)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return count
 
 
 @pytest.fixture

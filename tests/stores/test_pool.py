@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import psycopg
 import pytest
 
 from stores._postgres import PostgresDatabase
-
-
-def _named(url: str, application_name: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query["application_name"] = application_name
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def _connections(server_url: str, application_name: str) -> int:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application_name,)
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+from tests.stores.conftest import (
+    connections_named,
+    connections_named_after_close,
+    with_application_name,
+)
 
 
 async def _busy(database: PostgresDatabase, queries: int) -> None:
@@ -40,17 +27,17 @@ def test_a_fixed_pool_holds_its_connections_from_the_start_and_never_more(
     name = f"idgw_pool_{uuid.uuid4().hex[:12]}"
 
     async def main() -> list[int]:
-        database = await PostgresDatabase.open(_named(postgres_url, name), min_size=3, max_size=3)
+        database = await PostgresDatabase.open(with_application_name(postgres_url, name), min_size=3, max_size=3)
         try:
-            counts = [_connections(postgres_server_url, name)]
+            counts = [connections_named(postgres_server_url, name)]
             await _busy(database, 12)  # four times the pool: requests queue, none is opened
-            counts.append(_connections(postgres_server_url, name))
+            counts.append(connections_named(postgres_server_url, name))
             return counts
         finally:
             await database.close()
 
     assert asyncio.run(main()) == [3, 3]
-    assert _connections(postgres_server_url, name) == 0  # closing the pool closes them all
+    assert connections_named_after_close(postgres_server_url, name) == 0  # closing the pool closes them all
 
 
 def test_a_growing_pool_starts_at_its_minimum_and_stops_at_its_maximum(
@@ -59,12 +46,12 @@ def test_a_growing_pool_starts_at_its_minimum_and_stops_at_its_maximum(
     name = f"idgw_pool_{uuid.uuid4().hex[:12]}"
 
     async def main() -> tuple[int, int]:
-        database = await PostgresDatabase.open(_named(postgres_url, name), min_size=1, max_size=4)
+        database = await PostgresDatabase.open(with_application_name(postgres_url, name), min_size=1, max_size=4)
         try:
-            before = _connections(postgres_server_url, name)
+            before = connections_named(postgres_server_url, name)
             for _ in range(5):  # the pool grows one connection per wait it sees
                 await _busy(database, 16)
-            return before, _connections(postgres_server_url, name)
+            return before, connections_named(postgres_server_url, name)
         finally:
             await database.close()
 
