@@ -201,8 +201,8 @@ class Settings(BaseSettings):
 
     # -- storage, tokens, auth ---------------------------------------------------------
     database_url: str = "sqlite:///./idgw.db"
-    #: The PostgreSQL pool of each worker: at least `pool_min` connections, at most
-    #: `pool_max`; equal values make a fixed pool (docs/operations.md).
+    #: The PostgreSQL pool of each worker: at least `database_pool_min` connections, at
+    #: most `database_pool_max`; equal values make a fixed pool (docs/operations.md).
     database_pool_min: int = Field(default=1, ge=1, le=200)
     database_pool_max: int = Field(default=10, ge=1, le=200)
     regulated_mode: bool = False

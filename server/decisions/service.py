@@ -122,6 +122,8 @@ def _nested_problem(name: str, expected: Type, facts: Mapping[str, Any]) -> str 
 
 #: The reasons of the engine's fail-closed decisions on declared facts.
 _EVIDENCE_FAILURES = frozenset({"missing_evidence", "invalid_evidence"})
+
+
 def may_hide_mistyped_facts(purpose: Purpose, decision: Decision) -> bool:
     """Could the facts `decision` was made on hold a declared fact of another type? Only
     when the engine failed closed on evidence, or when the purpose declares a fact whose
