@@ -6,10 +6,11 @@ base64 encoding per 256 ids of 16 bytes, then each id is a slice of that text (a
 call, and even an encoding call, cost far more than slicing a string). Each thread has
 its own pools, and a forked child drops the parent's, so no two ids share bytes.
 
-Decision and event ids start with the current second (`time_ordered`): rows keyed by
-them are appended near the end of their indexes instead of at random places, which
-keeps a growing audit table's inserts cheap (SQLite's page cache, PostgreSQL's B-trees).
-`PerSecond` renders that prefix, and the decision JSON's `evaluated_at`, once a second.
+Decision and event ids start with the current time (`time_ordered`: the second and its
+65,536ths): rows keyed by them are appended at the end of their indexes instead of at
+random places, which keeps a growing audit table's inserts cheap (SQLite's pages and
+WAL, PostgreSQL's B-trees). `PerSecond` renders the decision JSON's `evaluated_at`
+once a second.
 """
 
 from __future__ import annotations
@@ -86,9 +87,18 @@ class PerSecond:
         return last[1]
 
 
-#: The current UNIX second as 8 hex digits (sortable as text until 2106): the prefix of
-#: ids that sort by creation time.
-time_ordered = PerSecond(lambda second: format(second, "08x"))
+def time_ordered() -> str:
+    """The current time as 12 hex digits, sortable as text until 2106: the UNIX second
+    (8 digits) and its 65,536ths (4 digits, about 15 µs): the prefix of ids that sort by
+    creation time.
+
+    The fraction matters to the tables keyed by these ids: a second's rows must not land
+    at random places in a second's worth of index. At 12,000 decisions a second, a
+    batch of 500 with second-only prefixes touched most of the ~130 index pages of its
+    second, in each of three indexes, and SQLite wrote every touched page to its WAL
+    and again at the checkpoint: half of what the audit writer wrote. With the fraction,
+    a batch's ids follow each other and fill a few pages at the end."""
+    return format(int(time.time() * 65536), "012x")
 
 
 __all__ = ["PerSecond", "random_hex", "random_urlsafe", "time_ordered"]

@@ -78,6 +78,19 @@ def test_a_rejected_event_keeps_its_id_and_a_pseudonymised_payload() -> None:
     assert decode_line(rejected_line(record)) == record
 
 
+def test_a_seconds_lines_decode_to_events_sharing_one_timestamp() -> None:
+    """The writer formats a time once for the events sharing it (its SQLite codec keeps
+    the last one by identity): a second's lines must not each bring a timestamp of their
+    own. A line without a time zone is unreadable, not an event stored in local time."""
+    first, second = (decode_line(event_line(decision(n, timestamp="2026-12-06T21:00:00Z"), REFS, f"evt_{n}"))
+                     for n in (1, 2))
+    assert isinstance(first, AuditEvent) and isinstance(second, AuditEvent)
+    assert first.timestamp is second.timestamp and first.timestamp.tzinfo is UTC
+    naive = json.loads(event_line(decision(3), REFS, "evt_3"))
+    naive["timestamp"] = "2026-01-01T10:00:00"
+    assert isinstance(decode_line(json.dumps(naive).encode() + b"\n"), BrokenLine)
+
+
 def test_an_unreadable_line_is_kept_whole_for_its_dead_letter() -> None:
     broken = decode_line(b'{"id": "evt_x", "timesta\n')
     assert isinstance(broken, BrokenLine) and "unreadable line" in broken.error

@@ -25,19 +25,33 @@ def test_ids_keep_their_formats_and_never_repeat() -> None:
     event_ids = [new_event_id() for _ in range(5000)]
     assert len(request_ids) == 5000 and len(set(decision_ids)) == 5000 and len(set(event_ids)) == 5000
     assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in request_ids)
-    assert all(re.fullmatch(r"dec_[0-9a-f]{8}[A-Za-z0-9_-]{22}", did) for did in decision_ids)
-    assert all(re.fullmatch(r"evt_[0-9a-f]{32}", eid) for eid in event_ids)
+    assert all(re.fullmatch(r"dec_[0-9a-f]{12}[A-Za-z0-9_-]{22}", did) for did in decision_ids)
+    assert all(re.fullmatch(r"evt_[0-9a-f]{36}", eid) for eid in event_ids)
     assert [len(random_urlsafe(n)) for n in (1, 2, 3, 16, 32)] == [2, 3, 4, 22, 43]  # as token_urlsafe
     assert len(random_hex(4096)) == 8192 and len(random_urlsafe(3072)) == 4096
 
 
-def test_decision_and_event_ids_sort_by_the_second_they_were_made() -> None:
-    before = int(time.time())
+def test_decision_and_event_ids_start_with_the_time_they_were_made() -> None:
+    before = time.time()
     decision_id, event_id = new_decision_id(), new_event_id()
-    after = int(time.time())
-    for made in (int(decision_id[4:12], 16), int(event_id[4:12], 16)):
-        assert before <= made <= after
-    assert format(before - 1, "08x") < time_ordered() <= format(after + 1, "08x")
+    after = time.time()
+    for made in (int(decision_id[4:16], 16), int(event_id[4:16], 16)):
+        assert int(before * 65536) <= made <= int(after * 65536)
+        assert int(before) <= made >> 16 <= int(after)  # the first 8 digits: the second
+
+
+def test_ids_made_one_after_another_sort_in_that_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within a second too: a batch's ids are appended at the end of their indexes."""
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    made = []
+    for step in range(200):
+        clock[0] = 1_800_000_000.0 + step * 0.0001  # 200 ids within 20 ms of one second
+        made.append((new_decision_id(), new_event_id()))
+    decision_ids, event_ids = zip(*made, strict=True)
+    assert list(decision_ids) == sorted(decision_ids) and list(event_ids) == sorted(event_ids)
+    assert {d[4:12] for d in decision_ids} == {format(1_800_000_000, "08x")}
+    assert time_ordered() == format(int(clock[0] * 65536), "012x")
 
 
 def test_per_second_text_is_rendered_again_when_the_second_changes(monkeypatch: pytest.MonkeyPatch) -> None:
