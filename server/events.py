@@ -15,13 +15,27 @@ from typing import Any, Protocol
 from engine import Purpose
 
 
+@dataclass(frozen=True, slots=True)
+class RecordShape:
+    """What every decision record of one purpose (of one policy revision) shares: its
+    sensitive context fields, and what it could have been given (`declared`, `fields`:
+    `engine.replay.given_to`). The audit writer process, which loads no policy, gets it
+    with each raw decision (`server.audit.encoding.raw_line`)."""
+
+    sensitive: tuple[str, ...]
+    declared: list[str]
+    fields: list[str] | None
+
+
 @dataclass(slots=True)
 class DecisionInput:
     """What a decision was made on, for its decision record (docs/impact.md). Raw here:
     the audit encoder (`server.audit.encoding.record_body`) pseudonymises the subject and
-    hashes the purpose's sensitive context values before anything leaves the process."""
+    hashes the purpose's sensitive context values before the record is queued, spilled
+    or stored."""
 
-    purpose: Purpose
+    #: The purpose decided; in the audit writer process, its record's shape.
+    purpose: Purpose | RecordShape
     #: The facts given to the engine, `context` included.
     facts: Mapping[str, object]
     conditions: Sequence[str] = ()
@@ -86,4 +100,4 @@ class EventPublisher(Protocol):
     def emit(self, event: AuditedEvent) -> None: ...
 
 
-__all__ = ["AuditedEvent", "DecisionInput", "DecisionMade", "EventPublisher", "SensitiveOperation"]
+__all__ = ["AuditedEvent", "DecisionInput", "DecisionMade", "EventPublisher", "RecordShape", "SensitiveOperation"]

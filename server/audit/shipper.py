@@ -1,18 +1,26 @@
 """The process backend (`IDGW_AUDIT_WRITER=process`): the audit writer in a process of
 its own, one per worker.
 
-    worker:  emit(event) --> pseudonymise + id --> one line --> pipe (one write per loop
-             turn) ............................. or the worker's spill file while the
-                                                 writer process is down or behind
-    writer:  pipe --> AuditPublisher's queue --> batches, chain, retries, dead letters,
-             spill (exactly as inline: server.audit.publisher)
+    worker:  emit(decision) --> raw line ------------> pipe (one write per loop turn)
+             emit(other event) --> pseudonymise + id --^   .... or, pseudonymised, the
+                                                 worker's spill file while the writer
+                                                 process is down or behind
+    writer:  pipe --> raw lines pseudonymised + id --> AuditPublisher's queue -->
+             batches, chain, retries, dead letters, spill (exactly as inline:
+             server.audit.publisher)
     writer --> status pipe (every 100 ms): its AuditStatus and batches --> the worker's
              status, metrics and /health/ready
 
 Why: the writer's work (decoding, hash-chaining, encoding batches, the database driver)
 is Python code; in the worker it holds the GIL that the requests need. In its own
-process it runs on another core; the worker's share of an audited decision is building
-one line (pseudonymisation included) and a buffered pipe write.
+process it runs on another core; the worker's share of an audited decision is encoding
+the decision as it was emitted (`raw_line`) and a buffered pipe write. The subject's
+HMAC, the sensitive context values' HMACs, the decision record's body and the event id
+are the writer's work: a raw line holds personal data in clear, so it goes nowhere but
+the pipe (a kernel buffer between the two processes), and the writer process, which
+gets the subject_ref key through a pipe of its own at start, pseudonymises each one
+before it is queued. Whatever either process writes to a spill file, the NATS stream or
+the database is pseudonymised, as with the inline writer.
 
 What survives what: the worker's lines are in the pipe or in its spill file as soon as
 the loop turn that emitted them ends. SIGTERM: the worker flushes and closes the pipe;
@@ -45,17 +53,21 @@ import structlog
 from server.audit.encoding import (
     Rejected,
     decode_line,
+    decode_raw,
     event_line,
+    is_raw,
     new_event_id,
+    raw_line,
     rejected_line,
     rejection,
+    withheld,
 )
 from server.audit.metrics import AuditMetrics
 from server.audit.publisher import AuditPublisher
 from server.audit.sink import AuditStatus, readiness_of, register_backend
 from server.audit.spill import SpillFiles
 from server.audit.subject_refs import SubjectRefs
-from server.events import AuditedEvent
+from server.events import AuditedEvent, DecisionMade
 from server.json_codec import dumps, loads
 from server.settings import AuditSettings, Settings
 from stores import AuditDeadLetterStore, AuditEvent, AuditEventStore
@@ -114,15 +126,14 @@ class ShippingPublisher:
     # -- the request path --------------------------------------------------------------
 
     def emit(self, event: AuditedEvent) -> None:
-        """Queue `event` for the writer process; never blocks, never raises for a bad event."""
+        """Queue `event` for the writer process; never blocks, never raises for a bad event.
+
+        A decision goes as it was emitted (`raw_line`): the writer process pseudonymises
+        it. Any other event, rare, goes in its stored form."""
         self.emitted += 1
-        event_id = new_event_id()
-        try:
-            line = event_line(event, self.subject_refs, event_id)
-        except (ValueError, TypeError) as exc:  # a malformed event is dead-lettered, not lost
-            line = rejected_line(rejection(event, self.subject_refs, event_id, exc))
+        line = raw_line(event) if isinstance(event, DecisionMade) else self._stored(event)
         if self._closed:  # after stop(): straight to a spill file, released at once
-            self.spill.append_released([line])
+            self.spill.append_released([self._spillable(line)])
             return
         self._pending.append(line)
         if not self._flush_scheduled and self._loop is not None:
@@ -131,6 +142,18 @@ class ShippingPublisher:
                 self._loop.call_soon(self._flush)
             else:
                 self._loop.call_soon_threadsafe(self._flush)
+
+    def _stored(self, event: AuditedEvent) -> bytes:
+        """The line of `event` in its stored form, pseudonymised, under a new event id."""
+        event_id = new_event_id()
+        try:
+            return event_line(event, self.subject_refs, event_id)
+        except (ValueError, TypeError) as exc:  # a malformed event is dead-lettered, not lost
+            return rejected_line(rejection(event, self.subject_refs, event_id, exc))
+
+    def _spillable(self, line: bytes) -> bytes:
+        """`line` as a spill file may hold it: a raw decision in its stored form."""
+        return self._stored(decode_raw(line)) if is_raw(line) else line
 
     def _flush(self) -> None:
         """Everything emitted during this loop turn, in one write (or to the spill file)."""
@@ -150,7 +173,7 @@ class ShippingPublisher:
             pipe.write(b"".join(pending))
             self._sent += len(pending)
             return
-        self.spill.append_lines(pending)
+        self.spill.append_lines([self._spillable(line) for line in pending])
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -176,19 +199,24 @@ class ShippingPublisher:
     async def _spawn(self) -> None:
         events_read, events_write = os.pipe()
         status_read, status_write = os.pipe()
+        key_read, key_write = os.pipe()
+        os.write(key_write, self.subject_refs.key.hex().encode("ascii"))  # 64 bytes: the pipe holds them
+        os.close(key_write)
         with contextlib.suppress(OSError):  # room for ~3,000 lines while the writer is busy
             fcntl.fcntl(events_write, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         options = {"audit": self.settings.model_dump(mode="json"), "database_url": self.database_url,
-                   "log_level": self.log_level, "log_json": self.log_json, "status_fd": status_write}
+                   "log_level": self.log_level, "log_json": self.log_json, "status_fd": status_write,
+                   "key_fd": key_read}
         try:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", "from server.audit.shipper import main; main()", dumps(options).decode(),
-                stdin=events_read, pass_fds=(status_write,), env=env,
+                stdin=events_read, pass_fds=(status_write, key_read), env=env,
             )
         finally:
             os.close(events_read)
             os.close(status_write)
+            os.close(key_read)
         loop = asyncio.get_running_loop()
         self._pipe, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, os.fdopen(events_write, "wb", buffering=0))
         if self._child is not None:  # the previous writer's counts stay counted
@@ -348,8 +376,17 @@ class _Writer:
         self.received += 1
         publisher = self.publisher
         if not line.endswith(b"\n"):  # the worker died in the middle of a write
-            publisher.reject(Rejected("unknown", {"line": line.decode("utf-8", "replace")},
-                                      "torn line at the end of the pipe"))
+            error = "torn line at the end of the pipe"
+            publisher.reject(withheld(line, error) if is_raw(line)
+                             else Rejected("unknown", {"line": line.decode("utf-8", "replace")}, error))
+            return
+        if is_raw(line):  # a decision as emitted: pseudonymised here, before it is queued
+            try:
+                event = decode_raw(line)
+            except (ValueError, TypeError, KeyError) as exc:
+                publisher.reject(withheld(line, f"unreadable raw line: {type(exc).__name__}: {exc}"))
+                return
+            publisher.emit(event)
             return
         record = decode_line(line)
         if isinstance(record, AuditEvent):
@@ -380,9 +417,11 @@ class _Writer:
 async def _run(options: dict[str, Any]) -> None:
     from stores import open_stores
 
-    # The worker's audit section, as its settings validated it. No subject_ref key here:
-    # the worker pseudonymises before anything leaves it.
-    publisher = AuditPublisher(AuditSettings.model_validate(options["audit"]), SubjectRefs(os.urandom(32)))
+    # The worker's audit section, as its settings validated it, and its subject_ref key,
+    # read from a pipe (never a command line or the environment): decisions arrive raw.
+    with os.fdopen(options["key_fd"], "rb") as key_pipe:
+        refs = SubjectRefs(bytes.fromhex(key_pipe.read().decode("ascii")))
+    publisher = AuditPublisher(AuditSettings.model_validate(options["audit"]), refs)
     # SQLite statements on this loop's thread: it serves no requests, and the hand-off to
     # a database thread and back cost more CPU than the inserts themselves.
     stores = await open_stores(options["database_url"], sqlite_blocking=True)

@@ -1,9 +1,10 @@
 """Pseudonymous subject references: `subject_ref = HMAC-SHA256(key, user id)`.
 
 The audit tables never hold a user id, an email or a national id: the audit sink turns
-each event's `subject` into its `subject_ref` before the event leaves the process (queue,
-spill file, NATS stream, database), and the export side looks events up by computing
-the same reference. The key is 32 random bytes kept in a file (`IDGW_KEY_DIR/
+each event's `subject` into its `subject_ref` before the event is queued, spilled or sent
+(queue, spill file, NATS stream, database; with the writer process, the writer does it
+for decisions, which reach it raw through a pipe), and the export side looks events up
+by computing the same reference. The key is 32 random bytes kept in a file (`IDGW_KEY_DIR/
 audit_subject_ref.key`, mode 0600), created on first use. Every instance that writes
 or exports audit events must use the same file; without it, no reference can be tied
 back to a user any more (which is what erasure relies on for events: docs/audit.md).
@@ -34,6 +35,7 @@ class SubjectRefs:
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("the subject_ref key needs at least 16 bytes")
+        self.key = key  # handed to the audit writer process through a pipe (server.audit.shipper)
         self._mac = hmac.new(key, digestmod=hashlib.sha256)
 
     def ref(self, user_id: str) -> str:

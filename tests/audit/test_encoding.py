@@ -8,24 +8,30 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import engine
 from server.audit import AuditPublisher, SubjectRefs, to_audit_event
 from server.audit.encoding import (
     BrokenLine,
     Rejected,
     decode_line,
+    decode_raw,
     encode_event,
     event_line,
+    is_raw,
+    raw_line,
     rejected_line,
     rejection,
 )
-from server.events import AuditedEvent, DecisionMade, SensitiveOperation
+from server.events import AuditedEvent, DecisionInput, DecisionMade, SensitiveOperation
 from stores import AuditEvent, Stores
 from tests.audit.conftest import decision
+from tests.server.conftest import SHIPPED_POLICIES
 
 REFS = SubjectRefs(b"k" * 32)
 # st.text leaves lone surrogates out, even from its alphabet; only a high one here: a
@@ -54,6 +60,43 @@ def test_an_emitted_events_line_decodes_to_its_stored_form(event: AuditedEvent) 
     stored = to_audit_event(event, REFS, "evt_1")
     assert decode_line(event_line(event, REFS, "evt_1")) == stored
     assert decode_line(encode_event(stored)) == stored
+
+
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), TEXT),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(TEXT, inner, max_size=3)),
+    max_leaves=8,
+)
+AGE = engine.load(SHIPPED_POLICIES).purpose("age_verification")  # national_id is sensitive
+
+
+@settings(max_examples=200, deadline=None)
+@given(subject=st.one_of(st.none(), TEXT), facts=st.dictionaries(TEXT, JSON, max_size=4),
+       context=st.dictionaries(st.sampled_from(["national_id", "channel"]) | TEXT, JSON, max_size=3),
+       sub=st.one_of(st.none(), JSON), moment=MOMENT, refused=st.booleans())
+def test_a_decisions_raw_line_decodes_to_what_the_worker_would_have_pseudonymised(
+    subject: str | None, facts: dict[str, Any], context: dict[str, Any], sub: Any, moment: datetime, refused: bool
+) -> None:
+    """The process backend's pipe carries decisions raw; the writer process's event and
+    record of one are exactly those `to_audit_event` makes of it in the worker, whatever
+    the facts, the context (the sensitive national_id among them) and the subject hold."""
+    facts = {**facts, "context": context}
+    if sub is not None:
+        facts["subject"] = {"sub": sub}
+    event = DecisionMade("dec_1", "age_verification", "pass", "ok", "sha256:abc", moment.isoformat(), None, subject,
+                         record=DecisionInput(AGE, facts, ("a",), refused=refused, shadow=None))
+    line = raw_line(event)
+    assert is_raw(line) and line.endswith(b"\n") and line.count(b"\n") == 1
+    stored, expected = to_audit_event(decode_raw(line), REFS, "evt_1"), to_audit_event(event, REFS, "evt_1")
+    assert stored == expected and stored.record == expected.record
+
+
+def test_a_raw_line_outside_the_pipe_is_dead_lettered_without_its_text() -> None:
+    event = DecisionMade("dec_1", "age_verification", "pass", "ok", "sha256:abc", "2026-12-06T21:00:00Z", None,
+                         "user-secret", record=DecisionInput(AGE, {"context": {"national_id": "SECRET4242"}}))
+    broken = decode_line(raw_line(event))
+    assert isinstance(broken, BrokenLine) and "withheld" in broken.text
+    assert "SECRET4242" not in broken.text + broken.error and "user-secret" not in broken.text + broken.error
 
 
 def test_a_line_holds_the_subject_ref_never_the_subject() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import engine
 from server.audit import (
     ShippingPublisher,
     SubjectRefs,
@@ -22,13 +23,16 @@ from server.audit import (
     to_audit_event,
     verify_trail,
 )
-from server.audit.encoding import decode_line
+from server.audit.encoding import decode_line, decode_raw, is_raw
 from server.audit.metrics import AUDIT_EVENTS_WRITTEN, AuditMetrics
-from server.events import SensitiveOperation
+from server.audit.publisher import AuditPublisher
+from server.audit.shipper import _Writer
+from server.events import DecisionInput, DecisionMade, SensitiveOperation
+from server.json_codec import dumps
 from server.settings import AuditSettings, ConfigError, load_settings
-from stores import Stores, open_stores
+from stores import AuditEvent, Stores, open_stores
 from tests.audit.conftest import decision, eventually
-from tests.server.conftest import ADULT_WITHOUT_CREDENTIAL, ServerProcess
+from tests.server.conftest import ADULT_WITHOUT_CREDENTIAL, SHIPPED_POLICIES, ServerProcess
 
 MakeShipper = Callable[..., ShippingPublisher]
 
@@ -83,7 +87,7 @@ async def test_events_reach_the_database_through_the_writer_process(
     stored = await stores.audit_events.query(limit=1000)
     assert [e.decision_id for e in stored[:500]] == [f"dec_{n}" for n in range(500)]
     assert stored[3].subject_ref == refs.ref("user-3") and stored[500].action == "consent_granted"
-    assert all("user-" not in json.dumps(e.subject_ref) for e in stored)  # pseudonymised in the worker
+    assert all("user-" not in json.dumps(e.subject_ref) for e in stored)  # pseudonymised before it is stored
     assert (await verify_trail(stores.audit_events)).intact
     await eventually(lambda: written() - before == 501, 5)  # the child's counts reach this process's /metrics
     ok, detail = await shipper.readiness()
@@ -112,13 +116,71 @@ async def test_malformed_events_are_dead_lettered_by_the_writer_process(
     assert not any("user-1" in json.dumps(letter.payload) for letter in letters)
 
 
-def test_a_decision_line_decodes_to_the_event_the_inline_publisher_stores(refs: SubjectRefs, tmp_path: Path) -> None:
+AGE = engine.load(SHIPPED_POLICIES).purpose("age_verification")  # its context's national_id is sensitive
+SECRET_FACTS = {"is_over_18": True, "context": {"national_id": "SECRET4242"},
+                "subject": {"sub": "user-secret", "age": 30}}
+
+
+def recorded(n: int, subject: str = "user-secret") -> DecisionMade:
+    return decision(n, subject=subject, record=DecisionInput(AGE, SECRET_FACTS, ("obtain_age_credential",)))
+
+
+def test_a_decisions_raw_line_is_stored_as_the_inline_publisher_stores_it(refs: SubjectRefs, tmp_path: Path) -> None:
+    """The worker sends a decision as emitted; what the writer process makes of the line
+    (`decode_raw`, then `to_audit_event`, as its publisher's `emit` does) is exactly the
+    event and record the inline publisher stores."""
     shipper = ShippingPublisher(AuditSettings(spill_dir=tmp_path), refs, "sqlite:///unused.db")
-    event = decision(7, subject="user-ü", reason='quote " and \\ back')
+    for event in (recorded(7, subject="user-ü"), decision(8, reason='quote " and \\ back')):
+        shipper.emit(event)
+        line = shipper._pending.pop()
+        assert is_raw(line)
+        stored, expected = to_audit_event(decode_raw(line), refs, "evt_1"), to_audit_event(event, refs, "evt_1")
+        assert stored == expected and stored.record == expected.record
+    assert stored.record is None and expected.record is None  # the second: recording off
+
+
+def test_what_the_worker_spills_is_pseudonymised(refs: SubjectRefs, tmp_path: Path) -> None:
+    """With no writer process to take the pipe (not started, down, or behind), the
+    worker spills decisions in their stored form: a raw line never reaches a file."""
+    shipper = ShippingPublisher(AuditSettings(spill_dir=tmp_path / "spill"), refs, "sqlite:///unused.db")
+    for n in range(3):
+        shipper.emit(recorded(n))
+    shipper._flush()  # no pipe: to the spill file
+    shipper.spill.close()
+    text = b"".join(path.read_bytes() for path in (tmp_path / "spill").glob("*.jsonl"))
+    assert b"SECRET4242" not in text and b"user-secret" not in text and b'{"raw"' not in text
+    events = [decode_line(line) for line in text.splitlines(keepends=True)]
+    assert [e.decision_id for e in events if isinstance(e, AuditEvent)] == ["dec_0", "dec_1", "dec_2"]
+    record = json.loads(events[0].record or "")  # type: ignore[union-attr]
+    assert record["context"]["national_id"] == refs.value_ref("SECRET4242")
+    assert record["facts"]["subject"]["sub"] == refs.ref("user-secret") == events[0].subject_ref  # type: ignore[union-attr]
+
+
+def test_the_writer_process_pseudonymises_raw_lines_and_withholds_unreadable_ones(
+    refs: SubjectRefs, tmp_path: Path
+) -> None:
+    publisher = AuditPublisher(AuditSettings(spill_dir=tmp_path / "spill"), refs)
+    status_read, status_write = os.pipe()
+    writer = _Writer(publisher, status_write)
+    shipper = ShippingPublisher(AuditSettings(spill_dir=tmp_path / "worker"), refs, "sqlite:///unused.db")
+    event = recorded(1)
     shipper.emit(event)
-    (line,) = shipper._pending
-    decoded = decode_line(line)
-    assert decoded == to_audit_event(event, refs, json.loads(line)["id"])
+    line = shipper._pending.pop()
+    writer.take(line)
+    writer.take(line[:-40])  # torn: the worker died in the middle of its write
+    writer.take(line.replace(b'"dec_1"', b'{"dec_1"}', 1))  # not a raw line's fields
+    (queued,) = [event for _, event in publisher.outbox._items]
+    expected = to_audit_event(event, refs, queued.id)
+    assert queued == expected and queued.record == expected.record and queued.id.startswith("evt_")
+    assert queued.record is not None and "SECRET4242" not in queued.record
+    letters = list(publisher._rejected)
+    assert [letter.error.split(":")[0] for letter in letters] == ["torn line at the end of the pipe",
+                                                                  "unreadable raw line"]
+    assert not any(b"SECRET4242" in dumps(letter.payload) or b"user-secret" in dumps(letter.payload)
+                   for letter in letters)
+    assert letters[0].payload["line"].startswith(f"a raw decision line of {len(line) - 40} bytes, withheld")
+    os.close(status_read)
+    writer.status.close()
 
 
 async def test_a_killed_writer_process_is_restarted_and_nothing_emitted_meanwhile_is_lost(
