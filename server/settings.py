@@ -61,6 +61,9 @@ class AuditSettings(_Section):
     writer: Literal["auto", "inline", "process"] = "auto"
     #: Niceness of the writer process: under CPU contention the requests come first.
     writer_nice: int = Field(default=10, ge=0, le=19)
+    #: The writer process under Linux's SCHED_IDLE: a request's wake-up preempts it at
+    #: once, which niceness alone does not get from Linux's scheduler (EEVDF).
+    writer_idle: bool = True
     nats_stream: str = Field(default="IDGW_AUDIT", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     batch_size: int = Field(default=500, ge=1, le=10_000)
     flush_ms: int = Field(default=1000, ge=1, le=600_000)

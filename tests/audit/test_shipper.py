@@ -52,9 +52,9 @@ async def stores(database_url: str) -> AsyncIterator[Stores]:
 async def make_shipper(tmp_path: Path, refs: SubjectRefs, database_url: str) -> AsyncIterator[MakeShipper]:
     made: list[ShippingPublisher] = []
 
-    def make(url: str | None = None, nice: int = 0, **overrides: Any) -> ShippingPublisher:
+    def make(url: str | None = None, nice: int = 0, idle: bool = False, **overrides: Any) -> ShippingPublisher:
         values: dict[str, Any] = {"spill_dir": tmp_path / "spill", "flush_ms": 50, "drain_timeout_ms": 10_000,
-                                  "writer_nice": nice}
+                                  "writer_nice": nice, "writer_idle": idle}
         values.update(overrides)
         shipper = ShippingPublisher(AuditSettings(**values), refs, url or database_url, "WARNING", True,
                                     AuditMetrics())
@@ -73,11 +73,12 @@ def written() -> float:
 async def test_events_reach_the_database_through_the_writer_process(
     make_shipper: MakeShipper, stores: Stores, refs: SubjectRefs
 ) -> None:
-    shipper = make_shipper(nice=3)
+    shipper = make_shipper(nice=3, idle=True)
     before = written()
     await shipper.start()
     assert shipper._process is not None  # background work: requests come first
     assert os.getpriority(os.PRIO_PROCESS, shipper._process.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)
+    assert os.sched_getscheduler(shipper._process.pid) == os.SCHED_IDLE
     for n in range(500):
         shipper.emit(decision(n, subject=f"user-{n % 7}"))
     shipper.emit(SensitiveOperation(action="consent_granted", timestamp="2026-01-01T10:00:00Z",
@@ -193,6 +194,7 @@ async def test_a_killed_writer_process_is_restarted_and_nothing_emitted_meanwhil
     assert await shipper.wait_delivered(30)
     first = shipper._process
     assert first is not None
+    assert os.sched_getscheduler(first.pid) == os.SCHED_OTHER  # IDGW_AUDIT_WRITER_IDLE=false
     first.kill()
     await first.wait()
 
@@ -306,7 +308,9 @@ def test_the_writer_settings_reach_the_publisher_or_fail_naming_the_variable(
     monkeypatch.setenv("IDGW_AUDIT_WRITER_NICE", "7")
     shipper = audit_sink(load_settings(), served=True)
     assert isinstance(shipper, ShippingPublisher)
-    assert (shipper.settings.max_batch, shipper.settings.writer_nice) == (50, 7)
+    assert (shipper.settings.max_batch, shipper.settings.writer_nice, shipper.settings.writer_idle) == (50, 7, True)
+    monkeypatch.setenv("IDGW_AUDIT_WRITER_IDLE", "false")
+    assert load_settings().audit.writer_idle is False
     monkeypatch.setenv("IDGW_AUDIT_WRITER_NICE", "20")
     with pytest.raises(ConfigError, match="IDGW_AUDIT_WRITER_NICE"):
         load_settings()
