@@ -152,8 +152,14 @@ class ShippingPublisher:
             return rejected_line(rejection(event, self.subject_refs, event_id, exc))
 
     def _spillable(self, line: bytes) -> bytes:
-        """`line` as a spill file may hold it: a raw decision in its stored form."""
-        return self._stored(decode_raw(line)) if is_raw(line) else line
+        """`line` as a spill file may hold it: a raw decision in its stored form (one
+        that cannot be read back, a dead letter without its text)."""
+        if not is_raw(line):
+            return line
+        try:
+            return self._stored(decode_raw(line))
+        except (ValueError, TypeError, KeyError) as exc:
+            return rejected_line(withheld(line, f"unreadable raw line: {type(exc).__name__}: {exc}"))
 
     def _flush(self) -> None:
         """Everything emitted during this loop turn, in one write (or to the spill file)."""

@@ -23,7 +23,7 @@ from server.audit import (
     to_audit_event,
     verify_trail,
 )
-from server.audit.encoding import decode_line, decode_raw, is_raw
+from server.audit.encoding import Rejected, decode_line, decode_raw, is_raw
 from server.audit.metrics import AUDIT_EVENTS_WRITTEN, AuditMetrics
 from server.audit.publisher import AuditPublisher
 from server.audit.shipper import _Writer
@@ -146,12 +146,14 @@ def test_what_the_worker_spills_is_pseudonymised(refs: SubjectRefs, tmp_path: Pa
     shipper = ShippingPublisher(AuditSettings(spill_dir=tmp_path / "spill"), refs, "sqlite:///unused.db")
     for n in range(3):
         shipper.emit(recorded(n))
+    shipper._pending.append(b'{"raw": ["dec_x", "SECRET4242"]}\n')  # not a raw line's fields
     shipper._flush()  # no pipe: to the spill file
     shipper.spill.close()
     text = b"".join(path.read_bytes() for path in (tmp_path / "spill").glob("*.jsonl"))
     assert b"SECRET4242" not in text and b"user-secret" not in text and b'{"raw"' not in text
     events = [decode_line(line) for line in text.splitlines(keepends=True)]
     assert [e.decision_id for e in events if isinstance(e, AuditEvent)] == ["dec_0", "dec_1", "dec_2"]
+    assert isinstance(events[3], Rejected) and "withheld" in events[3].payload["line"]
     record = json.loads(events[0].record or "")  # type: ignore[union-attr]
     assert record["context"]["national_id"] == refs.value_ref("SECRET4242")
     assert record["facts"]["subject"]["sub"] == refs.ref("user-secret") == events[0].subject_ref  # type: ignore[union-attr]
