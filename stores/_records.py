@@ -8,6 +8,7 @@ Stores never read the clock: callers pass ``now``, which keeps expiry testable.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -272,7 +273,12 @@ def audit_event_to_json(event: AuditEvent) -> dict[str, Any]:
 
 
 def audit_event_from_json(payload: dict[str, Any]) -> AuditEvent:
-    """Rebuild an event from :func:`audit_event_to_json` output (unknown keys are refused)."""
+    """Rebuild an event from :func:`audit_event_to_json` output (unknown keys are refused).
+    Events of one timestamp text share one datetime (the audit writer decodes a
+    second's events in a row, and its SQLite codec formats a time once for those)."""
     values = dict(payload)
-    values["timestamp"] = datetime.fromisoformat(values["timestamp"])
+    values["timestamp"] = _read_timestamp(values["timestamp"])
     return AuditEvent(**values)
+
+
+_read_timestamp = functools.lru_cache(maxsize=8)(datetime.fromisoformat)

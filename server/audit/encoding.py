@@ -42,7 +42,7 @@ from server.audit.subject_refs import SubjectRefs
 from server.events import AuditedEvent, DecisionInput, DecisionMade, RecordShape
 from server.ids import random_hex, time_ordered
 from server.json_codec import dumps, dumps_ascii, loads
-from stores import AuditEvent, audit_event_to_json
+from stores import AuditEvent, audit_event_from_json, audit_event_to_json
 
 #: Lines decoded between two yields to the event loop (about 0.15 ms of work).
 DECODE_SLICE = 20
@@ -203,16 +203,22 @@ def is_raw(line: bytes) -> bool:
     return line.startswith(_RAW)
 
 
-def decode_raw(line: bytes) -> DecisionMade:
-    """The event of a `raw_line` (`ValueError`, `TypeError` or `KeyError` for a line
-    that is not one): what `to_audit_event` then pseudonymises, as in the worker."""
-    decision_id, purpose, decision, reason, revision, timestamp, request_id, subject, raw_record = loads(line)["raw"]
-    record = None
-    if raw_record is not None:
-        facts, conditions, refused, shadow, sensitive, declared, fields = raw_record
-        if not isinstance(facts, dict):
-            raise TypeError("a raw record's facts are not an object")
-        record = DecisionInput(RecordShape(tuple(sensitive), declared, fields), facts, conditions, refused, shadow)
+def decode_raw(line: bytes) -> DecisionMade | Rejected:
+    """The event of a `raw_line`, what `to_audit_event` then pseudonymises as in the
+    worker; for a line that is not one (torn, garbled), its dead letter, `withheld`."""
+    if not line.endswith(b"\n"):
+        return withheld(line, "torn line at the end of the pipe")
+    try:
+        decision_id, purpose, decision, reason, revision, timestamp, request_id, subject, raw_record = (
+            loads(line)["raw"])
+        record = None
+        if raw_record is not None:
+            facts, conditions, refused, shadow, sensitive, declared, fields = raw_record
+            if not isinstance(facts, dict):
+                raise TypeError("a raw record's facts are not an object")
+            record = DecisionInput(RecordShape(tuple(sensitive), declared, fields), facts, conditions, refused, shadow)
+    except (ValueError, TypeError, KeyError) as exc:
+        return withheld(line, f"unreadable raw line: {type(exc).__name__}: {exc}")
     return DecisionMade(decision_id, purpose, decision, reason, revision, timestamp, request_id, subject,
                         record=record)
 
@@ -253,17 +259,14 @@ def rejected_line(record: Rejected) -> bytes:
 
 
 def decode_line(line: bytes) -> AuditEvent | Rejected | BrokenLine:
-    if line.startswith(_RAW):  # only the writer process's pipe carries these
+    if is_raw(line):  # only the writer process's pipe carries these
         return BrokenLine(_withheld_text(line), "a raw decision line outside the writer process's pipe")
     try:
         payload: Any = loads(line)
         if line.startswith(_REJECTED):
             event_id, letter, error = payload["rejected"]
             return Rejected(str(event_id), dict(letter), str(error))
-        # a second's events share one timestamp object, as those `to_audit_event` builds
-        # (the writer's SQLite codec formats a time once for the events sharing it)
-        payload["timestamp"] = _parse_timestamp(payload["timestamp"])
-        return AuditEvent(**payload)
+        return audit_event_from_json(payload)
     except (ValueError, TypeError, KeyError) as exc:
         text = line.decode("utf-8", "replace").rstrip("\n")
         return BrokenLine(text, f"unreadable line: {type(exc).__name__}: {exc}")

@@ -60,7 +60,6 @@ from server.audit.encoding import (
     raw_line,
     rejected_line,
     rejection,
-    withheld,
 )
 from server.audit.metrics import AuditMetrics
 from server.audit.publisher import AuditPublisher
@@ -156,10 +155,8 @@ class ShippingPublisher:
         that cannot be read back, a dead letter without its text)."""
         if not is_raw(line):
             return line
-        try:
-            return self._stored(decode_raw(line))
-        except (ValueError, TypeError, KeyError) as exc:
-            return rejected_line(withheld(line, f"unreadable raw line: {type(exc).__name__}: {exc}"))
+        event = decode_raw(line)
+        return rejected_line(event) if isinstance(event, Rejected) else self._stored(event)
 
     def _flush(self) -> None:
         """Everything emitted during this loop turn, in one write (or to the spill file)."""
@@ -381,18 +378,16 @@ class _Writer:
     def take(self, line: bytes) -> None:
         self.received += 1
         publisher = self.publisher
-        if not line.endswith(b"\n"):  # the worker died in the middle of a write
-            error = "torn line at the end of the pipe"
-            publisher.reject(withheld(line, error) if is_raw(line)
-                             else Rejected("unknown", {"line": line.decode("utf-8", "replace")}, error))
-            return
         if is_raw(line):  # a decision as emitted: pseudonymised here, before it is queued
-            try:
-                event = decode_raw(line)
-            except (ValueError, TypeError, KeyError) as exc:
-                publisher.reject(withheld(line, f"unreadable raw line: {type(exc).__name__}: {exc}"))
-                return
-            publisher.emit(event)
+            event = decode_raw(line)
+            if isinstance(event, Rejected):
+                publisher.reject(event)
+            else:
+                publisher.emit(event)
+            return
+        if not line.endswith(b"\n"):  # the worker died in the middle of a write
+            publisher.reject(Rejected("unknown", {"line": line.decode("utf-8", "replace")},
+                                      "torn line at the end of the pipe"))
             return
         record = decode_line(line)
         if isinstance(record, AuditEvent):
