@@ -79,6 +79,9 @@ async def test_events_reach_the_database_through_the_writer_process(
     assert shipper._process is not None  # background work: requests come first
     assert os.getpriority(os.PRIO_PROCESS, shipper._process.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)
     assert os.sched_getscheduler(shipper._process.pid) == os.SCHED_IDLE
+    key = refs.key.hex().encode()  # the writer reads it from a pipe: not visible in /proc
+    for exposed in ("cmdline", "environ"):
+        assert key not in Path(f"/proc/{shipper._process.pid}/{exposed}").read_bytes()
     for n in range(500):
         shipper.emit(decision(n, subject=f"user-{n % 7}"))
     shipper.emit(SensitiveOperation(action="consent_granted", timestamp="2026-01-01T10:00:00Z",
